@@ -1,0 +1,74 @@
+"""Task runner for landscape.
+
+Every session runs in the interpreter that runs nox (the project's `.venv`, set up by the README command), so torch
+(about 6 GB) is installed once per machine, never once per session. The package itself is installed in editable
+mode the first time a session needs it and never again.
+
+    nox -s tests                         unit tests and smoke-profile notebooks
+    nox -s lint                          ruff
+    nox -s bench                         speed and accuracy against peer tools (peers installed only here)
+    nox -s reproduce [-- --profile P]    every notebook, figures/, then the paper
+    nox -s paper                         the HTML paper from already executed notebooks
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PYTHON = sys.executable
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "tests"]
+
+
+def ensure_project(session: nox.Session) -> None:
+    """Install `landscape` (editable, no dependencies) unless this interpreter already imports it from lib/."""
+    spec = importlib.util.find_spec("landscape")
+    if spec is not None and spec.origin and Path(spec.origin).resolve().is_relative_to(ROOT / "lib"):
+        return
+    session.run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(ROOT))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the unit tests (pytest arguments may follow `--`)."""
+    ensure_project(session)
+    session.run(PYTHON, "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and common bugs with ruff."""
+    session.run(PYTHON, "-m", "ruff", "check", "lib", "tests", "benchmarks", "noxfile.py", "notebooks")
+    session.run(PYTHON, "-m", "ruff", "format", "--check", "lib", "tests", "benchmarks", "noxfile.py")
+
+
+PEERS_DIR = ROOT / ".nox" / "bench-peers"
+PEERS = ["pyhessian==0.1", "hessian-eigenthings==1.0.0a5", "curvlinops-for-pytorch==3.0.1", "loss-landscapes==3.0.6"]
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against peer tools; results go to benchmarks/results/.
+
+    The peers are installed into a folder of this session only (`.nox/bench-peers`, no dependencies, so the
+    project's torch is reused) and put on the path of the benchmark processes alone.
+    """
+    ensure_project(session)
+    if not PEERS_DIR.exists():
+        session.run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PEERS_DIR), *PEERS)
+    env = {"PYTHONPATH": str(PEERS_DIR)}
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.log(f"benchmark: {script.name}")
+        session.run(PYTHON, str(script), *session.posargs, env=env)
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """Execute every notebook in a profile, regenerate the figures, then build the paper."""
+    ensure_project(session)
+    session.run(PYTHON, "-m", "landscape.pipeline", *session.posargs)
