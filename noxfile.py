@@ -48,7 +48,12 @@ def lint(session: nox.Session) -> None:
 
 
 PEERS_DIR = ROOT / ".nox" / "bench-peers"
-PEERS = ["pyhessian==0.1", "hessian-eigenthings==1.0.0a5", "curvlinops-for-pytorch==3.0.1", "loss-landscapes==3.0.6"]
+PEERS = [
+    "pyhessian==0.1",
+    "hessian-eigenthings==1.0.0a5",
+    "curvlinops-for-pytorch==3.0.1",
+    "loss-landscapes==3.0.6",
+]
 
 
 @nox.session
@@ -60,7 +65,9 @@ def bench(session: nox.Session) -> None:
     """
     ensure_project(session)
     if not PEERS_DIR.exists():
-        session.run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PEERS_DIR), *PEERS)
+        session.run(
+            PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PEERS_DIR), *PEERS
+        )
     env = {"PYTHONPATH": str(PEERS_DIR)}
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.log(f"benchmark: {script.name}")

@@ -46,7 +46,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -60,8 +62,11 @@ class SmallResNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
         self.blocks = nn.Sequential(
-            BasicBlock(32, 32, 1), BasicBlock(32, 64, 2), BasicBlock(64, 64, 1),
-            BasicBlock(64, 128, 2), BasicBlock(128, 128, 1),
+            BasicBlock(32, 32, 1),
+            BasicBlock(32, 64, 2),
+            BasicBlock(64, 64, 1),
+            BasicBlock(64, 128, 2),
+            BasicBlock(128, 128, 1),
         )
         self.fc = nn.Linear(128, num_classes)
 
@@ -84,5 +89,10 @@ def p2_resnet(dtype: torch.dtype = torch.float32, seed: int = 0, warm_bn: bool =
             for _ in range(3):
                 model(inputs)
     model.eval()
-    return Problem("P2 ResNet-style CNN + BatchNorm (eval), batch 128 of 3x32x32", model, F.cross_entropy,
-                   inputs, targets)
+    return Problem(
+        "P2 ResNet-style CNN + BatchNorm (eval), batch 128 of 3x32x32",
+        model,
+        F.cross_entropy,
+        inputs,
+        targets,
+    )

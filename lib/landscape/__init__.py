@@ -1,7 +1,6 @@
 """landscape: exact, fast probes of neural-network loss-surface geometry."""
 
-# Operators: the Hessian (and any symmetric matrix) as a linear map on the flattened parameters
-# Eigenvalues: Lanczos (and the power-iteration baseline)
+from .density import SpectralDensity, effective_rank, spectral_density
 from .eigen import EigenResult, eigenvalue_ratio, power_iteration, top_eigenvalues
 from .operators import (
     DenseOperator,
@@ -11,35 +10,33 @@ from .operators import (
     as_operator,
     dense_hessian,
 )
-
-# Spectral density and effective rank
-from .density import SpectralDensity, effective_rank, spectral_density
-
-# Scale-normalised sharpness
 from .sharpness import NormalizedSharpness, normalized_sharpness
-
-# Trace
 from .trace import TraceEstimate, hessian_trace
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DenseOperator",
-    "EigenResult",
-    "HessianOperator",
+__all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
+    # operators: the Hessian (or any symmetric matrix) as a linear map on the flattened parameters
     "LinearOperator",
-    "NormalizedSharpness",
+    "DenseOperator",
+    "HessianOperator",
     "ScaledOperator",
-    "SpectralDensity",
-    "TraceEstimate",
-    "__version__",
     "as_operator",
     "dense_hessian",
-    "effective_rank",
-    "eigenvalue_ratio",
-    "hessian_trace",
-    "normalized_sharpness",
-    "power_iteration",
-    "spectral_density",
+    # eigenvalues: Lanczos, and the power-iteration baseline
+    "EigenResult",
     "top_eigenvalues",
+    "eigenvalue_ratio",
+    "power_iteration",
+    # trace
+    "TraceEstimate",
+    "hessian_trace",
+    # spectral density and effective rank
+    "SpectralDensity",
+    "spectral_density",
+    "effective_rank",
+    # scale-normalised sharpness
+    "NormalizedSharpness",
+    "normalized_sharpness",
+    "__version__",
 ]

@@ -110,7 +110,9 @@ def _lanczos(op, start, max_cols, select, tol=0.0, generator=None):
         # Invariant subspace (or a rank-deficient block): continue with fresh random directions.
         lost = norms <= 1e-10 * max(1.0, float(T.abs().max()))
         if bool(lost.any()):
-            fresh = torch.randn(dim, int(lost.sum()), generator=generator or make_generator(0), dtype=torch.float64)
+            fresh = torch.randn(
+                dim, int(lost.sum()), generator=generator or make_generator(0), dtype=torch.float64
+            )
             w = w.clone()
             w[:, lost] = fresh.to(dtype=op.dtype, device=op.device)
             q, _ = _orthonormalise(w, Q)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 __all__ = [
     "DenseOperator",
@@ -181,8 +183,12 @@ def iterate_batches(data) -> Iterator[Batch]:
 
 
 def _check_batch(batch) -> Batch:
-    if not (isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch)):
-        raise TypeError(f"each batch must be an (inputs, targets) pair of tensors, got {type(batch).__name__}")
+    if not (
+        isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch)
+    ):
+        raise TypeError(
+            f"each batch must be an (inputs, targets) pair of tensors, got {type(batch).__name__}"
+        )
     inputs, targets = batch
     if inputs.shape[0] != targets.shape[0]:
         raise ValueError(
@@ -199,7 +205,12 @@ def materialize(data) -> list[Batch] | object:
 
 
 def batch_loss(
-    model: nn.Module, loss_fn: LossFn, inputs: Tensor, targets: Tensor, like: Tensor, check_finite: bool = True
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Tensor,
+    targets: Tensor,
+    like: Tensor,
+    check_finite: bool = True,
 ) -> Tensor:
     """Mean loss of one batch, with inputs moved to the device (and floating dtype) of `like`."""
     if inputs.is_floating_point():
@@ -209,7 +220,9 @@ def batch_loss(
     targets = targets.to(device=like.device)
     if targets.is_floating_point():
         targets = targets.to(dtype=like.dtype)
-    loss = loss_fn(model(inputs), targets)
+    # The math attention kernel is twice differentiable; the fused CPU/GPU kernels are not.
+    with sdpa_kernel(SDPBackend.MATH):
+        loss = loss_fn(model(inputs), targets)
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ValueError(f"loss_fn must return a scalar (mean over the batch), got shape {shape}")
@@ -283,6 +296,7 @@ class HessianOperator(LinearOperator):
         self.cache_graph = cache_graph
         self._graphs: list[tuple[int, tuple[Tensor, ...]]] | None = None
         self._batch_block = True
+        self._versions = [p._version for p in self.params]
         if cache_graph:
             self._graphs = list(self._gradient_graphs())
         else:
@@ -316,26 +330,32 @@ class HessianOperator(LinearOperator):
                     loss = batch_loss(self.model, self.loss_fn, inputs, targets, self.params[0])
                     grads = torch.autograd.grad(loss * n, self.params, create_graph=True, allow_unused=True)
                 grads = tuple(
-                    g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params, strict=True)
+                    g if g is not None else torch.zeros_like(p)
+                    for g, p in zip(grads, self.params, strict=True)
                 )
                 yield n, grads
         if count == 0:
             raise ValueError("data is empty: no samples to define the loss on")
 
     def _matmat(self, V: Tensor) -> Tensor:
+        if self._graphs is not None and [p._version for p in self.params] != self._versions:
+            raise RuntimeError(
+                "the model's parameters changed after this HessianOperator was built; build a new one "
+                "(or use cache_graph=False)"
+            )
         pieces = [c.reshape(V.shape[1], *p.shape) for c, p in zip(self._split(V.T), self.params, strict=True)]
         total = torch.zeros_like(V)
         count = 0
         graphs = self._graphs if self._graphs is not None else self._gradient_graphs()
         for n, grads in graphs:
-            total += self._backward(grads, pieces, retain=self._graphs is not None)
+            total += self._backward(grads, pieces)
             count += n
         return total / count
 
     def _split(self, rows: Tensor) -> list[Tensor]:
         return list(torch.split(rows, [p.numel() for p in self.params], dim=1))
 
-    def _backward(self, grads: tuple[Tensor, ...], pieces: list[Tensor], retain: bool) -> Tensor:
+    def _backward(self, grads: tuple[Tensor, ...], pieces: list[Tensor]) -> Tensor:
         """H_b V for one batch: a (batched) vector-Jacobian product of the gradient."""
         m = pieces[0].shape[0]
         needs_grad = [g.requires_grad for g in grads]
@@ -346,10 +366,18 @@ class HessianOperator(LinearOperator):
         try:
             if m > 1 and self._batch_block:
                 try:
-                    hv = torch.autograd.grad(
-                        outs, self.params, grad_outputs=vecs, retain_graph=True, is_grads_batched=True,
-                        allow_unused=True,
-                    )
+                    with (
+                        warnings.catch_warnings()
+                    ):  # ops without a batching rule fall back to a loop: still exact
+                        warnings.filterwarnings("ignore", message="There is a performance drop")
+                        hv = torch.autograd.grad(
+                            outs,
+                            self.params,
+                            grad_outputs=vecs,
+                            retain_graph=True,
+                            is_grads_batched=True,
+                            allow_unused=True,
+                        )
                 except RuntimeError as err:  # an op without a vmap rule: fall back to one pass per vector
                     if "version" in str(err):
                         raise
@@ -357,24 +385,22 @@ class HessianOperator(LinearOperator):
             if m == 1 or not self._batch_block:
                 columns = [
                     torch.autograd.grad(
-                        outs, self.params, grad_outputs=[v[j] for v in vecs], retain_graph=True,
+                        outs,
+                        self.params,
+                        grad_outputs=[v[j] for v in vecs],
+                        retain_graph=True,
                         allow_unused=True,
                     )
                     for j in range(m)
                 ]
-                hv = [
-                    None if col[0] is None else torch.stack(col)
-                    for col in zip(*columns, strict=True)
-                ]
+                hv = [None if col[0] is None else torch.stack(col) for col in zip(*columns, strict=True)]
         except RuntimeError as err:
             if "modified by an inplace operation" in str(err):
                 raise RuntimeError(
-                    "the model's parameters changed after this HessianOperator was built; build a new one "
-                    "(or use cache_graph=False)"
+                    "the model's parameters or buffers changed after this HessianOperator was built; build a "
+                    "new one (or use cache_graph=False)"
                 ) from err
             raise
-        if not retain:
-            del grads
         flat = [
             torch.zeros(m, p.numel(), dtype=self.dtype, device=self.device) if h is None else h.reshape(m, -1)
             for h, p in zip(hv, self.params, strict=True)
@@ -390,7 +416,7 @@ def dense_hessian(
 ) -> Tensor:
     """The exact D x D Hessian of the mean loss over `data` (same conventions as `HessianOperator`).
 
-    Computed with `torch.func.hessian` of a functional call, batch by batch, weighted by batch size. Memory is
+    Computed with `torch.func.jacrev(torch.func.jacrev(...))` of a functional call, batch by batch, weighted by batch size. Memory is
     D² entries: for small models and tests.
     """
     names, tensors = select_parameters(model, params)
@@ -414,7 +440,7 @@ def dense_hessian(
                 module = _FunctionalModel(model, {**fixed, **state, **buffers})
                 return batch_loss(module, loss_fn, inputs, targets, flat, check_finite=False)
 
-            total += n * torch.func.hessian(loss_of)(theta)
+            total += n * torch.func.jacrev(torch.func.jacrev(loss_of))(theta)
             count += n
     if count == 0:
         raise ValueError("data is empty: no samples to define the loss on")
@@ -433,7 +459,9 @@ class _FunctionalModel(nn.Module):
         return torch.func.functional_call(self._model, self._state, (x,))
 
 
-def random_unit_vectors(dim: int, count: int, like: Tensor | LinearOperator, generator: torch.Generator) -> Tensor:
+def random_unit_vectors(
+    dim: int, count: int, like: Tensor | LinearOperator, generator: torch.Generator
+) -> Tensor:
     """`count` independent Gaussian vectors of unit norm in R^dim (columns), drawn on the CPU for determinism."""
     dtype, device = like.dtype, like.device
     V = torch.randn(dim, count, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)

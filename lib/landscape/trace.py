@@ -94,8 +94,12 @@ def _xtrace(op, m, gen, dist):
     X = (Z.T @ omega).double()
     R = R.double()
     if float(torch.linalg.svdvals(R).min()) <= 1e-12 * float(torch.linalg.svdvals(R).max()):
-        raise ValueError("xtrace: the sketch A Ω is rank-deficient (operator of low rank); use hutch++ or exact")
-    S = torch.linalg.solve_triangular(R.T, torch.eye(s, dtype=torch.float64), upper=False)  # columns R^{-T} e_i
+        raise ValueError(
+            "xtrace: the sketch A Ω is rank-deficient (operator of low rank); use hutch++ or exact"
+        )
+    S = torch.linalg.solve_triangular(
+        R.T, torch.eye(s, dtype=torch.float64), upper=False
+    )  # columns R^{-T} e_i
     S = S / S.norm(dim=0, keepdim=True)
     c = (S * W).sum(0)  # s_iᵀ w_i
     HS, HW = H @ S, H @ W
