@@ -76,6 +76,21 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """Execute every notebook in a profile, regenerate the figures, then build the paper."""
+    """Execute every notebook in a profile, regenerate the figures, then build the paper.
+
+    Arguments after `--` go to `python -m landscape.pipeline`: `--profile smoke|paper|full` (default paper),
+    `--only NAME`, `--dry-run`, `--force`.
+    """
     ensure_project(session)
     session.run(PYTHON, "-m", "landscape.pipeline", *session.posargs)
+
+
+@nox.session
+def paper(session: nox.Session) -> None:
+    """Build the HTML paper (Sphinx -W, MyST-NB, no execution) from already executed notebooks.
+
+    Reads build/<profile>/notebooks/ (default profile paper; `-- --profile smoke` for the smoke build) and writes
+    build/<profile>/html/.
+    """
+    ensure_project(session)
+    session.run(PYTHON, "-m", "landscape.pipeline", "--paper-only", *session.posargs)

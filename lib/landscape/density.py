@@ -131,6 +131,12 @@ def effective_rank(
 
     For a `SpectralDensity`, each node θ with weight w stands for D·w eigenvalues equal to θ, so both formulas
     are evaluated on that discrete measure (an estimate; exact eigenvalues give exact values).
+
+    Example:
+        >>> round(effective_rank(torch.tensor([1.0, 1.0, 1.0, 0.0])), 12)
+        3.0
+        >>> effective_rank(torch.tensor([10.0, 5.0, 0.1]), method="threshold", threshold=0.1)
+        2.0
     """
     if method not in ("entropy", "threshold"):
         raise ValueError(f"unknown method={method!r}; expected 'entropy' or 'threshold'")

@@ -174,6 +174,14 @@ def top_eigenvalues(
 
     Returns:
         `EigenResult`; `converged=False` (with a warning) if the budget ran out first.
+
+    Example:
+        >>> A = torch.diag(torch.tensor([5.0, 3.0, 1.0, 0.5, 0.25], dtype=torch.float64))
+        >>> res = top_eigenvalues(A, 2, tol=1e-10)
+        >>> [round(v, 10) for v in res.values.tolist()]
+        [5.0, 3.0]
+        >>> bool(res.residuals.max() < 1e-8)
+        True
     """
     op = as_operator(op)
     _check_k(k, op.dim)

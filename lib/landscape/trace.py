@@ -144,6 +144,15 @@ def hessian_trace(
 
     Returns:
         `TraceEstimate(estimate, stderr, num_matvecs, method, seed)`.
+
+    Example:
+        A matrix of rank 3 is captured exactly by the low-rank part of Hutch++ and XTrace:
+
+        >>> U = torch.linalg.qr(torch.randn(50, 3, generator=torch.Generator().manual_seed(0),
+        ...                                 dtype=torch.float64))[0]
+        >>> A = U @ torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)) @ U.T
+        >>> round(hessian_trace(A, 12, method="hutch++").estimate, 10)
+        6.0
     """
     op = as_operator(op)
     if method not in _ESTIMATORS:

@@ -1,0 +1,353 @@
+"""The reproducible paper pipeline: Jupytext notebooks → papermill → figures → Sphinx/MyST-NB HTML.
+
+    python -m landscape.pipeline [--profile smoke|paper|full] [--only NAME] [--dry-run] [--force]
+    python -m landscape.pipeline --paper-only [--profile P]      (HTML from already executed notebooks)
+
+For every `notebooks/<name>.py` (Jupytext py:percent) the pipeline
+
+1. converts it to a notebook (``build/<profile>/notebooks/_source/<name>.ipynb``),
+2. executes it with papermill, injecting ``profile``, ``figures_dir`` and ``results_dir`` (paths relative to
+   the repository root, the kernel's working directory), into ``build/<profile>/notebooks/<name>.ipynb``,
+3. checks that every figure it wrote is named after it (``<name>_*.png``).
+
+Figures go to ``figures/`` (committed) for the ``paper`` profile and to ``build/<profile>/figures/`` otherwise,
+so a smoke run never overwrites the committed figures. Raw results go to ``build/<profile>/results/<name>/``.
+
+Then the paper is built: ``paper/`` and the executed notebooks are staged into ``build/<profile>/paper_src/``
+and Sphinx (MyST-NB, execution off, warnings as errors) writes ``build/<profile>/html/``.
+
+Re-runs are cheap: a notebook is executed again only when its source, the profile, its parameters, the library
+(``lib/landscape``) or the benchmark tables (``benchmarks/results/*.md|json``) changed, or when one of its
+figures is missing (``--force`` executes everything).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["PROFILES", "Pipeline", "Profile", "main"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named size setting shared by every notebook (each notebook derives its own sizes from the name)."""
+
+    name: str
+    description: str
+    figures_in_repo: bool
+    cell_timeout_s: int
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", "tiny sizes: every notebook in CI, all together in a few minutes", False, 600),
+    "paper": Profile(
+        "paper", "the paper's results on a 2-core CPU (default; figures/ is regenerated)", True, 3600
+    ),
+    "full": Profile(
+        "full", "GPU or cluster: CIFAR-10 from a local folder, full-width models", False, 24 * 3600
+    ),
+}
+
+
+def log(message: str) -> None:
+    print(f"[pipeline] {message}", flush=True)
+
+
+class PipelineError(RuntimeError):
+    """A step of the pipeline failed; the message names the notebook and the step."""
+
+
+class Pipeline:
+    """Paths and steps of one profile. `root` is the repository (holds `notebooks/` and `paper/`)."""
+
+    def __init__(self, profile: str = "paper", root: Path | str = ROOT) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
+        self.profile = PROFILES[profile]
+        self.root = Path(root).resolve()
+        for folder in ("notebooks", "paper"):
+            if not (self.root / folder).is_dir():
+                raise FileNotFoundError(
+                    f"{self.root} has no {folder}/ folder: not the landscape repository root"
+                )
+        self.notebooks_dir = self.root / "notebooks"
+        self.paper_dir = self.root / "paper"
+        self.build_dir = self.root / "build" / profile
+        self.executed_dir = self.build_dir / "notebooks"
+        self.source_dir = self.executed_dir / "_source"
+        self.results_root = self.build_dir / "results"
+        self.figures_dir = (
+            self.root / "figures" if self.profile.figures_in_repo else self.build_dir / "figures"
+        )
+        self.stage_dir = self.build_dir / "paper_src"
+        self.html_dir = self.build_dir / "html"
+        self.doctree_dir = self.build_dir / "doctrees"
+
+    # --------------------------------------------------------------------------------------------------------
+    # Notebooks
+
+    def notebooks(self) -> list[str]:
+        """Notebook names (file stems of `notebooks/*.py`), validation first, then alphabetical."""
+        names = sorted(p.stem for p in self.notebooks_dir.glob("*.py") if not p.name.startswith("_"))
+        return sorted(names, key=lambda n: (n != "validation", n))
+
+    def select(self, only: Sequence[str] | None) -> list[str]:
+        available = self.notebooks()
+        if not only:
+            return available
+        unknown = [n for n in only if n not in available]
+        if unknown:
+            raise ValueError(f"unknown notebook(s) {unknown}; notebooks/ has {available}")
+        return [n for n in available if n in only]
+
+    def parameters(self, name: str) -> dict[str, str]:
+        """What papermill injects (paths relative to the repository root, the kernel's working directory)."""
+        return {
+            "profile": self.profile.name,
+            "figures_dir": self._relative(self.figures_dir),
+            "results_dir": self._relative(self.results_root / name),
+        }
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def fingerprint(self, name: str) -> str:
+        """Hash of everything an execution depends on: source, profile, parameters, library, benchmark
+        results."""
+        digest = hashlib.sha256()
+        digest.update(
+            json.dumps({"profile": self.profile.name, "parameters": self.parameters(name)}).encode()
+        )
+        inputs = [self.notebooks_dir / f"{name}.py"]
+        inputs += sorted((self.root / "lib" / "landscape").rglob("*.py"))
+        bench = self.root / "benchmarks" / "results"
+        if bench.is_dir():
+            inputs += sorted(p for p in bench.rglob("*") if p.suffix in {".md", ".json"})
+        for path in inputs:
+            digest.update(path.relative_to(self.root).as_posix().encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def _manifest_path(self, name: str) -> Path:
+        return self.executed_dir / f"{name}.manifest.json"
+
+    def is_current(self, name: str) -> bool:
+        """Whether the executed notebook and its figures are up to date (nothing it depends on changed)."""
+        manifest_path = self._manifest_path(name)
+        if not (manifest_path.exists() and (self.executed_dir / f"{name}.ipynb").exists()):
+            return False
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") != self.fingerprint(name):
+            return False
+        return all((self.root / f).exists() for f in manifest.get("figures", []))
+
+    def execute(self, name: str, force: bool = False) -> float:
+        """Convert and execute one notebook; returns the seconds spent (0 when the cached result is
+        current)."""
+        import jupytext
+        import nbformat
+        import papermill
+
+        if not force and self.is_current(name):
+            log(f"{name}: up to date, not executed again (use --force to re-run)")
+            return 0.0
+        start = time.perf_counter()
+        log(f"{name}: convert notebooks/{name}.py (Jupytext py:percent) -> notebook")
+        notebook = jupytext.read(self.notebooks_dir / f"{name}.py")
+        if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in notebook.cells):
+            raise PipelineError(f"notebooks/{name}.py has no cell tagged 'parameters' (papermill needs one)")
+        notebook.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        self.source_dir.mkdir(parents=True, exist_ok=True)
+        source = self.source_dir / f"{name}.ipynb"
+        nbformat.write(notebook, source)
+
+        self.figures_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.figures_dir.glob(f"{name}_*"):
+            stale.unlink()
+        before = _snapshot(self.figures_dir)
+        results_dir = self.results_root / name
+        results_dir.mkdir(parents=True, exist_ok=True)
+        output = self.executed_dir / f"{name}.ipynb"
+        parameters = self.parameters(name)
+        log(f"{name}: execute with papermill, profile={self.profile.name}, parameters {parameters}")
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(output),
+                parameters=parameters,
+                kernel_name="python3",
+                cwd=str(self.root),
+                progress_bar=sys.stderr.isatty(),
+                execution_timeout=self.profile.cell_timeout_s,
+            )
+        except Exception as err:  # papermill raises PapermillExecutionError with the failing cell
+            self._manifest_path(name).unlink(missing_ok=True)
+            raise PipelineError(
+                f"{name}: execution failed (executed notebook kept at {output}):\n{err}"
+            ) from err
+
+        after = _snapshot(self.figures_dir)
+        written = sorted(f for f, stamp in after.items() if before.get(f) != stamp)
+        misnamed = [f for f in written if not f.startswith(f"{name}_")]
+        if misnamed:
+            raise PipelineError(
+                f"{name}: wrote figures not named after the notebook ({name}_*): {misnamed}; "
+                "each figure is made by exactly one notebook and named after it"
+            )
+        self._hide_injected_parameters(output)
+        seconds = time.perf_counter() - start
+        figures = [self._relative(self.figures_dir / f) for f in written]
+        manifest = {"fingerprint": self.fingerprint(name), "seconds": round(seconds, 2), "figures": figures}
+        self._manifest_path(name).write_text(json.dumps(manifest, indent=2) + "\n")
+        log(f"{name}: done in {seconds:.1f} s; figures: {', '.join(figures) or 'none'}")
+        return seconds
+
+    @staticmethod
+    def _hide_injected_parameters(path: Path) -> None:
+        """Keep papermill's injected-parameters cell out of the HTML paper (it stays in the notebook)."""
+        import nbformat
+
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "injected-parameters" in tags and "remove-cell" not in tags:
+                cell.metadata["tags"] = [*tags, "remove-cell"]
+        nbformat.write(notebook, path)
+
+    # --------------------------------------------------------------------------------------------------------
+    # Paper
+
+    def sphinx_command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "sphinx", "-W", "--keep-going", "-E", "-q", "-b", "html",
+            "-d", str(self.doctree_dir), str(self.stage_dir), str(self.html_dir),
+        ]  # fmt: skip
+
+    def stage_paper(self) -> None:
+        """Copy `paper/` and the executed notebooks (as `notebooks/<name>.ipynb`) into the staging folder."""
+        missing = [n for n in self.notebooks() if not (self.executed_dir / f"{n}.ipynb").exists()]
+        if missing:
+            raise PipelineError(
+                f"no executed notebook for {missing} in {self._relative(self.executed_dir)}; run "
+                f"`nox -s reproduce -- --profile {self.profile.name}` (or python -m landscape.pipeline) first"
+            )
+        if self.stage_dir.exists():
+            shutil.rmtree(self.stage_dir)
+        shutil.copytree(
+            self.paper_dir, self.stage_dir, ignore=shutil.ignore_patterns("_build", "__pycache__")
+        )
+        target = self.stage_dir / "notebooks"
+        target.mkdir(exist_ok=True)
+        for name in self.notebooks():
+            shutil.copy2(self.executed_dir / f"{name}.ipynb", target / f"{name}.ipynb")
+
+    def build_paper(self) -> float:
+        start = time.perf_counter()
+        log(f"paper: stage paper/ and {len(self.notebooks())} executed notebook(s) into "
+            f"{self._relative(self.stage_dir)}")  # fmt: skip
+        self.stage_paper()
+        log(f"paper: sphinx-build -W (MyST-NB, execution off) -> {self._relative(self.html_dir)}")
+        result = subprocess.run(self.sphinx_command(), cwd=self.root, check=False)
+        if result.returncode != 0:
+            raise PipelineError(
+                f"paper: sphinx-build failed (exit {result.returncode}); see the messages above"
+            )
+        seconds = time.perf_counter() - start
+        log(f"paper: done in {seconds:.1f} s; open {self._relative(self.html_dir / 'index.html')}")
+        return seconds
+
+    # --------------------------------------------------------------------------------------------------------
+
+    def describe(self, names: Sequence[str], force: bool, build_paper: bool, execute: bool = True) -> None:
+        """Print what a run would do (the --dry-run output)."""
+        log(f"profile {self.profile.name}: {self.profile.description}")
+        log(f"figures -> {self._relative(self.figures_dir)}/, executed notebooks -> "
+            f"{self._relative(self.executed_dir)}/")  # fmt: skip
+        if execute:
+            for name in names:
+                state = "would execute" if force or not self.is_current(name) else "up to date (cached)"
+                log(f"{name}: {state}: notebooks/{name}.py with parameters {self.parameters(name)}")
+        if build_paper:
+            log(f"paper: would run {' '.join(self.sphinx_command())}")
+
+    def run(
+        self,
+        only: Sequence[str] | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+        build_paper: bool = True,
+        execute: bool = True,
+    ) -> dict[str, float]:
+        """Execute the selected notebooks, then build the paper; returns seconds per step."""
+        names = self.select(only)
+        if dry_run:
+            self.describe(names, force, build_paper, execute)
+            return {}
+        timings: dict[str, float] = {}
+        if execute:
+            for i, name in enumerate(names, 1):
+                log(f"[{i}/{len(names)}] notebook {name} (profile {self.profile.name})")
+                timings[name] = self.execute(name, force=force)
+        if build_paper:
+            timings["paper"] = self.build_paper()
+        return timings
+
+
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()} if folder.is_dir() else {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m landscape.pipeline",
+        description="Execute every notebook in notebooks/ (papermill), regenerate figures, build the paper.",
+    )
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="paper",
+                        help="size profile injected into every notebook (default: paper)")  # fmt: skip
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="execute only this notebook (repeatable); the paper is still built")  # fmt: skip
+    parser.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    parser.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--paper-only", action="store_true",
+                       help="only build the HTML paper from already executed notebooks")  # fmt: skip
+    group.add_argument("--no-paper", action="store_true", help="execute notebooks, skip the paper")
+    parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    pipeline = Pipeline(args.profile, root=args.root)
+    start = time.perf_counter()
+    try:
+        timings = pipeline.run(
+            args.only,
+            dry_run=args.dry_run,
+            force=args.force,
+            build_paper=not args.no_paper,
+            execute=not args.paper_only,
+        )
+    except (PipelineError, ValueError) as err:
+        log(f"FAILED: {err}")
+        return 1
+    if not args.dry_run:
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        log(f"profile {args.profile} finished in {time.perf_counter() - start:.1f} s ({steps})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

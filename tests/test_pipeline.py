@@ -1,0 +1,248 @@
+"""The paper pipeline end to end in the smoke profile.
+
+One module-scoped fixture executes every notebook in `notebooks/` with papermill (forced: nothing cached) and
+builds the paper with Sphinx -W, once per pytest session; the tests then inspect the executed notebooks, the
+figures and the HTML, and open every page in a real headless browser (Debian's chromium, driven by
+playwright), keeping a screenshot of each under build/smoke/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from landscape.pipeline import PROFILES, Pipeline, PipelineError, main
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SMOKE_BUDGET_S = 600  # every notebook together, smoke profile, on a 2-core CPU
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]  # fmt: skip
+# Text that must never reach a reader: unresolved references, raw glue roles, missing-key messages.
+UNRESOLVED = re.compile(r"\?\?|\{glue|glue:(text|figure|any|md|math)|not found in glue|No key '|Pending glue")
+
+pytestmark = pytest.mark.slow
+
+
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    """Run the whole smoke pipeline once (every notebook executed afresh, then the paper)."""
+    pipeline = Pipeline("smoke", root=ROOT)
+    committed = _snapshot(ROOT / "figures")
+    timings = pipeline.run(force=True)
+    return {"pipeline": pipeline, "timings": timings, "committed_before": committed}
+
+
+@pytest.fixture(scope="module")
+def pages(smoke) -> list[Path]:
+    """The paper's HTML pages (index and every chapter), without Sphinx's generated index and search pages."""
+    html = smoke["pipeline"].html_dir
+    found = sorted(p for p in html.rglob("*.html") if p.name not in {"genindex.html", "search.html"}
+                   and "_static" not in p.parts and "_sources" not in p.parts)  # fmt: skip
+    assert html / "index.html" in found
+    return found
+
+
+def test_every_notebook_executed_in_smoke_profile(smoke):
+    pipeline = smoke["pipeline"]
+    names = pipeline.notebooks()
+    assert "validation" in names
+    for name in names:
+        assert smoke["timings"][name] > 0, f"{name} was not executed"
+        notebook = nbformat.read(pipeline.executed_dir / f"{name}.ipynb", as_version=4)
+        assert notebook.metadata.papermill.parameters["profile"] == "smoke"
+        assert not notebook.metadata.papermill.get("exception"), f"{name} raised"
+        injected = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1
+        assert 'profile = "smoke"' in injected[0].source
+        assert "remove-cell" in injected[0].metadata.tags
+        errors = [
+            o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+        ]
+        assert not errors, f"{name}: error outputs {errors}"
+
+
+def test_smoke_profile_is_fast_enough(smoke):
+    notebooks = {k: v for k, v in smoke["timings"].items() if k != "paper"}
+    assert sum(notebooks.values()) <= SMOKE_BUDGET_S, f"smoke notebooks took {notebooks} s"
+
+
+def test_figures_named_after_their_notebook_and_committed_ones_untouched(smoke):
+    pipeline = smoke["pipeline"]
+    assert pipeline.figures_dir == ROOT / "build" / "smoke" / "figures"
+    names = pipeline.notebooks()
+    figures = sorted(pipeline.figures_dir.glob("*.png"))
+    assert figures, "the smoke run produced no figure"
+    for figure in figures:
+        assert any(figure.name.startswith(f"{n}_") for n in names), (
+            f"{figure.name} is named after no notebook"
+        )
+        assert figure.stat().st_size > 1000
+    listed = []
+    for name in names:
+        listed += json.loads((pipeline.executed_dir / f"{name}.manifest.json").read_text())["figures"]
+    assert sorted(listed) == sorted(f.relative_to(ROOT).as_posix() for f in figures)
+    assert _snapshot(ROOT / "figures") == smoke["committed_before"], "the smoke profile wrote into figures/"
+    expected = {"validation_eigenvalues", "validation_trace", "validation_density", "validation_rescaling"}
+    assert expected <= {f.stem for f in figures}
+
+
+def test_raw_results_saved(smoke):
+    results = smoke["pipeline"].results_root / "validation"
+    for name in ["exact_eigenvalues.npy", "eigenvalues.csv", "trace.csv", "slq.npz", "rescaling.csv"]:
+        assert (results / name).stat().st_size > 0, name
+
+
+def test_paper_built_with_every_chapter_and_glued_numbers(smoke, pages):
+    html = smoke["pipeline"].html_dir
+    names = {p.relative_to(html).as_posix() for p in pages}
+    assert {
+        "index.html",
+        "methods.html",
+        "notebooks/validation.html",
+        "limitations.html",
+        "references.html",
+    } <= names
+    validation = (html / "notebooks" / "validation.html").read_text()
+    assert validation.count("pasted-text") > 20, "glued numbers missing from the validation chapter"
+    assert len(re.findall(r"Figure \d+", validation)) >= 4, "numbered figure captions missing"
+    index = (html / "index.html").read_text()
+    assert "pasted-text" in index, "the abstract does not paste numbers from the validation notebook"
+    references = (html / "references.html").read_text()
+    for author in ["Yao", "Hutchinson", "Meyer", "Ghorbani", "Dinh", "Keskar", "Frankle", "Entezari",
+                   "Ainsworth", "Cohen", "Jiang", "Greydanus", "Li"]:  # fmt: skip
+        assert author in references, author
+    for page in pages:
+        text = re.sub(r"<script.*?</script>", "", page.read_text(), flags=re.DOTALL)
+        assert not UNRESOLVED.search(re.sub(r"<[^>]+>", "", text)), f"unresolved text in {page.name}"
+
+
+def test_paper_in_a_real_browser(smoke, pages):
+    """Every page in headless chromium: every image loaded, nothing unresolved visible, a screenshot kept."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} not found: the browser test needs Debian's chromium "
+            "(apt-get update && apt-get install -y chromium; .ci/run installs it)"
+        )
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of the paper extra")
+    html = smoke["pipeline"].html_dir
+    shots = smoke["pipeline"].build_dir / "screenshots"
+    if shots.exists():
+        shutil.rmtree(shots)
+    shots.mkdir(parents=True)
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            # Offline: only the built files load (MathJax from its CDN is refused; formulas stay as TeX).
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            total_images = 0
+            for path in pages:
+                page.goto(path.as_uri(), wait_until="load")
+                images = page.eval_on_selector_all(
+                    "img", "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0}))"
+                )
+                broken = [i["src"] for i in images if not i["ok"]]
+                assert not broken, f"{path.name}: images not loaded {broken}"
+                total_images += len(images)
+                visible = page.inner_text("body")
+                match = UNRESOLVED.search(visible)
+                assert match is None, f"{path.name}: unresolved text {match.group(0)!r} visible"
+                name = path.relative_to(html).as_posix().replace("/", "_").removesuffix(".html")
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+        finally:
+            browser.close()
+    assert total_images >= 4, "the paper shows fewer images than the validation chapter has figures"
+    assert len(list(shots.glob("*.png"))) == len(pages)
+
+
+def test_full_profile_dry_run_runs_nothing(capsys):
+    before = _snapshot(ROOT / "build" / "full" / "notebooks")
+    assert main(["--profile", "full", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "profile full" in out
+    assert "validation" in out
+    assert "sphinx" in out
+    assert "'profile': 'full'" in out
+    assert "build/full/figures" in out
+    assert _snapshot(ROOT / "build" / "full" / "notebooks") == before
+    assert set(PROFILES) == {"smoke", "paper", "full"}
+
+
+def test_paper_profile_writes_committed_figures():
+    assert Pipeline("paper", root=ROOT).figures_dir == ROOT / "figures"
+    assert Pipeline("paper", root=ROOT).parameters("validation")["figures_dir"] == "figures"
+
+
+def test_bad_options_get_clear_errors(capsys):
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        Pipeline("huge", root=ROOT)
+    assert main(["--profile", "smoke", "--only", "nope", "--dry-run"]) == 1
+    assert "unknown notebook(s) ['nope']" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--profile", "huge"])
+    with pytest.raises(FileNotFoundError, match="not the landscape repository root"):
+        Pipeline("smoke", root=ROOT / "lib")
+
+
+def _toy_repo(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "lib" / "landscape").mkdir(parents=True)
+    (tmp_path / "notebooks" / "toy.py").write_text(body)
+    return tmp_path
+
+
+def test_notebook_without_parameters_cell_is_refused(tmp_path):
+    root = _toy_repo(tmp_path, "# %%\nx = 1\n")
+    with pytest.raises(PipelineError, match="no cell tagged 'parameters'"):
+        Pipeline("smoke", root=root).execute("toy")
+
+
+def test_figure_not_named_after_its_notebook_is_refused(tmp_path):
+    body = (
+        '# %% tags=["parameters"]\nprofile = "paper"\nfigures_dir = "figures"\nresults_dir = "results"\n\n'
+        "# %%\nfrom pathlib import Path\nPath(figures_dir).mkdir(parents=True, exist_ok=True)\n"
+        "(Path(figures_dir) / 'other_plot.png').write_bytes(b'not really a png')\n"
+    )
+    root = _toy_repo(tmp_path, body)
+    with pytest.raises(PipelineError, match="not named after the notebook"):
+        Pipeline("smoke", root=root).execute("toy")
+
+
+def test_paper_needs_executed_notebooks(tmp_path):
+    root = _toy_repo(tmp_path, '# %% tags=["parameters"]\nprofile = "paper"\n')
+    with pytest.raises(PipelineError, match="no executed notebook"):
+        Pipeline("smoke", root=root).build_paper()
+
+
+def test_rerun_is_cached_until_something_changes(tmp_path, capsys):
+    body = (
+        '# %% tags=["parameters"]\nprofile = "paper"\nfigures_dir = "figures"\nresults_dir = "results"\n\n'
+        "# %%\nfrom pathlib import Path\nPath(figures_dir).mkdir(parents=True, exist_ok=True)\n"
+        "(Path(figures_dir) / 'toy_plot.png').write_text(profile)\n"
+    )
+    root = _toy_repo(tmp_path, body)
+    pipeline = Pipeline("smoke", root=root)
+    assert pipeline.execute("toy") > 0
+    figure = root / "build" / "smoke" / "figures" / "toy_plot.png"
+    assert figure.read_text() == "smoke"
+    assert pipeline.execute("toy") == 0
+    assert "up to date" in capsys.readouterr().out
+    figure.unlink()  # a missing figure
+    assert pipeline.execute("toy") > 0
+    (root / "lib" / "landscape" / "new.py").write_text("x = 1\n")  # the library changed
+    assert not pipeline.is_current("toy")
+    assert pipeline.execute("toy", force=False) > 0
+    assert pipeline.execute("toy", force=True) > 0
