@@ -53,6 +53,15 @@ PEERS = [
     "hessian-eigenthings==1.0.0a5",
     "curvlinops-for-pytorch==3.0.1",
     "loss-landscapes==3.0.6",
+    # curvlinops' own dependencies (installed without theirs, so torch is never pulled in twice)
+    "backpack-for-pytorch==1.7.1",
+    "einconv==0.1.0",
+    "einops==0.8.2",
+    "jaxtyping==0.3.11",
+    "linear_operator==0.6.1",
+    "opt-einsum==3.4.0",
+    "unfoldNd==0.2.3",
+    "wadler_lindig==0.1.8",
 ]
 
 
@@ -64,10 +73,21 @@ def bench(session: nox.Session) -> None:
     project's torch is reused) and put on the path of the benchmark processes alone.
     """
     ensure_project(session)
-    if not PEERS_DIR.exists():
+    stamp = PEERS_DIR / "installed.txt"
+    if not stamp.exists() or stamp.read_text() != "\n".join(PEERS):
         session.run(
-            PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(PEERS_DIR), *PEERS
+            PYTHON,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--upgrade",
+            "--no-deps",
+            "--target",
+            str(PEERS_DIR),
+            *PEERS,
         )
+        stamp.write_text("\n".join(PEERS))
     env = {"PYTHONPATH": str(PEERS_DIR)}
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.log(f"benchmark: {script.name}")

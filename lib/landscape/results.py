@@ -1,0 +1,459 @@
+"""A store of training runs on disk, keyed by what determines them, and sweeps over many configurations.
+
+Layout under the cache root (`data.cache_root`: argument, `$LANDSCAPE_CACHE`, or `results/`)::
+
+    runs/<key>/result.json                      config, status, metrics history, final metrics, versions,
+                                                wall time, and the SHA-256 of every weights file
+    runs/<key>/weights.safetensors              final weights
+    runs/<key>/checkpoints/step_<n>.safetensors weights after n steps (config.checkpoint_steps)
+
+`key` hashes the full `TrainConfig`, the code version (a hash of the source of `data.py`, `models.py` and
+`train.py`: any change to how runs are produced gives new keys) and a digest of the training data. A run folder is
+written under a temporary name and renamed into place in one step, so a folder that exists is complete; a finished
+run is never recomputed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .data import Dataset, cache_root, load_dataset, tensor_digest
+from .models import build_model
+from .train import TrainConfig, TrainResult, train, train_seeds
+
+__all__ = [
+    "RunRecord",
+    "code_version",
+    "library_versions",
+    "load_run",
+    "load_sweep",
+    "load_weights",
+    "run",
+    "run_key",
+    "run_sweep",
+    "save_result",
+]
+
+RESULT_FILE = "result.json"
+WEIGHTS_FILE = "weights.safetensors"
+SCHEMA = 1
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """A hash of the source files that determine how runs are produced (`data.py`, `models.py`, `train.py`)."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for name in ("data.py", "models.py", "train.py"):
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def data_digest(data: Dataset) -> str:
+    """Digest of a data set's tensors (part of every run key)."""
+    return tensor_digest(data.x_train, data.y_train, data.x_test, data.y_test)
+
+
+def run_key(config: TrainConfig, data: Dataset) -> str:
+    """The key of a run: SHA-256 of the full config, the code version and the data digest (16 hex digits)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    payload = json.dumps(
+        {"config": config.to_dict(), "code": code_version(), "data": data_digest(data), "schema": SCHEMA},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, the platform and the libraries that produce the numbers."""
+    import numpy
+
+    from . import __version__
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "landscape": __version__,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Weights files
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _save_weights(path: Path, state: Mapping[str, Tensor]) -> str:
+    from safetensors.torch import save
+
+    payload = save({k: v.detach().cpu().contiguous().clone() for k, v in state.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return _sha256(payload)
+
+
+def load_weights(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Tensor]:
+    """Load a state dict from a `.safetensors` file or a `.pt`/`.pth` file (`torch.load(weights_only=True)`).
+
+    Args:
+        path: the file.
+        sha256: if given, the file's expected SHA-256 (as stored in `result.json`); a mismatch is an error.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: unknown extension, or a corrupt or truncated file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix not in (".safetensors", ".pt", ".pth"):
+        raise ValueError(
+            f"checkpoint {path}: unknown format {path.suffix!r}; expected .safetensors, .pt or .pth"
+        )
+    payload = path.read_bytes()
+    if sha256 is not None and _sha256(payload) != sha256:
+        raise ValueError(
+            f"checkpoint {path} is corrupt: its SHA-256 does not match the one recorded when it was written "
+            f"(delete the run folder {path.parent} to recompute it)"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load
+
+            state = load(payload)
+        else:
+            import io
+
+            state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # safetensors, zip and unpickling errors all mean the same thing here
+        raise ValueError(f"checkpoint {path} is corrupt or truncated and cannot be read: {err}") from err
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {path} does not hold a state dict of tensors")
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stored runs
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A stored run (read from its folder): everything in `result.json`, and the weights on demand.
+
+    Attributes:
+        key, path: the run's key and folder.
+        config: its `TrainConfig`.
+        status, diverged_step, history, final, num_parameters, wall_time, trained_with: as in `TrainResult`.
+        input_shape, num_classes: of the data it was trained on (to rebuild the model).
+        checkpoint_steps: the steps whose weights are stored.
+        versions: library versions that produced it; code_version: hash of the training code.
+    """
+
+    key: str
+    path: Path
+    config: TrainConfig
+    status: str
+    diverged_step: int | None
+    history: tuple[dict, ...]
+    final: dict
+    num_parameters: int
+    wall_time: float
+    trained_with: str
+    input_shape: tuple[int, ...]
+    num_classes: int
+    checkpoint_steps: tuple[int, ...]
+    versions: dict
+    code_version: str
+    files: dict
+
+    def weights(self, step: int | None = None) -> dict[str, Tensor]:
+        """The final weights, or those after `step` steps (one of `checkpoint_steps`), checksum-verified."""
+        rel = WEIGHTS_FILE if step is None else f"checkpoints/step_{step}.safetensors"
+        if step is not None and step not in self.checkpoint_steps:
+            raise ValueError(
+                f"run {self.key} has no checkpoint at step {step}; it has {list(self.checkpoint_steps)}"
+            )
+        return load_weights(self.path / rel, sha256=self.files.get(rel))
+
+    def model(self, step: int | None = None) -> nn.Module:
+        """The trained model (final, or at checkpoint `step`), on the CPU in the run's dtype, in eval mode."""
+        c = self.config
+        model = build_model(
+            c.model,
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            seed=c.seed,
+            dtype=getattr(torch, c.dtype),
+            **c.model_config,
+        )
+        model.load_state_dict(self.weights(step))
+        return model.eval()
+
+    def row(self) -> dict:
+        """One flat dict: key, status, final metrics, run facts and every config field (model_config.* flattened)."""
+        cfg = self.config.to_dict()
+        options = cfg.pop("model_config")
+        cfg["checkpoint_steps"] = tuple(cfg["checkpoint_steps"])
+        return {
+            "key": self.key,
+            "status": self.status,
+            "diverged_step": self.diverged_step,
+            **self.final,
+            "num_parameters": self.num_parameters,
+            "wall_time": self.wall_time,
+            "trained_with": self.trained_with,
+            **cfg,
+            **{f"model_config.{k}": v for k, v in options.items()},
+        }
+
+
+def _runs_dir(root) -> Path:
+    return cache_root(root) / "runs"
+
+
+def save_result(result: TrainResult, data: Dataset, root: str | os.PathLike | None = None) -> RunRecord:
+    """Store a `TrainResult` atomically (written to a temporary folder, then renamed into place).
+
+    If the run is already stored (another process finished it first), the stored one is kept and returned.
+    """
+    key = run_key(result.config, data)
+    final_dir = _runs_dir(root) / key
+    if (final_dir / RESULT_FILE).is_file():
+        return load_run(final_dir)
+    tmp = _runs_dir(root) / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        files = {WEIGHTS_FILE: _save_weights(tmp / WEIGHTS_FILE, result.state_dict)}
+        for step, state in sorted(result.checkpoints.items()):
+            rel = f"checkpoints/step_{step}.safetensors"
+            files[rel] = _save_weights(tmp / rel, state)
+        record = {
+            "schema": SCHEMA,
+            "key": key,
+            "config": result.config.to_dict(),
+            "status": result.status,
+            "diverged_step": result.diverged_step,
+            "history": list(result.history),
+            "final": result.final,
+            "num_parameters": result.num_parameters,
+            "wall_time": result.wall_time,
+            "trained_with": result.trained_with,
+            "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes,
+            "checkpoint_steps": sorted(result.checkpoints),
+            "versions": library_versions(),
+            "code_version": code_version(),
+            "files": files,
+        }
+        (tmp / RESULT_FILE).write_text(json.dumps(record, indent=1, allow_nan=True))
+        try:
+            tmp.rename(final_dir)
+        except OSError:
+            if not (final_dir / RESULT_FILE).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_run(final_dir)
+
+
+def load_run(where: str | os.PathLike, root: str | os.PathLike | None = None) -> RunRecord:
+    """Read a stored run from its folder (or its `result.json`), or by key under the cache root.
+
+    Raises:
+        FileNotFoundError: no such run. ValueError: `result.json` is corrupt.
+    """
+    path = Path(where)
+    if path.name == RESULT_FILE:
+        path = path.parent
+    if not (path / RESULT_FILE).is_file():
+        by_key = _runs_dir(root) / str(where)
+        if (by_key / RESULT_FILE).is_file():
+            path = by_key
+        else:
+            raise FileNotFoundError(
+                f"no stored run at {where!r}: expected a run folder containing {RESULT_FILE} "
+                f"(or a run key under {_runs_dir(root)})"
+            )
+    try:
+        d = json.loads((path / RESULT_FILE).read_text())
+        return RunRecord(
+            key=d["key"],
+            path=path,
+            config=TrainConfig.from_dict(d["config"]),
+            status=d["status"],
+            diverged_step=d["diverged_step"],
+            history=tuple(d["history"]),
+            final=d["final"],
+            num_parameters=d["num_parameters"],
+            wall_time=d["wall_time"],
+            trained_with=d["trained_with"],
+            input_shape=tuple(d["input_shape"]),
+            num_classes=d["num_classes"],
+            checkpoint_steps=tuple(d["checkpoint_steps"]),
+            versions=d["versions"],
+            code_version=d["code_version"],
+            files=d["files"],
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"stored run {path} has a corrupt {RESULT_FILE} ({err}); delete the folder to recompute"
+        ) from err
+
+
+def _is_stored(key: str, root) -> bool:
+    return (_runs_dir(root) / key / RESULT_FILE).is_file()
+
+
+def run(
+    config: TrainConfig,
+    *,
+    root: str | os.PathLike | None = None,
+    data: Dataset | None = None,
+    data_root=None,
+    progress: bool = False,
+) -> RunRecord:
+    """The stored run of `config`: loaded if it exists, otherwise trained (`train.train`) and stored first."""
+    data = data if data is not None else load_dataset(config.dataset, data_root)
+    key = run_key(config, data)
+    if _is_stored(key, root):
+        return load_run(_runs_dir(root) / key)
+    return save_result(train(config, data=data, progress=progress), data, root)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sweeps
+
+
+_WORKER_DATA: dict[str, Dataset] = {}
+
+
+def _init_worker(datasets: dict[str, Dataset]) -> None:
+    _WORKER_DATA.update(datasets)
+
+
+def _run_task(configs: list[dict], root: str | None) -> list[str]:
+    """Train a group of configs (one vectorised pass if they differ only in seed) and store them."""
+    configs = [TrainConfig.from_dict(c) for c in configs]
+    data = _WORKER_DATA[configs[0].dataset]
+    if len(configs) == 1:
+        results = [train(configs[0], data=data)]
+    else:
+        results = train_seeds(configs[0], [c.seed for c in configs], data=data)
+    return [save_result(r, data, root).key for r in results]
+
+
+def _group_by_seed(configs: list[TrainConfig]) -> list[list[TrainConfig]]:
+    groups: dict[str, list[TrainConfig]] = {}
+    for c in configs:
+        groups.setdefault(json.dumps(replace(c, seed=0).to_dict(), sort_keys=True), []).append(c)
+    return list(groups.values())
+
+
+def run_sweep(
+    configs: Iterable[TrainConfig],
+    *,
+    root: str | os.PathLike | None = None,
+    workers: int = 1,
+    group_seeds: bool = True,
+    data: Mapping[str, Dataset] | None = None,
+    data_root=None,
+    progress: bool = True,
+):
+    """Make sure every config has a stored run, training only the missing ones, and return all as a DataFrame.
+
+    Runs already stored (by an earlier, possibly interrupted, sweep) are loaded, never recomputed. Missing runs
+    that differ only in their seed are trained together by `train_seeds` (one vectorised pass) when
+    `group_seeds` is true. With `workers > 1` the groups run in that many local processes (spawned; each uses
+    torch's default thread count, so for many small runs set `OMP_NUM_THREADS=1` in the environment).
+
+    Args:
+        configs: the runs wanted (duplicates are stored once).
+        root: the cache root (default `cache_root()`).
+        workers: number of processes; 1 trains in this process.
+        group_seeds: vectorise over seeds where possible.
+        data: {dataset name: Dataset} to use instead of loading by name (e.g. a subset).
+        data_root: folder of image data sets (and of the MNIST-1D cache).
+        progress: progress bar over runs.
+
+    Returns:
+        A `pandas.DataFrame`, one row per distinct config in input order (see `RunRecord.row`), with a column
+        `computed` that is True for runs trained by this call.
+    """
+    configs = list(configs)
+    if not all(isinstance(c, TrainConfig) for c in configs):
+        raise TypeError("configs must be TrainConfig instances")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    datasets = dict(data or {})
+    for name in sorted({c.dataset for c in configs} - set(datasets)):
+        datasets[name] = load_dataset(name, data_root)
+    keys = [run_key(c, datasets[c.dataset]) for c in configs]
+    unique = dict(zip(keys, configs, strict=True))
+    missing = [c for k, c in unique.items() if not _is_stored(k, root)]
+    groups = _group_by_seed(missing) if group_seeds else [[c] for c in missing]
+    tasks = [([c.to_dict() for c in g], None if root is None else str(root)) for g in groups]
+    computed: set[str] = set()
+    with tqdm(total=len(missing), disable=not progress, desc="sweep") as bar:
+        if workers == 1:
+            _init_worker(datasets)
+            for task in tasks:
+                done = _run_task(*task)
+                computed.update(done)
+                bar.update(len(done))
+        elif tasks:
+            ctx = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(
+                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(datasets,)
+            ) as pool:
+                futures = [pool.submit(_run_task, *task) for task in tasks]
+                for future in concurrent.futures.as_completed(futures):
+                    done = future.result()
+                    computed.update(done)
+                    bar.update(len(done))
+    frame = load_sweep(list(unique), root=root)
+    frame["computed"] = frame["key"].isin(computed)
+    return frame
+
+
+def load_sweep(keys: Sequence[str] | None = None, *, root: str | os.PathLike | None = None):
+    """Stored runs as one `pandas.DataFrame` (one row per run, see `RunRecord.row`).
+
+    Args:
+        keys: run keys to load, in this order (default: every run under the root, sorted by key).
+        root: the cache root.
+    """
+    import pandas as pd
+
+    runs_dir = _runs_dir(root)
+    if keys is None:
+        keys = (
+            sorted(p.name for p in runs_dir.glob("*") if (p / RESULT_FILE).is_file())
+            if runs_dir.is_dir()
+            else []
+        )
+    frame = pd.DataFrame([load_run(runs_dir / k).row() for k in keys])
+    if "diverged_step" in frame:
+        frame["diverged_step"] = frame["diverged_step"].astype("Int64")
+    return frame
