@@ -3,7 +3,13 @@ import importlib
 
 import pytest
 
-MODULES = ["landscape.operators", "landscape.eigen", "landscape.trace", "landscape.density", "landscape.sharpness"]
+MODULES = [
+    "landscape.operators",
+    "landscape.eigen",
+    "landscape.trace",
+    "landscape.density",
+    "landscape.sharpness",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,8 +1,19 @@
 """landscape: exact, fast probes of neural-network loss-surface geometry."""
 
+from .alignment import align_permutation, permute_hidden_units, weight_matching
 from .data import Dataset, cache_root, image_dataset, load_dataset, mnist1d
 from .density import SpectralDensity, effective_rank, spectral_density
+from .directions import as_direction, normalize_direction, random_direction
 from .eigen import EigenResult, eigenvalue_ratio, power_iteration, top_eigenvalues
+from .flatness import (
+    PacBayesFlatness,
+    Sharpness,
+    average_case_sharpness,
+    epsilon_sharpness,
+    pac_bayes_sigma,
+    worst_case_sharpness,
+)
+from .interpolation import Barrier, interpolation_barrier, recompute_batchnorm_statistics
 from .models import MLP, ResNet18, Transformer, build_model, count_parameters
 from .operators import (
     DenseOperator,
@@ -13,7 +24,9 @@ from .operators import (
     dense_hessian,
 )
 from .results import RunRecord, load_run, load_sweep, load_weights, run, run_sweep
+from .ruggedness import Ruggedness, ruggedness
 from .sharpness import NormalizedSharpness, normalized_sharpness
+from .slices import Slice1D, Slice2D, slice_1d, slice_2d, symmetric_grid
 from .trace import TraceEstimate, hessian_trace
 from .train import TrainConfig, TrainResult, paper_recipe, train_seeds
 
@@ -42,6 +55,31 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     # scale-normalised sharpness
     "NormalizedSharpness",
     "normalized_sharpness",
+    # sharpness family: worst-case, average-case, ε-sharpness, PAC-Bayes flatness
+    "Sharpness",
+    "PacBayesFlatness",
+    "worst_case_sharpness",
+    "average_case_sharpness",
+    "epsilon_sharpness",
+    "pac_bayes_sigma",
+    # directions, slices, ruggedness
+    "random_direction",
+    "normalize_direction",
+    "as_direction",
+    "Slice1D",
+    "Slice2D",
+    "slice_1d",
+    "slice_2d",
+    "symmetric_grid",
+    "Ruggedness",
+    "ruggedness",
+    # mode connectivity: barriers and permutation alignment
+    "Barrier",
+    "interpolation_barrier",
+    "recompute_batchnorm_statistics",
+    "align_permutation",
+    "weight_matching",
+    "permute_hidden_units",
     # data
     "Dataset",
     "mnist1d",

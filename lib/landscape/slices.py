@@ -1,0 +1,536 @@
+"""1-D and 2-D slices of the loss surface: L(θ + α d) and L(θ + x d₁ + y d₂) on a grid.
+
+Every grid point is a linear combination of a few fixed parameter sets ("anchors": θ and the directions, or two
+models), built element-wise (so a coordinate 0 gives θ exactly) and evaluated in inference mode with the model
+in eval mode; the caller's model is never written. Two evaluation strategies give the same numbers up to the
+rounding of the forward pass:
+
+- `"vmap"`: `torch.func.vmap` of `torch.func.functional_call` over a chunk of grid points, one forward pass per
+  chunk and batch (for small models, where a single forward pass is dominated by per-operation overhead and
+  thread synchronisation, and on accelerators);
+- `"loop"`: one plain forward pass per grid point, through a private copy of the model into which each point
+  is copied (best where a forward pass already saturates the hardware, e.g. convolutions on a CPU).
+
+`"auto"` picks `"loop"` for models with convolutions on a CPU and `"vmap"` otherwise, and falls back to
+`"loop"` if the model cannot be vmapped (the result's `.method` says which ran).
+
+References:
+    I. J. Goodfellow, O. Vinyals, A. M. Saxe (2015), qualitatively characterizing neural network optimization
+    problems (1-D interpolation); H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein (2018), visualizing the loss
+    landscape of neural nets (2-D slices with filter-normalised directions).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .directions import Direction, as_direction, direction_norm
+from .operators import LossFn, eval_mode, iterate_batches, materialize
+
+__all__ = ["METHODS", "Slice1D", "Slice2D", "slice_1d", "slice_2d", "symmetric_grid"]
+
+METHODS = ("auto", "vmap", "loop")
+
+# Automatic chunk size of the vmap strategy: parameters and activations of one chunk of grid points should take
+# about this many bytes (on a CPU, a chunk whose activations stay in cache is faster than a larger one).
+_CHUNK_BYTES = {"cpu": 16 * 2**20}
+_CHUNK_BYTES_DEFAULT = 512 * 2**20
+_MAX_CHUNK = 256
+# The loop strategy builds its points a chunk at a time too, within this many bytes of parameters.
+_LOOP_CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Slice1D:
+    """Loss (and accuracy) along a line θ + α d.
+
+    Attributes:
+        alphas: the coordinates α, float64, shape (n,).
+        losses: mean loss over the data at each α, float64, shape (n,).
+        accuracies: fraction of correct argmax predictions at each α (classifiers), else None.
+        method: the evaluation strategy that ran (`"vmap"` or `"loop"`).
+    """
+
+    alphas: Tensor
+    losses: Tensor
+    accuracies: Tensor | None
+    method: str
+
+
+@dataclass(frozen=True)
+class Slice2D:
+    """Loss (and accuracy) on a plane θ + x d₁ + y d₂; `losses[i, j]` is at `(xs[i], ys[j])`.
+
+    Attributes:
+        xs, ys: the coordinates, float64, shapes (nx,), (ny,).
+        losses: mean loss over the data, float64, shape (nx, ny).
+        accuracies: fraction of correct argmax predictions (classifiers), shape (nx, ny), else None.
+        method: the evaluation strategy that ran (`"vmap"` or `"loop"`).
+    """
+
+    xs: Tensor
+    ys: Tensor
+    losses: Tensor
+    accuracies: Tensor | None
+    method: str
+
+
+def symmetric_grid(radius: float, num_points: int) -> Tensor:
+    """`num_points` evenly spaced coordinates from −radius to radius (float64) with 0 exactly in the middle
+    when `num_points` is odd (`torch.linspace(-1, 1, 21)` in float32 misses 0 by 1.5e-8)."""
+    if not (isinstance(num_points, int) and num_points >= 2):
+        raise ValueError(f"num_points must be an integer >= 2, got {num_points!r}")
+    if not (math.isfinite(radius) and radius > 0):
+        raise ValueError(f"radius must be positive and finite, got {radius!r}")
+    steps = torch.arange(num_points, dtype=torch.float64) * 2 - (num_points - 1)
+    return steps * (radius / (num_points - 1))
+
+
+def slice_1d(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data,
+    direction,
+    alphas: Sequence[float] | Tensor,
+    *,
+    params: Sequence[str] | Sequence[Tensor] | None = None,
+    accuracy: bool | None = None,
+    method: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool = False,
+) -> Slice1D:
+    r"""The loss along a line through θ: :math:`f(\alpha) = L(\theta + \alpha d)` for each α in `alphas`.
+
+    Each point is the parameter set :math:`1 \cdot \theta + \alpha \cdot d`, computed element-wise, so α = 0 is
+    θ exactly. L is the mean of `loss_fn` over the data (batches weighted by size), evaluated with the model in
+    eval mode (BatchNorm uses its running statistics). Buffers and parameters not in the direction stay at
+    their values.
+
+    Args:
+        model: the network at θ (not modified).
+        loss_fn: `loss_fn(outputs, targets)`, mean over a batch.
+        data: an `(inputs, targets)` pair or an iterable of such pairs.
+        direction: a dict `{parameter name: tensor}` (e.g. `random_direction`), a flat vector in the order of
+            `select_parameters(model, params)` (e.g. a column of `top_eigenvalues(op).vectors`), or a second
+            model (the line to it: d = θ_other − θ, so α = 1 is the other model up to rounding).
+        alphas: 1-D coordinates (include 0 to evaluate θ itself; see `symmetric_grid`).
+        params: parameter subset that a flat or model direction refers to.
+        accuracy: compute accuracies (`None`: when targets are class indices and outputs are (N, C) logits).
+        method: `"auto"`, `"vmap"` or `"loop"` (see the module docstring).
+        chunk_size: grid points per vmapped pass (default: from a memory estimate, at most 64).
+        progress: show a progress bar.
+
+    Returns:
+        `Slice1D` with losses of shape `(len(alphas),)`.
+    """
+    d = as_direction(model, direction, params)
+    alphas = _coordinates(alphas, "alphas")
+    theta = {n: model.get_parameter(n).detach() for n in d}
+    weights = torch.stack([torch.ones_like(alphas), alphas], dim=1)
+    evaluator = GridEvaluator(model, loss_fn, data, accuracy=accuracy, method=method, chunk_size=chunk_size)
+    losses, accs = evaluator.evaluate([theta, d], weights, progress=progress, desc="slice_1d")
+    return Slice1D(alphas=alphas, losses=losses, accuracies=accs, method=evaluator.method_used)
+
+
+def slice_2d(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data,
+    d1,
+    d2,
+    xs: Sequence[float] | Tensor,
+    ys: Sequence[float] | Tensor,
+    *,
+    params: Sequence[str] | Sequence[Tensor] | None = None,
+    accuracy: bool | None = None,
+    method: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool = False,
+) -> Slice2D:
+    r"""The loss on a plane through θ: :math:`f(x, y) = L(\theta + x d_1 + y d_2)` on the grid `xs` × `ys`.
+
+    Each point is :math:`1\cdot\theta + x \cdot d_1 + y \cdot d_2` computed element-wise, so (0, 0) is θ
+    exactly (Li et al. 2018 plot this surface with two filter-normalised random directions; their grid, like
+    loss-landscapes' `random_plane`, need not contain θ). Same conventions as `slice_1d`; `d1` and `d2` take
+    the same forms and must not be parallel. Random directions in high dimension are nearly orthogonal; nothing
+    is orthogonalised here.
+
+    Returns:
+        `Slice2D` with `losses[i, j] = f(xs[i], ys[j])`, shape `(len(xs), len(ys))`.
+    """
+    a, b = as_direction(model, d1, params), as_direction(model, d2, params)
+    xs, ys = _coordinates(xs, "xs"), _coordinates(ys, "ys")
+    _check_independent(a, b)
+    names = [n for n, _ in model.named_parameters() if n in a or n in b]
+    a = {n: a[n] if n in a else torch.zeros_like(b[n]) for n in names}
+    b = {n: b[n] if n in b else torch.zeros_like(a[n]) for n in names}
+    theta = {n: model.get_parameter(n).detach() for n in names}
+    gx, gy = torch.meshgrid(xs, ys, indexing="ij")
+    weights = torch.stack(
+        [torch.ones(gx.numel(), dtype=torch.float64), gx.reshape(-1), gy.reshape(-1)], dim=1
+    )
+    evaluator = GridEvaluator(model, loss_fn, data, accuracy=accuracy, method=method, chunk_size=chunk_size)
+    losses, accs = evaluator.evaluate([theta, a, b], weights, progress=progress, desc="slice_2d")
+    shape = (xs.numel(), ys.numel())
+    return Slice2D(
+        xs=xs,
+        ys=ys,
+        losses=losses.reshape(shape),
+        accuracies=None if accs is None else accs.reshape(shape),
+        method=evaluator.method_used,
+    )
+
+
+def _check_independent(a: Direction, b: Direction) -> None:
+    na, nb = direction_norm(a), direction_norm(b)
+    if na == 0 or nb == 0:
+        raise ValueError("a direction of the plane is zero")
+    dot = sum(float((a[n].double() * b[n].double()).sum()) for n in a if n in b)
+    if abs(dot) >= (1 - 1e-12) * na * nb:
+        raise ValueError("d1 and d2 are parallel: they span a line, not a plane (use different seeds)")
+
+
+def _coordinates(values, name: str) -> Tensor:
+    t = torch.as_tensor(values, dtype=torch.float64).detach().cpu()
+    if t.ndim != 1 or t.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence of numbers, got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return t.clone()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The evaluation engine (shared with interpolation and flatness)
+
+
+class FlatAnchors:
+    """K parameter sets ("anchors") stored as flat vectors, one (K, D) block per dtype and device, combined into
+    grid points Σ_k w[p, k] · anchors[k].
+
+    The combination is element-wise in a fixed order (a product, then a sum, per anchor), and element-wise
+    products and sums are correctly rounded entry by entry, so a point comes out bit-for-bit the same whether it
+    is built alone or in a chunk, and a weight row (1, 0, ..., 0) gives anchors[0] exactly.
+    """
+
+    def __init__(self, anchors: Sequence[dict[str, Tensor]]) -> None:
+        if not anchors:
+            raise ValueError("at least one anchor is needed")
+        self.names = list(anchors[0])
+        for a in anchors:
+            if list(a) != self.names:
+                raise ValueError("all anchors must name the same tensors")
+        self.shapes = {n: anchors[0][n].shape for n in self.names}
+        self.groups: dict[tuple[torch.dtype, torch.device], list[str]] = {}
+        for n in self.names:
+            t = anchors[0][n]
+            for a in anchors:
+                if a[n].shape != t.shape or a[n].dtype != t.dtype or a[n].device != t.device:
+                    raise ValueError(f"the anchors disagree on the shape, dtype or device of {n!r}")
+            self.groups.setdefault((t.dtype, t.device), []).append(n)
+        self.blocks = {
+            key: torch.stack([torch.cat([a[n].detach().reshape(-1) for n in names]) for a in anchors])
+            for key, names in self.groups.items()
+        }
+        self.num_anchors = len(anchors)
+
+    def __call__(self, weights: Tensor) -> dict[str, Tensor]:
+        """The points for the rows of `weights` (P, K): `{name: tensor of shape (P, *shape)}` (views of one
+        (P, D) block per group)."""
+        if weights.ndim != 2 or weights.shape[1] != self.num_anchors:
+            raise ValueError(f"weights must have shape (P, {self.num_anchors}), got {tuple(weights.shape)}")
+        out = {}
+        for (dtype, device), names in self.groups.items():
+            block = self.blocks[(dtype, device)]
+            w = weights.to(device=device, dtype=dtype)
+            acc = w[:, :1] * block[0]
+            for k in range(1, self.num_anchors):
+                acc = acc + w[:, k : k + 1] * block[k]
+            offset = 0
+            for n in names:
+                size = math.prod(self.shapes[n])
+                out[n] = acc[:, offset : offset + size].unflatten(1, (*self.shapes[n],) or (1,))
+                if not self.shapes[n]:
+                    out[n] = out[n].reshape(acc.shape[0])
+                offset += size
+        return out
+
+
+def _has_convolution(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+class GridEvaluator:
+    """Mean loss (and accuracy) of a model at many parameter points, without touching the model.
+
+    Points are given as linear combinations of anchors (`evaluate`), chunk by chunk (`evaluate_points`), or as
+    one explicit state (`evaluate_state`). The model is only read; the loop strategy writes points into a
+    private copy of it.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data,
+        *,
+        accuracy: bool | None = None,
+        method: str = "auto",
+        chunk_size: int | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError("loss_fn must be callable as loss_fn(outputs, targets)")
+        if method not in METHODS:
+            raise ValueError(f"unknown method={method!r}; expected one of {METHODS}")
+        if accuracy not in (None, True, False):
+            raise TypeError(f"accuracy must be None, True or False, got {accuracy!r}")
+        if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.data = materialize(data)
+        self.accuracy = accuracy
+        self.method = method
+        self.chunk_size = chunk_size
+        self.method_used = method
+        self.is_classifier: bool | None = None
+        self.base = {n: t.detach() for n, t in model.named_parameters()}
+        self.base.update({n: t.detach() for n, t in model.named_buffers()})
+        if not self.base:
+            raise ValueError("the model has no parameters or buffers to evaluate at")
+        # Inputs are cast to the floating dtype (and device) of the largest floating parameter or buffer.
+        floating = [t for t in self.base.values() if t.is_floating_point()] or list(self.base.values())
+        self.like = max(floating, key=lambda t: t.numel())
+        self._single: list[tuple[Tensor, Tensor]] | None = None
+        self._num_samples = 0
+        self._zero: Tensor | None = None
+
+    # -- one point ------------------------------------------------------------------------------------------
+
+    def _batches(self):
+        """The non-empty batches on the model's device (inputs in its floating dtype); a single in-memory
+        (inputs, targets) pair is moved once and reused."""
+        if self._single is not None:
+            return self._single
+        batches = self._move_batches()
+        if isinstance(self.data, (tuple, list)) and len(self.data) == 2 and isinstance(self.data[0], Tensor):
+            self._single = list(batches)
+            return self._single
+        return batches
+
+    def _move_batches(self):
+        count = 0
+        for inputs, targets in iterate_batches(self.data):
+            if inputs.shape[0] == 0:
+                continue
+            count += int(inputs.shape[0])
+            if inputs.is_floating_point():
+                inputs = inputs.to(device=self.like.device, dtype=self.like.dtype)
+            else:
+                inputs = inputs.to(device=self.like.device)
+            targets = targets.to(device=self.like.device)
+            if targets.is_floating_point():
+                targets = targets.to(dtype=self.like.dtype)
+            yield inputs, targets
+        if count == 0:
+            raise ValueError("data is empty: no samples to evaluate the loss on")
+
+    def _score(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """The batch's mean loss (0-d) and number of correct argmax predictions (0-d, 0 if not scored)."""
+        loss = self.loss_fn(outputs, targets)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(f"loss_fn must return a scalar (mean over the batch), got shape {shape}")
+        classifier = (
+            not targets.is_floating_point()
+            and targets.ndim == 1
+            and outputs.ndim == 2
+            and outputs.shape[0] == targets.shape[0]
+        )
+        if self.accuracy and not classifier:
+            raise ValueError(
+                "accuracy=True needs class-index targets of shape (N,) and outputs of shape (N, C); got "
+                f"targets {tuple(targets.shape)} ({targets.dtype}) and outputs {tuple(outputs.shape)}"
+            )
+        self.is_classifier = classifier and self.accuracy is not False
+        if self.is_classifier:
+            correct = (outputs.argmax(-1) == targets).sum()
+        else:
+            if self._zero is None:
+                self._zero = torch.zeros((), dtype=torch.int64, device=outputs.device)
+            correct = self._zero
+        return loss.reshape(()), correct
+
+    def evaluate_state(self, state: dict[str, Tensor]) -> tuple[float, float | None]:
+        """Mean loss and accuracy at one explicit state (entries override the model's parameters/buffers)."""
+        full = {**self.base, **state}
+        total, correct, count = 0.0, 0, 0
+        with eval_mode(self.model), torch.inference_mode():
+            for inputs, targets in self._batches():
+                outputs = torch.func.functional_call(self.model, full, (inputs,))
+                loss, right = self._score(outputs, targets)
+                n = int(inputs.shape[0])
+                total += n * float(loss)
+                correct += int(right)
+                count += n
+        return total / count, (correct / count if self.is_classifier else None)
+
+    # -- many points ----------------------------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        anchors: Sequence[dict[str, Tensor]],
+        weights: Tensor,
+        *,
+        progress: bool = False,
+        desc: str = "grid",
+    ) -> tuple[Tensor, Tensor | None]:
+        """Losses (and accuracies) at the points Σ_k weights[p, k] · anchors[k], p = 0..P−1 (float64, CPU)."""
+        flat = FlatAnchors(anchors)
+        return self.evaluate_points(
+            lambda start, stop: flat(weights[start:stop]), weights.shape[0], progress=progress, desc=desc
+        )
+
+    def evaluate_points(
+        self,
+        make_points: Callable[[int, int], dict[str, Tensor]],
+        num_points: int,
+        *,
+        progress: bool = False,
+        desc: str = "grid",
+    ) -> tuple[Tensor, Tensor | None]:
+        """Losses (and accuracies) at `num_points` points; `make_points(start, stop)` returns the points
+        start..stop−1 as `{name: tensor of shape (stop − start, *shape)}` and must depend on its arguments only
+        (it may be called again for the same range)."""
+        losses = torch.empty(num_points, dtype=torch.float64)
+        correct = torch.zeros(num_points, dtype=torch.float64)
+        method = self.method
+        if method == "auto":
+            method = "loop" if (self.like.device.type == "cpu" and _has_convolution(self.model)) else "vmap"
+        first = make_points(0, 1)
+        unknown = [n for n in first if n not in self.base]
+        if unknown:
+            raise ValueError(f"{unknown} are not parameters or buffers of the model")
+        point_bytes = sum(t.numel() * t.element_size() for t in first.values())
+        # the loop strategy also builds its points a chunk at a time (fewer small operations per point)
+        loop_chunk = max(1, min(_MAX_CHUNK, _LOOP_CHUNK_BYTES // max(point_bytes, 1)))
+        chunk = (self.chunk_size or self._auto_chunk(point_bytes)) if method == "vmap" else loop_chunk
+        work = None
+        bar = tqdm(total=num_points, desc=desc, unit="pt", disable=not progress, leave=False)
+        try:
+            with eval_mode(self.model), torch.inference_mode():
+                start = 0
+                while start < num_points:
+                    stop = min(start + chunk, num_points)
+                    points = make_points(start, stop)
+                    if method == "vmap":
+                        try:
+                            chunk_losses, chunk_correct = self._vmapped(points)
+                        except Exception:
+                            if self.method != "auto" or start > 0:
+                                raise
+                            method, chunk = "loop", loop_chunk  # not vmappable: one plain pass per point
+                            continue
+                    else:
+                        if work is None:
+                            work = self._working_copy()
+                        chunk_losses, chunk_correct = self._looped(work, points)
+                    losses[start:stop] = chunk_losses.cpu()
+                    correct[start:stop] = chunk_correct.cpu().double() / self._num_samples
+                    bar.update(stop - start)
+                    start = stop
+        finally:
+            bar.close()
+        self.method_used = method
+        return losses, (correct if self.is_classifier else None)
+
+    def _vmapped(self, points: dict[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Mean losses (P,) and correct counts (P,) of a chunk of points: one vmapped forward pass per batch."""
+        fixed = {n: t for n, t in self.base.items() if n not in points}
+
+        def one_point(point, inputs, targets):
+            outputs = torch.func.functional_call(self.model, {**fixed, **point}, (inputs,))
+            return self._score(outputs, targets)
+
+        batched = torch.func.vmap(one_point, in_dims=(0, None, None))
+        return self._mean_over_batches(lambda inputs, targets: batched(points, inputs, targets))
+
+    def _mean_over_batches(self, score) -> tuple[Tensor, Tensor | None]:
+        """Σ_b n_b · loss_b / Σ_b n_b (float64; a single batch's loss as it is) and Σ_b correct_b."""
+        batches = self._batches()
+        if isinstance(batches, list) and len(batches) == 1:
+            loss, right = score(*batches[0])
+            self._num_samples = int(batches[0][0].shape[0])
+            return loss.double(), right
+        total = correct = None
+        count = 0
+        for inputs, targets in batches:
+            loss, right = score(inputs, targets)
+            n = int(inputs.shape[0])
+            total = n * loss.double() if total is None else total + n * loss.double()
+            correct = right if correct is None else correct + right
+            count += n
+        self._num_samples = count
+        return total / count, correct
+
+    def _working_copy(self) -> tuple[nn.Module, dict[str, Tensor]]:
+        """A private copy of the model in eval mode and its tensors by name, to write grid points into."""
+        work = copy.deepcopy(self.model).eval()
+        for param in work.parameters():
+            param.grad = None
+            param.requires_grad_(False)
+        return work, {**dict(work.named_parameters()), **dict(work.named_buffers())}
+
+    def _looped(self, work: tuple[nn.Module, dict[str, Tensor]], points: dict[str, Tensor]):
+        """Mean losses (P,) and correct counts (P,) of a chunk of points, one plain forward pass per point:
+        each point is copied into the working copy (one fused copy), which is called."""
+        module, tensors = work
+        targets_of = [tensors[n] for n in points]
+        values = list(points.values())
+        losses, corrects = [], []
+        for p in range(values[0].shape[0]):
+            torch._foreach_copy_(targets_of, [v[p] for v in values])
+            loss, right = self._mean_over_batches(
+                lambda inputs, targets: self._score(module(inputs), targets)
+            )
+            losses.append(loss)
+            corrects.append(right)
+        return torch.stack(losses), torch.stack(corrects)
+
+    def _auto_chunk(self, point_bytes: int) -> int:
+        """Grid points per vmapped pass: parameters and activations of a chunk within a per-device budget
+        (16 MiB on a CPU, 512 MiB on an accelerator), at most 256 points."""
+        per_point = point_bytes + self._activation_bytes()
+        budget = _CHUNK_BYTES.get(self.like.device.type, _CHUNK_BYTES_DEFAULT)
+        return int(max(1, min(_MAX_CHUNK, budget // max(per_point, 1))))
+
+    def _activation_bytes(self) -> int:
+        """Bytes of all module outputs in one forward pass of the first batch (measured on a copy)."""
+        first = next((b for b in iterate_batches(self.data) if b[0].shape[0] > 0), None)
+        if first is None:
+            raise ValueError("data is empty: no samples to evaluate the loss on")
+        probe = copy.deepcopy(self.model)
+        sizes = []
+
+        def hook(_module, _inputs, output):
+            if isinstance(output, Tensor):
+                sizes.append(output.numel() * output.element_size())
+
+        for m in probe.modules():
+            m.register_forward_hook(hook)
+        inputs = first[0]
+        if inputs.is_floating_point():
+            inputs = inputs.to(device=self.like.device, dtype=self.like.dtype)
+        else:
+            inputs = inputs.to(device=self.like.device)
+        with eval_mode(probe), torch.inference_mode():
+            probe(inputs)
+        return sum(sizes)

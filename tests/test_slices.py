@@ -1,0 +1,285 @@
+"""Slices: closed forms on linear regression, θ exactly on the grid, batched == looped, no mutation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from landscape.directions import random_direction
+from landscape.eigen import top_eigenvalues
+from landscape.operators import HessianOperator
+from landscape.slices import GridEvaluator, slice_1d, slice_2d, symmetric_grid
+from test_directions import assert_unchanged, snapshot
+
+
+def regression(n: int = 40, dim: int = 5, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Linear(dim, 1).double()
+    x = torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    y = torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    return model, x, y
+
+
+def residual_and_shift(model: nn.Linear, x, y, d):
+    """r0 = Xw + b − y and s = X d_w + d_b, so that L(θ + α d) = mean((r0 + α s)²)."""
+    with torch.no_grad():
+        r0 = model(x) - y
+    return r0, x @ d["weight"].T + d["bias"]
+
+
+def classifier(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4)
+    ).double()
+    x = torch.randn(64, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (64,), generator=gen)
+    return model, x, y
+
+
+def bn_cnn():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(4 * 25, 3),
+    ).double()
+    x = torch.randn(12, 2, 5, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,))
+    model.train()
+    with torch.no_grad():
+        model(x)  # running statistics that are not the initial ones
+    return model, x, y
+
+
+def test_symmetric_grid_contains_zero_and_the_ends_exactly():
+    g = symmetric_grid(0.7, 21)
+    assert g[10] == 0.0
+    assert g[0] == -0.7
+    assert g[-1] == 0.7
+    torch.testing.assert_close(g, torch.linspace(-0.7, 0.7, 21, dtype=torch.float64), rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="num_points"):
+        symmetric_grid(1.0, 1)
+    with pytest.raises(ValueError, match="radius"):
+        symmetric_grid(-1.0, 5)
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_1d_slice_of_linear_regression_is_the_analytic_quadratic(method):
+    model, x, y = regression()
+    d = random_direction(model, "none", seed=1, zero_bias_and_norm=False)
+    alphas = torch.linspace(-2, 3, 11, dtype=torch.float64)
+    out = slice_1d(model, F.mse_loss, (x, y), d, alphas, method=method)
+    r0, s = residual_and_shift(model, x, y, d)
+    want = (r0**2).mean() + 2 * alphas * (r0 * s).mean() + alphas**2 * (s**2).mean()
+    torch.testing.assert_close(out.losses, want, rtol=1e-12, atol=0)
+    assert out.losses.shape == (11,)
+    assert out.accuracies is None
+    assert out.method == method
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_2d_slice_of_linear_regression_is_the_analytic_quadratic(method):
+    model, x, y = regression()
+    d1 = random_direction(model, "none", seed=1, zero_bias_and_norm=False)
+    d2 = random_direction(model, "none", seed=2, zero_bias_and_norm=False)
+    xs, ys = symmetric_grid(1.0, 5), torch.tensor([-0.5, 0.0, 0.25, 2.0])
+    out = slice_2d(model, F.mse_loss, (x, y), d1, d2, xs, ys, method=method)
+    r0, s1 = residual_and_shift(model, x, y, d1)
+    _, s2 = residual_and_shift(model, x, y, d2)
+    residual = r0[None, None] + xs[:, None, None, None] * s1 + ys[None, :, None, None] * s2
+    want = (residual**2).mean(dim=(2, 3))
+    assert out.losses.shape == (5, 4)
+    torch.testing.assert_close(out.losses, want, rtol=1e-12, atol=0)
+
+
+def test_slice_along_a_top_eigenvector_at_the_minimum_is_half_lambda_alpha_squared():
+    model, x, y = regression()
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    solution = torch.linalg.lstsq(design, y).solution
+    with torch.no_grad():
+        model.weight.copy_(solution[:-1].T)
+        model.bias.copy_(solution[-1])
+    top = top_eigenvalues(HessianOperator(model, F.mse_loss, (x, y)), 1, tol=1e-10)
+    alphas = symmetric_grid(2.0, 9)
+    out = slice_1d(model, F.mse_loss, (x, y), top.vectors[:, 0], alphas)
+    lam = float(top.values[0])
+    torch.testing.assert_close(out.losses, out.losses[4] + 0.5 * lam * alphas**2, rtol=1e-9, atol=1e-12)
+
+
+def test_theta_is_exactly_on_the_grid():
+    model, x, y = classifier()
+    d1, d2 = random_direction(model, seed=1), random_direction(model, seed=2)
+    with torch.no_grad():
+        plain = F.cross_entropy(model(x), y).item()
+    grid = symmetric_grid(1.0, 7)
+    loop = slice_2d(model, F.cross_entropy, (x, y), d1, d2, grid, grid, method="loop")
+    assert loop.losses[3, 3].item() == plain  # the very parameters of the model: bit-for-bit the same loss
+    assert slice_1d(model, F.cross_entropy, (x, y), d1, grid, method="loop").losses[3].item() == plain
+    batched = slice_2d(model, F.cross_entropy, (x, y), d1, d2, grid, grid, method="vmap")
+    assert batched.losses[3, 3].item() == pytest.approx(plain, rel=1e-14)
+
+
+def test_batched_and_looped_evaluation_give_the_same_numbers():
+    model, x, y = classifier()
+    d1, d2 = random_direction(model, seed=1), random_direction(model, seed=2)
+    xs, ys = symmetric_grid(2.0, 9), symmetric_grid(1.0, 7)
+    loop = slice_2d(model, F.cross_entropy, (x, y), d1, d2, xs, ys, method="loop")
+    assert loop.method == "loop"
+    for chunk in (None, 1, 5, 63, 1000):
+        vm = slice_2d(model, F.cross_entropy, (x, y), d1, d2, xs, ys, method="vmap", chunk_size=chunk)
+        assert vm.method == "vmap"
+        torch.testing.assert_close(vm.losses, loop.losses, rtol=1e-13, atol=0)
+        assert torch.equal(vm.accuracies, loop.accuracies)
+    auto = slice_2d(model, F.cross_entropy, (x, y), d1, d2, xs, ys)
+    assert auto.method == "vmap"  # an MLP: batched over grid points
+
+
+def test_accuracies_match_a_direct_computation():
+    model, x, y = classifier()
+    d = random_direction(model, seed=4)
+    alphas = torch.tensor([-1.0, 0.0, 0.5])
+    out = slice_1d(model, F.cross_entropy, (x, y), d, alphas, progress=True)
+    for a, acc, loss in zip(alphas, out.accuracies, out.losses, strict=True):
+        moved = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in moved.named_parameters():
+                p.add_(a * d[name])
+            logits = moved(x)
+        assert acc.item() == (logits.argmax(1) == y).double().mean().item()
+        assert loss.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-13)
+
+
+def test_batches_are_weighted_by_size():
+    model, x, y = classifier()
+    d = random_direction(model, seed=4)
+    alphas = symmetric_grid(1.0, 5)
+    whole = slice_1d(model, F.cross_entropy, (x, y), d, alphas)
+    batches = [(x[:10], y[:10]), (x[10:11], y[10:11]), (x[11:], y[11:])]
+    for method in ("vmap", "loop"):
+        split = slice_1d(model, F.cross_entropy, iter(batches), d, alphas, method=method)
+        torch.testing.assert_close(split.losses, whole.losses, rtol=1e-13, atol=0)
+        torch.testing.assert_close(split.accuracies, whole.accuracies, rtol=1e-15, atol=0)
+
+
+def test_line_to_a_second_model():
+    model, x, y = classifier(seed=0)
+    other, _, _ = classifier(seed=1)
+    out = slice_1d(model, F.cross_entropy, (x, y), other, [0.0, 1.0])
+    with torch.no_grad():
+        assert out.losses[0].item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-14)
+        assert out.losses[1].item() == pytest.approx(F.cross_entropy(other(x), y).item(), rel=1e-12)
+
+
+def test_convolutional_bn_model_loops_on_cpu_and_vmap_agrees():
+    model, x, y = bn_cnn()
+    before = snapshot(model)
+    d1, d2 = random_direction(model, seed=1), random_direction(model, seed=2)
+    grid = symmetric_grid(0.5, 3)
+    auto = slice_2d(model, F.cross_entropy, (x, y), d1, d2, grid, grid)
+    assert auto.method == "loop"
+    vm = slice_2d(model, F.cross_entropy, (x, y), d1, d2, grid, grid, method="vmap")
+    torch.testing.assert_close(vm.losses, auto.losses, rtol=1e-12, atol=0)
+    with torch.no_grad():  # eval mode: running statistics, no dropout
+        plain = F.cross_entropy(model.eval()(x), y).item()
+    model.train()
+    assert auto.losses[1, 1].item() == plain
+    assert_unchanged(model, before)
+
+
+def test_model_is_bit_for_bit_unchanged():
+    model, x, y = classifier()
+    model[0].weight.grad = torch.full_like(model[0].weight, 3.0)
+    model[2].bias.requires_grad_(False)
+    model.train()
+    model[1].eval()
+    before = snapshot(model)
+    d1 = random_direction(model, seed=1)
+    d2 = random_direction(model, seed=2)
+    for method in ("vmap", "loop"):
+        slice_1d(model, F.cross_entropy, (x, y), d1, [-1.0, 0.0, 1.0], method=method)
+        slice_2d(model, F.cross_entropy, (x, y), d1, d2, [-1.0, 0.0], [0.0, 1.0], method=method)
+    assert_unchanged(model, before)
+
+
+def test_bad_input_raises():
+    model, x, y = classifier()
+    d1 = random_direction(model, seed=1)
+    with pytest.raises(ValueError, match="unknown method='fast'"):
+        slice_1d(model, F.cross_entropy, (x, y), d1, [0.0], method="fast")
+    with pytest.raises(ValueError, match="alphas"):
+        slice_1d(model, F.cross_entropy, (x, y), d1, [])
+    with pytest.raises(ValueError, match="NaN"):
+        slice_1d(model, F.cross_entropy, (x, y), d1, [0.0, float("nan")])
+    with pytest.raises(ValueError, match="parallel"):
+        slice_2d(model, F.cross_entropy, (x, y), d1, {k: 2 * v for k, v in d1.items()}, [0.0], [0.0])
+    with pytest.raises(ValueError, match="chunk_size"):
+        slice_1d(model, F.cross_entropy, (x, y), d1, [0.0], chunk_size=0)
+    with pytest.raises(TypeError, match="accuracy"):
+        slice_1d(model, F.cross_entropy, (x, y), d1, [0.0], accuracy="yes")
+    with pytest.raises(ValueError, match="data is empty"):
+        slice_1d(model, F.cross_entropy, [], d1, [0.0])
+    reg, rx, ry = regression()
+    with pytest.raises(ValueError, match="accuracy=True"):
+        slice_1d(reg, F.mse_loss, (rx, ry), reg, [0.0], accuracy=True)
+    with pytest.raises(ValueError, match="scalar"):
+        slice_1d(
+            reg, lambda o, t: (o - t) ** 2, (rx, ry), random_direction(reg, seed=0), [0.0], method="loop"
+        )
+
+
+def test_evaluator_falls_back_to_the_loop_when_vmap_fails_in_auto_mode():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2).double()
+
+        def forward(self, x):
+            out = self.lin(x)
+            return out if bool(out.sum() > -1e9) else -out  # control flow on values: not vmappable
+
+    torch.manual_seed(0)
+    model = DataDependent()
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randint(0, 2, (5,))
+    d = random_direction(model, seed=0)
+    auto = slice_1d(model, F.cross_entropy, (x, y), d, [0.0, 1.0])
+    assert auto.method == "loop"
+    with pytest.raises(RuntimeError):
+        slice_1d(model, F.cross_entropy, (x, y), d, [0.0, 1.0], method="vmap")
+    ev = GridEvaluator(model, F.cross_entropy, (x, y), method="loop")
+    loss, acc = ev.evaluate_state({})
+    assert loss == pytest.approx(auto.losses[0].item(), rel=1e-15)
+    assert acc == auto.accuracies[0].item()
+
+
+def test_scalar_and_mixed_dtype_parameters():
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2).double()
+            self.scale = nn.Parameter(torch.tensor(1.5))  # 0-d, float32 next to float64 weights
+
+        def forward(self, x):
+            return self.lin(x) * self.scale.double()
+
+    torch.manual_seed(0)
+    model = Scaled()
+    x, y = torch.randn(9, 3, dtype=torch.float64), torch.randn(9, 2, dtype=torch.float64)
+    d = {"scale": torch.tensor(1.0), "lin.weight": torch.ones(2, 3, dtype=torch.float64)}
+    alphas = [-1.0, 0.0, 0.5]
+    loop = slice_1d(model, F.mse_loss, (x, y), d, alphas, method="loop")
+    vm = slice_1d(model, F.mse_loss, (x, y), d, alphas, method="vmap")
+    torch.testing.assert_close(vm.losses, loop.losses, rtol=1e-13, atol=0)
+    with torch.no_grad():
+        w, b = model.lin.weight - 1.0, model.lin.bias
+        want = F.mse_loss((x @ w.T + b) * 0.5, y).item()
+    assert loop.losses[0].item() == pytest.approx(want, rel=1e-12)
