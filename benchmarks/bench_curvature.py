@@ -73,7 +73,7 @@ class Counter:
 def try_import(name: str):
     try:
         return __import__(name, fromlist=["*"])
-    except Exception as err:  # a peer that fails to import is reported, not fatal
+    except (ImportError, AttributeError, RuntimeError) as err:  # a broken peer is reported, not fatal
         print(f"  (peer {name} unavailable: {type(err).__name__}: {err})")
         return None
 
@@ -115,7 +115,10 @@ def bench_hvp_cost(problem, repeats: int, block: int) -> dict:
     out["ours_no_cache_hvp_in_gradients"] = median_time(lambda: fresh @ v, repeats) / t_grad
     hess, ph_hessian = pyhessian_object(problem)
     if hess is not None:
-        vs = [c.reshape(p.shape) for c, p in zip(torch.split(v, [p.numel() for p in hess.params]), hess.params)]
+        vs = [
+            c.reshape(p.shape)
+            for c, p in zip(torch.split(v, [p.numel() for p in hess.params]), hess.params, strict=True)
+        ]
         t = median_time(lambda: ph_hessian.hessian_vector_product(hess.gradsH, hess.params, vs), repeats)
         out["pyhessian_hvp_in_gradients"] = t / t_grad
         clear_grads(problem.model)
@@ -123,7 +126,9 @@ def bench_hvp_cost(problem, repeats: int, block: int) -> dict:
     if cl is not None:
         params = [p for p in problem.model.parameters() if p.requires_grad]
         crit = torch.nn.CrossEntropyLoss()
-        cl_op = cl.HessianLinearOperator(problem.model, crit, params, [problem.data], check_deterministic=False)
+        cl_op = cl.HessianLinearOperator(
+            problem.model, crit, params, [problem.data], check_deterministic=False
+        )
         out["curvlinops_hvp_in_gradients"] = median_time(lambda: cl_op @ v, repeats) / t_grad
         out[f"curvlinops_block{block}_per_vector_in_gradients"] = (
             median_time(lambda: cl_op @ V, repeats) / block / t_grad
@@ -212,7 +217,9 @@ def bench_top5_p1(problem, exact: torch.Tensor, repeats: int) -> list[dict]:
         import numpy as np
 
         start = time.perf_counter()
-        values = eigsh(scipy_op, k=k, which="LA", tol=1e-6, v0=np.ones(problem.num_params), return_eigenvectors=False)
+        values = eigsh(
+            scipy_op, k=k, which="LA", tol=1e-6, v0=np.ones(problem.num_params), return_eigenvectors=False
+        )
         seconds = time.perf_counter() - start
         rows.append(
             {
@@ -229,7 +236,9 @@ def bench_lambda_max_p2(problem, repeats: int) -> list[dict]:
     op = HessianOperator(problem.model, problem.loss_fn, problem.data)
     reference = top_eigenvalues(op, 1, tol=1e-7, seed=1, max_matvecs=300)
     ref = float(reference.values[0])
-    rows = [{"tool": "reference (Lanczos, tol 1e-7)", "value": ref, "residual": float(reference.residuals[0])}]
+    rows = [
+        {"tool": "reference (Lanczos, tol 1e-7)", "value": ref, "residual": float(reference.residuals[0])}
+    ]
 
     def ours():
         o = HessianOperator(problem.model, problem.loss_fn, problem.data)
@@ -281,8 +290,10 @@ def bench_trace_p1(problem, exact_trace: float, seeds: int) -> list[dict]:
     for method in ("hutchinson", "hutch++", "xtrace"):
         summary(
             f"landscape {method}",
-            {b: [hessian_trace(op, b, method=method, seed=s).estimate - exact_trace for s in range(seeds)]
-             for b in budgets},
+            {
+                b: [hessian_trace(op, b, method=method, seed=s).estimate - exact_trace for s in range(seeds)]
+                for b in budgets
+            },
         )
     hess, _ = pyhessian_object(problem)
     if hess is not None:
@@ -300,7 +311,11 @@ def bench_trace_p1(problem, exact_trace: float, seeds: int) -> list[dict]:
         cl_op = cl.HessianLinearOperator(
             problem.model, torch.nn.CrossEntropyLoss(), params, [problem.data], check_deterministic=False
         )
-        for name, fn in (("hutchinson", cl.hutchinson_trace), ("hutch++", cl.hutchpp_trace), ("xtrace", cl.xtrace)):
+        for name, fn in (
+            ("hutchinson", cl.hutchinson_trace),
+            ("hutch++", cl.hutchpp_trace),
+            ("xtrace", cl.xtrace),
+        ):
             errs = {}
             for b in budgets:
                 errs[b] = []
@@ -360,7 +375,9 @@ def main() -> None:
     sections.append(("HVP cost in gradients (median time of one product / one gradient)", report["hvp_cost"]))
     print("2. top-5 of P1", flush=True)
     report["top5_p1"] = bench_top5_p1(p1, exact, max(1, repeats // 3))
-    sections.append(("Top-5 eigenvalues of P1 (error: max relative, against dense eigvalsh)", report["top5_p1"]))
+    sections.append(
+        ("Top-5 eigenvalues of P1 (error: max relative, against dense eigvalsh)", report["top5_p1"])
+    )
     print("3. λmax of P2", flush=True)
     report["lambda_max_p2"] = bench_lambda_max_p2(p2, 3 if args.quick else 5)
     sections.append(("λmax of P2 (float32)", report["lambda_max_p2"]))
