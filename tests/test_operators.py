@@ -150,3 +150,17 @@ def test_stale_operator_raises_after_parameters_change(mlp_problem):
         next(model.parameters()).add_(1.0)
     with pytest.raises(RuntimeError, match="changed after this HessianOperator was built"):
         op @ torch.ones(op.dim, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_batched_and_looped_blocks_agree(kind):
+    model, loss_fn, x, y = make_problem(kind)
+    V = torch.randn(
+        sum(p.numel() for p in model.parameters()),
+        4,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(2),
+    )
+    batched = HessianOperator(model, loss_fn, (x, y), batched=True) @ V
+    looped = HessianOperator(model, loss_fn, (x, y), batched=False) @ V
+    torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-14)

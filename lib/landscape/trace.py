@@ -133,7 +133,10 @@ def hessian_trace(
       :math:`\mathrm{tr}(Q^\top A Q) + \mathrm{Hutchinson}_{m/3}((I-QQ^\top)A(I-QQ^\top))`; the stderr is that of
       the Hutchinson part. Error ~ 1/m for matrices with decaying spectra, such as Hessians.
     - ``"xtrace"`` (Epperly et al. 2024, default): uses every probe both for the low-rank part and for the
-      correction, by averaging m/2 leave-one-out Hutch++-type estimators; stderr = their std / √(m/2).
+      correction, by averaging m/2 leave-one-out Hutch++-type estimators; stderr = their std / √(m/2), the
+      paper's error estimate. It is a heuristic: the leave-one-out terms share probes, so it runs small (the
+      validation chapter measures how often ±2 stderr covers the truth). Use ``"hutch++"`` when a calibrated
+      error bar matters more than the smallest error.
 
     Args:
         op: a `LinearOperator` (e.g. `HessianOperator`) or a dense symmetric matrix.
