@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 from problems import p1_mlp, p2_resnet
+from reporting import markdown_table
 
 from landscape import HessianOperator, hessian_trace, top_eigenvalues
 
@@ -330,18 +331,6 @@ def bench_trace_p1(problem, exact_trace: float, seeds: int) -> list[dict]:
                     errs[b].append(float(fn(cl_op, budget)) - exact_trace)
             summary(f"curvlinops {name}", errs)
     return rows
-
-
-def markdown_table(rows: list[dict]) -> str:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for r in rows:
-        cells = []
-        for k in keys:
-            v = r.get(k, "")
-            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def exact_p1(p1) -> tuple[torch.Tensor, float]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from problems import p1_mlp, p2_resnet
+from reporting import markdown_table
 
 from landscape.directions import random_direction
 from landscape.slices import slice_2d, symmetric_grid
@@ -142,18 +143,6 @@ def bench_case(peer, problem, steps: int, repeats: int, max_points: int) -> dict
     row["repeats"] = repeats
     print("  " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     return row
-
-
-def markdown_table(rows: list[dict]) -> str:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    for r in rows:
-        cells = []
-        for k in keys:
-            v = r.get(k, "")
-            cells.append(f"{v:.3g}" if isinstance(v, float) else str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main() -> None:
