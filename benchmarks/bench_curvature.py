@@ -23,6 +23,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from problems import p1_mlp, p2_resnet
 from reporting import markdown_table
@@ -53,7 +54,8 @@ def gradient_time(problem, repeats: int) -> float:
 
 
 class Counter:
-    """Counts calls of a peer's HVP function by wrapping the module attribute it is looked up through."""
+    """Counts calls of a peer's HVP function by wrapping the attribute (of a module or an object) it is looked
+    up through."""
 
     def __init__(self, module, name: str) -> None:
         self.module, self.name, self.count = module, name, 0
@@ -179,21 +181,14 @@ def bench_top5_p1(problem, exact: torch.Tensor, repeats: int) -> list[dict]:
     he = try_import("hessian_eigenthings")
     if he is not None:
         op = he.HessianOperator(problem.model, [problem.data], he.supervised_loss(problem.loss_fn))
-        calls = {"n": 0}
-        original = op.matvec
-
-        def counted(x):
-            calls["n"] += 1
-            return original(x)
-
-        op.matvec = counted
-        start = time.perf_counter()
-        result = he.lanczos(op, k=k, tol=1e-6, which="LA", seed=0, max_iter=200)
-        seconds = time.perf_counter() - start
+        with Counter(op, "matvec") as counter:
+            start = time.perf_counter()
+            result = he.lanczos(op, k=k, tol=1e-6, which="LA", seed=0, max_iter=200)
+            seconds = time.perf_counter() - start
         rows.append(
             {
                 "tool": "hessian-eigenthings (lanczos, tol 1e-6)",
-                "hvps": calls["n"],
+                "hvps": counter.count,
                 "seconds": seconds,
                 "max_rel_error": error(result.eigenvalues),
             }
@@ -207,25 +202,16 @@ def bench_top5_p1(problem, exact: torch.Tensor, repeats: int) -> list[dict]:
             problem.model, torch.nn.CrossEntropyLoss(), params, [problem.data], check_deterministic=False
         )
         scipy_op = cl_op.to_scipy()
-        calls = {"n": 0}
-        original = scipy_op.matvec
-
-        def counted_mv(x):
-            calls["n"] += 1
-            return original(x)
-
-        scipy_op.matvec = counted_mv
-        import numpy as np
-
-        start = time.perf_counter()
-        values = eigsh(
-            scipy_op, k=k, which="LA", tol=1e-6, v0=np.ones(problem.num_params), return_eigenvectors=False
-        )
-        seconds = time.perf_counter() - start
+        with Counter(scipy_op, "matvec") as counter:
+            start = time.perf_counter()
+            values = eigsh(
+                scipy_op, k=k, which="LA", tol=1e-6, v0=np.ones(problem.num_params), return_eigenvectors=False
+            )
+            seconds = time.perf_counter() - start
         rows.append(
             {
                 "tool": "curvlinops + scipy eigsh (ARPACK, tol 1e-6)",
-                "hvps": calls["n"],
+                "hvps": counter.count,
                 "seconds": seconds,
                 "max_rel_error": error(values),
             }
