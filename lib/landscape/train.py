@@ -322,14 +322,7 @@ def train(
     x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
     total_steps = config.num_steps(len(x_train))
 
-    model = build_model(
-        config.model,
-        input_shape=data.input_shape,
-        num_classes=data.num_classes,
-        seed=config.seed,
-        dtype=dtype,
-        **config.model_config,
-    ).to(device)
+    model = _model_for(config, data, dtype, device)
     loss_fn = loss_function(config.loss)
     optimizer = make_optimizer(config, list(model.parameters()))
     batches = batch_indices(config, len(x_train), total_steps, data_generator(config.seed))
@@ -407,6 +400,18 @@ def vmappable(model: nn.Module) -> bool:
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def _model_for(config: TrainConfig, data, dtype: torch.dtype, device: torch.device) -> nn.Module:
+    """The freshly initialised model of a config (its seed sets the initialisation)."""
+    return build_model(
+        config.model,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+        seed=config.seed,
+        dtype=dtype,
+        **config.model_config,
+    ).to(device)
+
+
 def train_seeds(
     config: TrainConfig,
     seeds: Sequence[int],
@@ -436,17 +441,7 @@ def train_seeds(
     data = _resolve_data(config, data, data_root)
     device = torch.device("cpu" if device is None else device)
     dtype = DTYPES[config.dtype]
-    models = [
-        build_model(
-            c.model,
-            input_shape=data.input_shape,
-            num_classes=data.num_classes,
-            seed=c.seed,
-            dtype=dtype,
-            **c.model_config,
-        ).to(device)
-        for c in configs
-    ]
+    models = [_model_for(c, data, dtype, device) for c in configs]
     if not vmappable(models[0]) or len(seeds) == 1:
         return [train(c, data=data, device=device, progress=progress) for c in configs]
 
