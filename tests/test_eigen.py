@@ -102,3 +102,11 @@ def test_bad_input():
         power_iteration(A, 5)
     with pytest.raises(ValueError, match="square matrix"):
         top_eigenvalues(torch.ones(3, 2), 1)
+
+
+def test_progress_bar_changes_nothing(capsys):
+    A = spd_with_spectrum([3.0, 2.0, 1.0] + [0.1] * 10)
+    quiet = top_eigenvalues(A, 2, tol=1e-10)
+    loud = top_eigenvalues(A, 2, tol=1e-10, progress=True)
+    assert torch.equal(quiet.values, loud.values)
+    assert "Lanczos" in capsys.readouterr().err

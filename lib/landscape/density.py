@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .eigen import lanczos_basis
 from .operators import LinearOperator, as_operator, make_generator
@@ -62,6 +63,7 @@ def spectral_density(
     grid_size: int = 1000,
     sigma: float | None = None,
     seed: int | torch.Generator | None = 0,
+    progress: bool = False,
 ) -> SpectralDensity:
     r"""Stochastic Lanczos quadrature (SLQ) with full reorthogonalisation.
 
@@ -77,6 +79,7 @@ def spectral_density(
         grid_size: grid points for the smoothed density, spanning the nodes ± 5 σ.
         sigma: kernel width (default: 1% of the spread of the nodes).
         seed: seed or generator for the probes.
+        progress: show a progress bar over probes (tqdm).
     """
     op = as_operator(op)
     if num_probes < 1 or num_steps < 1:
@@ -86,7 +89,7 @@ def spectral_density(
     gen = make_generator(seed)
     before = op.num_matvecs
     nodes, weights = [], []
-    for _ in range(num_probes):
+    for _ in tqdm(range(num_probes), desc="SLQ probes", disable=not progress, leave=False):
         v = probe_vectors(op.dim, 1, gen, op)
         Q, _, T = lanczos_basis(op, v, num_steps)
         theta, S = torch.linalg.eigh(T)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .operators import LinearOperator, as_operator, make_generator
 
@@ -81,7 +82,7 @@ def lanczos_basis(
     return Q, W, T
 
 
-def _lanczos(op, start, max_cols, select, generator=None):
+def _lanczos(op, start, max_cols, select, generator=None, progress=False):
     """Shared block-Lanczos loop with full reorthogonalisation.
 
     Q and W = A Q are filled column block by column block into preallocated storage. After each block, if
@@ -95,6 +96,7 @@ def _lanczos(op, start, max_cols, select, generator=None):
     T = torch.empty(0, 0, dtype=torch.float64)
     q, _ = _orthonormalise(start, None)
     filled, done = 0, False
+    bar = tqdm(total=max_cols, desc="Lanczos", unit="matvec", disable=not progress, leave=False)
     while filled < max_cols:
         q = q[:, : max_cols - filled]
         w = op @ q
@@ -102,6 +104,7 @@ def _lanczos(op, start, max_cols, select, generator=None):
         Q[:, filled : filled + width] = q
         W[:, filled : filled + width] = w
         filled += width
+        bar.update(width)
         T = _grow_symmetric(T, (Q[:, :filled].T @ w).double().cpu())
         if select is not None:
             theta, S = torch.linalg.eigh(T)
@@ -127,6 +130,7 @@ def _lanczos(op, start, max_cols, select, generator=None):
             w = w.clone()
             w[:, lost] = fresh.to(dtype=op.dtype, device=op.device)
             q, _ = _orthonormalise(w, Q[:, :filled])
+    bar.close()
     return Q[:, :filled], W[:, :filled], T, done
 
 
@@ -158,6 +162,7 @@ def top_eigenvalues(
     block_size: int = 1,
     max_matvecs: int | None = None,
     seed: int | torch.Generator | None = 0,
+    progress: bool = False,
 ) -> EigenResult:
     r"""The k extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation.
 
@@ -182,6 +187,7 @@ def top_eigenvalues(
         block_size: vectors multiplied per step (block Lanczos, Golub & Underwood 1977).
         max_matvecs: budget of products (default min(D, 30 k + 200)).
         seed: seed or generator for the random start block.
+        progress: show a progress bar over products (tqdm).
 
     Returns:
         `EigenResult`; `converged=False` (with a warning) if the budget ran out first.
@@ -228,7 +234,7 @@ def top_eigenvalues(
         return True
 
     before = op.num_matvecs
-    Q, W, T, done = _lanczos(op, start, budget, select, gen)
+    Q, W, T, done = _lanczos(op, start, budget, select, gen, progress)
     theta, S = torch.linalg.eigh(T)
     idx = _order(theta, which)[:k]
     values = theta[idx].to(op.dtype)
