@@ -21,7 +21,7 @@ from .eigen import lanczos_basis
 from .operators import LinearOperator, as_operator, make_generator
 from .trace import probe_vectors
 
-__all__ = ["SpectralDensity", "effective_rank", "spectral_density"]
+__all__ = ["SpectralDensity", "effective_rank", "gaussian_smoothing", "spectral_density"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,18 @@ class SpectralDensity:
     def moment(self, power: int) -> float:
         """∫ t^p dμ(t) ≈ tr(A^p)/D (p ≤ 2·num_steps − 1 is exact for each probe's quadrature)."""
         return float((self.weights * self.nodes.double() ** power).sum())
+
+
+def gaussian_smoothing(nodes: Tensor, weights: Tensor, grid: Tensor, sigma: float) -> Tensor:
+    r"""The discrete measure :math:`\sum_i w_i \delta_{\theta_i}` convolved with :math:`\mathcal N(0, \sigma^2)`,
+    evaluated on `grid` (float64)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    nodes = torch.as_tensor(nodes, dtype=torch.float64).reshape(1, -1)
+    weights = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    grid = torch.as_tensor(grid, dtype=torch.float64).reshape(-1, 1)
+    kernel = torch.exp(-0.5 * ((grid - nodes) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    return kernel @ weights
 
 
 def spectral_density(
@@ -91,23 +103,18 @@ def spectral_density(
     nodes, weights = [], []
     for _ in tqdm(range(num_probes), desc="SLQ probes", disable=not progress, leave=False):
         v = probe_vectors(op.dim, 1, gen, op)
-        Q, _, T = lanczos_basis(op, v, num_steps)
+        _, _, T = lanczos_basis(op, v, num_steps)
         theta, S = torch.linalg.eigh(T)
         # First Lanczos vector is v/|v|: the first row of S gives the weights.
         nodes.append(theta)
         weights.append(S[0] ** 2)
-        del Q
     nodes_t = torch.stack(nodes)
     weights_t = torch.stack(weights) / num_probes
     lo, hi = float(nodes_t.min()), float(nodes_t.max())
     if sigma is None:
         sigma = max(hi - lo, abs(hi), 1e-12) * 0.01
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
     grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, grid_size, dtype=torch.float64)
-    diffs = (grid[:, None] - nodes_t.reshape(1, -1)) / sigma
-    kernel = torch.exp(-0.5 * diffs**2) / (sigma * math.sqrt(2 * math.pi))
-    density = kernel @ weights_t.reshape(-1)
+    density = gaussian_smoothing(nodes_t, weights_t, grid, sigma)
     return SpectralDensity(
         nodes=nodes_t,
         weights=weights_t,

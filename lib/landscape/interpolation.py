@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .directions import _check_same_parameters
-from .operators import LossFn, iterate_batches, materialize
+from .operators import LossFn, iterate_batches, materialize, move_batch
 from .slices import FlatAnchors, GridEvaluator
 
 __all__ = ["BN_STATS", "Barrier", "interpolation_barrier", "recompute_batchnorm_statistics"]
@@ -224,12 +224,11 @@ def recompute_batchnorm_statistics(model: nn.Module, data) -> nn.Module:
             bn.train()
         seen = 0
         with torch.no_grad():
-            for inputs, _ in iterate_batches(data):
+            for inputs, targets in iterate_batches(data):
                 if inputs.shape[0] == 0:
                     continue
                 seen += int(inputs.shape[0])
-                x = inputs.to(device=like.device, dtype=like.dtype) if inputs.is_floating_point() else inputs
-                model(x.to(device=like.device))
+                model(move_batch(inputs, targets, like)[0])
         if seen == 0:
             raise ValueError("bn_data is empty: no samples to estimate BatchNorm statistics on")
     finally:

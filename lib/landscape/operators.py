@@ -204,6 +204,18 @@ def materialize(data) -> list[Batch] | object:
     return data
 
 
+def move_batch(inputs: Tensor, targets: Tensor, like: Tensor) -> Batch:
+    """A batch on the device of `like`, its floating tensors cast to `like`'s dtype (class indices keep theirs)."""
+    inputs = inputs.to(device=like.device, dtype=like.dtype if inputs.is_floating_point() else None)
+    targets = targets.to(device=like.device, dtype=like.dtype if targets.is_floating_point() else None)
+    return inputs, targets
+
+
+def has_convolution(model: nn.Module) -> bool:
+    """Whether the model contains a convolution (vmap over it loses to a plain loop on CPUs)."""
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
 def batch_loss(
     model: nn.Module,
     loss_fn: LossFn,
@@ -213,13 +225,7 @@ def batch_loss(
     check_finite: bool = True,
 ) -> Tensor:
     """Mean loss of one batch, with inputs moved to the device (and floating dtype) of `like`."""
-    if inputs.is_floating_point():
-        inputs = inputs.to(device=like.device, dtype=like.dtype)
-    else:
-        inputs = inputs.to(device=like.device)
-    targets = targets.to(device=like.device)
-    if targets.is_floating_point():
-        targets = targets.to(dtype=like.dtype)
+    inputs, targets = move_batch(inputs, targets, like)
     # The math attention kernel is twice differentiable; the fused CPU/GPU kernels are not.
     with sdpa_kernel(SDPBackend.MATH):
         loss = loss_fn(model(inputs), targets)
@@ -299,7 +305,7 @@ class HessianOperator(LinearOperator):
         self.cache_graph = cache_graph
         self._graphs: list[tuple[int, tuple[Tensor, ...]]] | None = None
         if batched is None:  # vmap over convolution double-backward is slower than a loop on CPUs
-            batched = not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+            batched = not has_convolution(model)
         self._batch_block = bool(batched)
         self._versions = [p._version for p in self.params]
         if cache_graph:

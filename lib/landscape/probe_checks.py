@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .density import gaussian_smoothing
 from .eigen import power_iteration, top_eigenvalues
 from .operators import HessianOperator, LinearOperator, make_generator
 from .sharpness import normalized_sharpness
@@ -222,12 +223,8 @@ def trace_summary(errors: pd.DataFrame) -> pd.DataFrame:
 
 def smoothed_density(eigenvalues: Tensor | np.ndarray, grid: Tensor | np.ndarray, sigma: float) -> np.ndarray:
     """The exact spectral measure (1/D) Σ δ(λ_j) smoothed by the Gaussian kernel SLQ uses, on `grid`."""
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    lam = np.asarray(eigenvalues, dtype=np.float64).reshape(1, -1)
-    t = np.asarray(grid, dtype=np.float64).reshape(-1, 1)
-    kernel = np.exp(-0.5 * ((t - lam) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
-    return kernel.mean(axis=1)
+    lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
+    return gaussian_smoothing(lam, torch.full_like(lam, 1 / lam.numel()), grid, sigma).numpy()
 
 
 def rescale_layers(model: nn.Sequential, layer: int, alpha: float) -> nn.Sequential:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .directions import Direction, as_direction, direction_norm
-from .operators import LossFn, eval_mode, iterate_batches, materialize
+from .operators import LossFn, eval_mode, has_convolution, iterate_batches, materialize, move_batch
 
 __all__ = ["METHODS", "Slice1D", "Slice2D", "slice_1d", "slice_2d", "symmetric_grid"]
 
@@ -262,10 +262,6 @@ class FlatAnchors:
         return out
 
 
-def _has_convolution(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
-
-
 class GridEvaluator:
     """Mean loss (and accuracy) of a model at many parameter points, without touching the model.
 
@@ -332,14 +328,7 @@ class GridEvaluator:
             if inputs.shape[0] == 0:
                 continue
             count += int(inputs.shape[0])
-            if inputs.is_floating_point():
-                inputs = inputs.to(device=self.like.device, dtype=self.like.dtype)
-            else:
-                inputs = inputs.to(device=self.like.device)
-            targets = targets.to(device=self.like.device)
-            if targets.is_floating_point():
-                targets = targets.to(dtype=self.like.dtype)
-            yield inputs, targets
+            yield move_batch(inputs, targets, self.like)
         if count == 0:
             raise ValueError("data is empty: no samples to evaluate the loss on")
 
@@ -414,7 +403,7 @@ class GridEvaluator:
         correct = torch.zeros(num_points, dtype=torch.float64)
         method = self.method
         if method == "auto":
-            method = "loop" if (self.like.device.type == "cpu" and _has_convolution(self.model)) else "vmap"
+            method = "loop" if (self.like.device.type == "cpu" and has_convolution(self.model)) else "vmap"
         first = make_points(0, 1)
         unknown = [n for n in first if n not in self.base]
         if unknown:
@@ -526,11 +515,7 @@ class GridEvaluator:
 
         for m in probe.modules():
             m.register_forward_hook(hook)
-        inputs = first[0]
-        if inputs.is_floating_point():
-            inputs = inputs.to(device=self.like.device, dtype=self.like.dtype)
-        else:
-            inputs = inputs.to(device=self.like.device)
+        inputs, _ = move_batch(*first, self.like)
         with eval_mode(probe), torch.inference_mode():
             probe(inputs)
         return sum(sizes)
