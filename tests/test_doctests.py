@@ -9,6 +9,8 @@ MODULES = [
     "landscape.trace",
     "landscape.density",
     "landscape.sharpness",
+    "landscape.geometry",
+    "landscape.ruggedness",
 ]
 
 

@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from landscape.directions import random_direction
-from landscape.ruggedness import ruggedness, total_variation
+from landscape.ruggedness import count_local_minima, ruggedness, total_variation
 from landscape.slices import symmetric_grid
 from test_directions import assert_unchanged, snapshot
 from test_slices import classifier, regression
@@ -90,3 +90,17 @@ def test_bad_input_raises():
         ruggedness(model, F.mse_loss, (x, y), d, [0.0, 1.0, 0.5])
     with pytest.raises(ValueError, match="unknown method"):
         ruggedness(model, F.mse_loss, (x, y), d, [0.0, 0.5, 1.0], method="batched")
+
+
+def test_count_local_minima_counts_dips_not_noise():
+    alphas = torch.linspace(-1, 1, 201, dtype=torch.float64)
+    assert count_local_minima(alphas**2) == 1
+    assert count_local_minima(alphas) == 0
+    assert count_local_minima(torch.cos(3 * torch.pi * alphas)) == 2  # at ±1/3; those at ±1 are end points
+    flat = torch.ones(50, dtype=torch.float64)
+    flat[::2] += 1e-12  # rounding-level wiggles on a flat stretch of a curve with a real range
+    assert count_local_minima(torch.cat([flat, torch.tensor([2.0])])) == 0
+    with pytest.raises(ValueError, match="at least 3"):
+        count_local_minima([1.0, 2.0])
+    with pytest.raises(ValueError, match="finite"):
+        count_local_minima([1.0, float("inf"), 2.0])

@@ -13,6 +13,7 @@ from .flatness import (
     pac_bayes_sigma,
     worst_case_sharpness,
 )
+from .geometry import CurvatureProfile, measure_curvature, outlier_count, top_gap_certified
 from .interpolation import Barrier, interpolation_barrier, recompute_batchnorm_statistics
 from .models import MLP, ResNet18, Transformer, build_model, count_parameters
 from .operators import (
@@ -23,8 +24,8 @@ from .operators import (
     as_operator,
     dense_hessian,
 )
-from .results import RunRecord, load_run, load_sweep, load_weights, run, run_sweep
-from .ruggedness import Ruggedness, ruggedness
+from .results import RunRecord, cached_json, load_run, load_sweep, load_weights, run, run_sweep
+from .ruggedness import Ruggedness, count_local_minima, ruggedness
 from .sharpness import NormalizedSharpness, normalized_sharpness
 from .slices import Slice1D, Slice2D, slice_1d, slice_2d, symmetric_grid
 from .trace import TraceEstimate, hessian_trace
@@ -73,6 +74,12 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "symmetric_grid",
     "Ruggedness",
     "ruggedness",
+    "count_local_minima",
+    # a model's whole curvature profile in one call
+    "CurvatureProfile",
+    "measure_curvature",
+    "outlier_count",
+    "top_gap_certified",
     # mode connectivity: barriers and permutation alignment
     "Barrier",
     "interpolation_barrier",
@@ -101,6 +108,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "RunRecord",
     "run",
     "run_sweep",
+    "cached_json",
     "load_run",
     "load_sweep",
     "load_weights",

@@ -39,6 +39,7 @@ from .train import TrainConfig, TrainResult, train, train_seeds
 
 __all__ = [
     "RunRecord",
+    "cached_json",
     "code_version",
     "library_versions",
     "load_run",
@@ -457,3 +458,47 @@ def load_sweep(keys: Sequence[str] | None = None, *, root: str | os.PathLike | N
     if "diverged_step" in frame:
         frame["diverged_step"] = frame["diverged_step"].astype("Int64")
     return frame
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cached measurements
+
+
+@lru_cache(maxsize=1)
+def library_version() -> str:
+    """A hash of every source file of the `landscape` package (any change to any probe gives a new value)."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cached_json(folder: str | os.PathLike, settings: Mapping, compute) -> dict:
+    """The JSON result of `compute()` for `settings`, computed once and then read back from `folder`.
+
+    The file name hashes `settings` (which must identify the inputs, e.g. a run key and the probe budgets) and
+    `library_version()`, so a changed probe recomputes. The file is written to a temporary name and renamed, so
+    an interrupted computation leaves nothing behind and is simply redone.
+
+    Args:
+        folder: where the results live (created if missing).
+        settings: a JSON-serialisable mapping describing what is computed.
+        compute: a function of no arguments returning a JSON-serialisable dict.
+    """
+    try:
+        payload = json.dumps({"settings": settings, "library": library_version()}, sort_keys=True)
+    except TypeError as err:
+        raise TypeError(f"settings must be JSON-serialisable: {err}") from err
+    folder = Path(folder)
+    path = folder / f"{hashlib.sha256(payload.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["result"]
+    result = compute()
+    if not isinstance(result, Mapping):
+        raise TypeError(f"compute() must return a dict, got {type(result).__name__}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".tmp-{path.name}-{uuid.uuid4().hex[:8]}"
+    tmp.write_text(json.dumps({"settings": settings, "result": dict(result)}, allow_nan=True))
+    tmp.replace(path)
+    return dict(result)

@@ -32,7 +32,7 @@ from .flatness import _Problem
 from .operators import HessianOperator, LossFn
 from .slices import slice_1d
 
-__all__ = ["Ruggedness", "ruggedness", "total_variation"]
+__all__ = ["Ruggedness", "count_local_minima", "ruggedness", "total_variation"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,28 @@ def total_variation(values: Tensor) -> float:
     """Σ_i |values[i+1] − values[i]| of a 1-D sequence (float64)."""
     values = torch.as_tensor(values, dtype=torch.float64)
     return float((values[1:] - values[:-1]).abs().sum())
+
+
+def count_local_minima(values: Tensor | Sequence[float], *, rel_tol: float = 1e-6) -> int:
+    """Number of interior strict local minima of a sampled 1-D curve: points lower than both neighbours.
+
+    A dip counts only if it is deeper than `rel_tol` × (max − min) of the curve on both sides, so rounding noise
+    in a flat stretch is not counted. A convex or monotone slice has none; each extra basin along the slice adds
+    one.
+
+    >>> count_local_minima([3.0, 1.0, 2.0, 0.5, 4.0])
+    2
+    >>> count_local_minima([4.0, 1.0, 0.0, 1.0, 4.0])
+    1
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).flatten()
+    if values.numel() < 3:
+        raise ValueError(f"need at least 3 values, got {values.numel()}")
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError("values must be finite")
+    tol = rel_tol * float(values.max() - values.min())
+    middle = values[1:-1]
+    return int(((middle < values[:-2] - tol) & (middle < values[2:] - tol)).sum())
 
 
 def ruggedness(
