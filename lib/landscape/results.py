@@ -464,13 +464,21 @@ def load_sweep(keys: Sequence[str] | None = None, *, root: str | os.PathLike | N
 # Cached measurements
 
 
+# The modules a measurement can depend on (probes, directions, models); training code is keyed separately.
+PROBE_MODULES = (
+    "alignment.py", "density.py", "directions.py", "eigen.py", "flatness.py", "geometry.py", "interpolation.py",
+    "models.py", "operators.py", "ruggedness.py", "sharpness.py", "slices.py", "trace.py",
+)  # fmt: skip
+
+
 @lru_cache(maxsize=1)
-def library_version() -> str:
-    """A hash of every source file of the `landscape` package (any change to any probe gives a new value)."""
+def probe_version() -> str:
+    """A hash of the source of the probe modules (`PROBE_MODULES`): any change to a probe gives a new value."""
     h = hashlib.sha256()
-    for path in sorted(Path(__file__).resolve().parent.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+    here = Path(__file__).resolve().parent
+    for name in PROBE_MODULES:
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -478,7 +486,8 @@ def cached_json(folder: str | os.PathLike, settings: Mapping, compute) -> dict:
     """The JSON result of `compute()` for `settings`, computed once and then read back from `folder`.
 
     The file name hashes `settings` (which must identify the inputs, e.g. a run key and the probe budgets) and
-    `library_version()`, so a changed probe recomputes. The file is written to a temporary name and renamed, so
+    `probe_version()`, so a changed probe recomputes (a measurement that uses code outside `PROBE_MODULES` must
+    put that code's version into `settings`). The file is written to a temporary name and renamed, so
     an interrupted computation leaves nothing behind and is simply redone.
 
     Args:
@@ -487,7 +496,7 @@ def cached_json(folder: str | os.PathLike, settings: Mapping, compute) -> dict:
         compute: a function of no arguments returning a JSON-serialisable dict.
     """
     try:
-        payload = json.dumps({"settings": settings, "library": library_version()}, sort_keys=True)
+        payload = json.dumps({"settings": settings, "probes": probe_version()}, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"settings must be JSON-serialisable: {err}") from err
     folder = Path(folder)
