@@ -11,6 +11,7 @@ MODULES = [
     "landscape.sharpness",
     "landscape.geometry",
     "landscape.ruggedness",
+    "landscape.dynamics",
 ]
 
 

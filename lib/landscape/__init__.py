@@ -4,6 +4,15 @@ from .alignment import align_permutation, permute_hidden_units, weight_matching
 from .data import Dataset, cache_root, image_dataset, load_dataset, mnist1d
 from .density import SpectralDensity, effective_rank, spectral_density
 from .directions import as_direction, normalize_direction, random_direction
+from .dynamics import (
+    ContinuedRun,
+    EdgeOfStability,
+    SharpnessTrajectory,
+    continue_training,
+    edge_of_stability,
+    sharpness_trajectory,
+    warm_top_eigenpair,
+)
 from .eigen import EigenResult, eigenvalue_ratio, power_iteration, top_eigenvalues
 from .flatness import (
     PacBayesFlatness,
@@ -75,6 +84,14 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "Ruggedness",
     "ruggedness",
     "count_local_minima",
+    # training dynamics: λmax along a trajectory, edge of stability
+    "SharpnessTrajectory",
+    "EdgeOfStability",
+    "ContinuedRun",
+    "warm_top_eigenpair",
+    "sharpness_trajectory",
+    "edge_of_stability",
+    "continue_training",
     # a model's whole curvature profile in one call
     "CurvatureProfile",
     "measure_curvature",
