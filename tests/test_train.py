@@ -14,6 +14,7 @@ from landscape.data import Dataset
 from landscape.models import build_model
 from landscape.train import (
     TrainConfig,
+    _stacked_forward,
     batch_indices,
     learning_rate,
     loss_function,
@@ -190,19 +191,21 @@ def _assert_runs_match(vmapped, separate, atol):
 
 
 @pytest.mark.parametrize(
-    ("model", "model_config", "optimizer"),
+    ("model", "model_config", "optimizer", "loss"),
     [
-        ("mlp", SMALL_MLP, "sgd"),
-        ("mlp", {"depth": 2, "width": 8, "activation": "tanh"}, "adam"),
-        ("transformer", {"patch_size": 2, "dim": 8, "depth": 1, "heads": 2, "pooling": "cls"}, "adamw"),
-        ("resnet18", {"width_multiplier": 1 / 32, "norm": "group"}, "sgd"),
+        ("mlp", SMALL_MLP, "sgd", "ce"),
+        ("mlp", {"depth": 2, "width": 8, "activation": "tanh"}, "adam", "ce"),
+        ("mlp", {"depth": 1, "width": 8, "activation": "gelu"}, "adamw", "mse"),
+        ("transformer", {"patch_size": 2, "dim": 8, "depth": 1, "heads": 2, "pooling": "cls"}, "adamw", "ce"),
+        ("resnet18", {"width_multiplier": 1 / 32, "norm": "group"}, "sgd", "mse"),
     ],
 )
-def test_vmapped_seeds_equal_separate_runs(model, model_config, optimizer):
+def test_vmapped_seeds_equal_separate_runs(model, model_config, optimizer, loss):
     config = TrainConfig(
         model=model,
         model_config=model_config,
         optimizer=optimizer,
+        loss=loss,
         lr=0.05,
         weight_decay=1e-3,
         warmup_steps=3,
@@ -248,6 +251,46 @@ def test_vmapped_divergence_is_per_seed_status():
         assert r.status == "diverged"
         assert isinstance(r.diverged_step, int)
         assert r.diverged_step == train(r.config, data=DATA).diverged_step
+
+
+def test_vmapped_divergence_matches_separate_runs_copy_by_copy():
+    # float64, SGD at lr 20: seed 0 diverges at step 3, seed 1 at step 4, seed 5 at step 5 (each copy goes on
+    # after the others stopped); early, sharp divergence, so rounding differences have not grown yet
+    config = TrainConfig(
+        model_config=SMALL_MLP,
+        optimizer="sgd",
+        lr=20.0,
+        batch_size=32,
+        steps=10,
+        eval_every=2,
+        checkpoint_steps=(2, 4),
+        dtype="float64",
+    )
+    seeds = [0, 1, 5]
+    vmapped = train_seeds(config, seeds, data=DATA)
+    assert [r.diverged_step for r in vmapped] == [3, 4, 5]
+    for seed, v in zip(seeds, vmapped, strict=True):
+        # the weights of a diverged copy are those it had when it diverged, as for `train`
+        _assert_runs_match(v, train(replace(config, seed=seed), data=DATA), atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("model", "model_config"),
+    [
+        ("mlp", {"depth": 2, "width": 8, "activation": "silu"}),  # hand-batched products
+        ("transformer", {"patch_size": 2, "dim": 8, "depth": 1, "heads": 2, "pooling": "mean"}),  # vmap
+    ],
+)
+def test_stacked_forward_is_each_copy_on_its_own_inputs(model, model_config):
+    models = [
+        build_model(model, input_shape=(8,), num_classes=3, seed=s, dtype=torch.float64, **model_config)
+        for s in range(3)
+    ]
+    params, buffers = torch.func.stack_module_state(models)
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    outputs = _stacked_forward(models[0])(params, buffers, x)
+    for i, m in enumerate(models):
+        torch.testing.assert_close(outputs[i], m(x[i]), rtol=0, atol=1e-12)
 
 
 def test_seeds_validation():

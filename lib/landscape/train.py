@@ -6,10 +6,11 @@ and returns a `TrainResult`. A run whose loss becomes non-finite or explodes end
 the step it happened at; it never raises, so a sweep survives its unstable corners.
 
 `train_seeds(config, seeds)` trains one copy per seed in a single vectorised pass: parameters of the N models
-are stacked (`torch.func.stack_module_state`), the loss of all copies is one `vmap`-ed functional call, and one
-optimiser updates the stacked tensors. Optimiser updates are element-wise, so each copy follows exactly the
-arithmetic of its own `train` run (up to the rounding of batched matrix products). Models with BatchNorm
-(running statistics are written in place during training) fall back to a loop of `train` calls.
+are stacked (`torch.func.stack_module_state`), one batched forward pass gives every copy's loss (hand-batched
+matrix products for the MLP, `torch.func.vmap` otherwise), back-propagating their sum gives every copy its own
+gradient, and one fused optimiser updates the stacked tensors. Optimiser updates are element-wise, so each copy
+follows the arithmetic of its own `train` run (up to the rounding of batched matrix products). Models with
+BatchNorm (running statistics are written in place during training) fall back to a loop of `train` calls.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +29,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import DATASETS, Dataset, load_dataset
-from .models import MODELS, build_model, count_parameters
+from .models import MLP, MODELS, build_model, count_parameters
 
 __all__ = [
     "LOSSES",
@@ -218,15 +220,20 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr * (1 - progress)
 
 
-def make_optimizer(config: TrainConfig, params: Sequence[Tensor]) -> torch.optim.Optimizer:
-    """The optimiser of `config` over `params` (plain tensors or parameters)."""
+def make_optimizer(
+    config: TrainConfig, params: Sequence[Tensor], *, fused: bool = False
+) -> torch.optim.Optimizer:
+    """The optimiser of `config` over `params` (plain tensors or parameters).
+
+    `fused=True` selects PyTorch's fused kernel (one kernel per tensor, CPU or CUDA): the same element-wise
+    update, up to rounding, with far less per-step overhead.
+    """
     if config.optimizer in ("sgd", "gd"):
         return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, fused=fused
         )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return optimizer(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def data_generator(seed: int) -> torch.Generator:
@@ -423,10 +430,16 @@ def train_seeds(
 ) -> list[TrainResult]:
     """Train `replace(config, seed=s)` for every seed in one vectorised pass; one `TrainResult` per seed.
 
-    Each copy gets its own initialisation and data order (those of its own `train` run), and the results equal
-    those of separate `train` calls up to floating-point rounding of the batched products. A copy that diverges
-    is marked ``"diverged"`` at its step and the others continue. Models with BatchNorm fall back to a loop of
-    `train` calls (same results, no speed-up).
+    Each copy gets its own initialisation and data order (those of its own `train` run). The parameters of the
+    N copies are stacked along a new leading dimension, one batched forward pass computes every copy's
+    minibatch loss L_i(θ_i), and ordinary back-propagation of Σ_i L_i gives each copy exactly its own gradient
+    (∂/∂θ_i Σ_j L_j = ∇L_i(θ_i), as L_j does not depend on θ_i for j ≠ i). One optimiser then updates the stacked
+    tensors; its update is element-wise, so each copy follows the arithmetic of its own `train` run up to the
+    rounding of batched matrix products. The MLP's forward pass is hand-batched (`torch.baddbmm`); other models
+    use `torch.func.vmap` over `torch.func.functional_call`.
+
+    A copy that diverges is marked ``"diverged"`` at its step, its weights are those `train` would return, and the
+    others continue. Models with BatchNorm fall back to a loop of `train` calls (same results, no speed-up).
 
     Args:
         config: the shared configuration (its own `seed` is ignored).
@@ -448,24 +461,20 @@ def train_seeds(
     x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
     n_seeds, total_steps = len(seeds), config.num_steps(len(x_train))
-    params, buffers = torch.func.stack_module_state(models)  # {name: (N, ...)}
-    params = {k: v.detach() for k, v in params.items()}  # gradients come from torch.func.grad, not autograd
-    template = copy.deepcopy(models[0]).to("meta")
-    loss_fn = loss_function(config.loss)
-
-    def loss_of(p, b, x, y):
-        return loss_fn(torch.func.functional_call(template, (p, b), (x,)), y)
-
-    def outputs_of(p, b, x):
-        return torch.func.functional_call(template, (p, b), (x,))
-
-    # per copy: (gradient of its own mean loss, that loss), all copies in one vectorised call
-    batched_grad_and_loss = torch.func.vmap(torch.func.grad_and_value(loss_of))
-    optimizer = make_optimizer(config, list(params.values()))
+    params, buffers = torch.func.stack_module_state(models)  # {name: (N, ...)}, parameters are leaves
+    forward = _stacked_forward(models[0])
+    per_sample_loss = _per_sample_loss(config.loss)
+    optimizer = make_optimizer(config, list(params.values()), fused=device.type in ("cpu", "cuda"))
     streams = [batch_indices(c, len(x_train), total_steps, data_generator(c.seed)) for c in configs]
+
+    def losses_of(x: Tensor, y: Tensor) -> Tensor:
+        """Mean loss of each copy i on its own batch (x[i], y[i]): shape (N,)."""
+        outputs = forward(params, buffers, x)  # (N, batch, classes)
+        return per_sample_loss(outputs.flatten(0, 1), y.flatten()).view(y.shape).mean(-1)
 
     history: list[list[dict]] = [[] for _ in seeds]
     checkpoints: list[dict[int, dict]] = [{} for _ in seeds]
+    final_state: list[dict[str, Tensor] | None] = [None] * n_seeds  # kept when a copy diverges
     diverged_step: list[int | None] = [None] * n_seeds
     first_loss: list[float | None] = [None] * n_seeds
     batch_losses: list[list[float]] = [[] for _ in seeds]
@@ -473,18 +482,22 @@ def train_seeds(
     def state_of(i: int) -> dict[str, Tensor]:
         return _snapshot({**{k: v[i] for k, v in params.items()}, **{k: v[i] for k, v in buffers.items()}})
 
+    def mark_diverged(i: int, step: int) -> None:
+        diverged_step[i], final_state[i] = step, state_of(i)
+
     @torch.no_grad()
     def split_metrics(x: Tensor, y: Tensor) -> list[dict]:
-        outs = torch.cat(
+        chunk = max(1, 2000 // n_seeds)  # ~2000 rows of activations at a time: quick products, cache-sized
+        outputs = torch.cat(
             [
-                torch.func.vmap(outputs_of, in_dims=(0, 0, None))(params, buffers, x[s : s + 1000])
-                for s in range(0, len(x), 1000)
+                forward(params, buffers, x[s : s + chunk].expand(n_seeds, -1, *x.shape[1:]))
+                for s in range(0, len(x), chunk)
             ],
             dim=1,
-        )  # (N, n, classes)
-        losses = torch.func.vmap(loss_fn, in_dims=(0, None))(outs, y)
-        accs = (outs.argmax(-1) == y).double().mean(-1)
-        return [{"loss": float(losses[i]), "acc": float(accs[i])} for i in range(n_seeds)]
+        )  # (N, n, classes): every copy on the whole set
+        losses = per_sample_loss(outputs.flatten(0, 1), y.repeat(n_seeds)).view(n_seeds, -1).mean(-1)
+        accs = (outputs.argmax(-1) == y).double().mean(-1)
+        return [{"loss": loss, "acc": acc} for loss, acc in zip(losses.tolist(), accs.tolist(), strict=True)]
 
     def record(step: int, lr: float) -> None:
         train_m, test_m = split_metrics(x_train, y_train), split_metrics(x_test, y_test)
@@ -505,7 +518,7 @@ def train_seeds(
             )
             bl.clear()
             if not math.isfinite(train_m[i]["loss"]):
-                diverged_step[i] = step
+                mark_diverged(i, step)
 
     record(0, learning_rate(config, 0, total_steps))
     if 0 in config.checkpoint_steps:
@@ -515,19 +528,20 @@ def train_seeds(
         lr = learning_rate(config, step - 1, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        idx = torch.stack([next(s) for s in streams]).to(device)  # (N, batch)
-        grads, losses = batched_grad_and_loss(params, buffers, x_train[idx], y_train[idx])
-        values = losses.tolist()
-        for i, value in enumerate(values):
-            if diverged_step[i] is None and _diverged(value, first_loss[i], config.divergence_factor):
-                diverged_step[i] = step
-            elif diverged_step[i] is None:
+        idx = torch.stack([next(s) for s in streams]).to(device)  # (N, batch): each copy's own data order
+        losses = losses_of(x_train[idx], y_train[idx])
+        for i, value in enumerate(losses.tolist()):
+            if diverged_step[i] is not None:
+                continue
+            if _diverged(value, first_loss[i], config.divergence_factor):
+                mark_diverged(i, step)  # before this step's update, as `train` stops
+            else:
                 first_loss[i] = value if first_loss[i] is None else first_loss[i]
                 batch_losses[i].append(value)
         if all(d is not None for d in diverged_step):
             break
-        for name, p in params.items():
-            p.grad = grads[name]
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # copy i's parameters reach only its own loss: each gets exactly ∇L_i
         optimizer.step()
         if step in config.checkpoint_steps:
             for i in range(n_seeds):
@@ -547,7 +561,7 @@ def train_seeds(
                 diverged_step=diverged_step[i],
                 history=tuple(history[i]),
                 final={k: history[i][-1][k] for k in NAN_METRICS} if finished else dict(NAN_METRICS),
-                state_dict=state_of(i),
+                state_dict=state_of(i) if finished else final_state[i],
                 checkpoints=checkpoints[i],
                 num_parameters=count_parameters(models[i]),
                 wall_time=wall_time,
@@ -555,6 +569,57 @@ def train_seeds(
             )
         )
     return results
+
+
+def _per_sample_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss of `loss_function(name)` per sample (its mean over the batch is that loss)."""
+    if name == "ce":
+        return partial(F.cross_entropy, reduction="none")
+    if name == "mse":
+        return lambda outputs, targets: (
+            0.5 * (outputs - F.one_hot(targets, outputs.shape[-1]).to(outputs.dtype)).pow(2).sum(-1)
+        )
+    raise ValueError(f"unknown loss {name!r}; expected one of {LOSSES}")
+
+
+_StackedForward = Callable[[Mapping[str, Tensor], Mapping[str, Tensor], Tensor], Tensor]
+
+
+def _stacked_forward(model: nn.Module) -> _StackedForward:
+    """`forward(params, buffers, x)`: outputs (N, batch, ...) of N stacked copies of `model`, copy i on x[i].
+
+    `params` and `buffers` hold the copies' tensors stacked along dim 0 (`torch.func.stack_module_state`).
+    A plain `MLP` is batched by hand (one `torch.baddbmm` per layer, no vmap overhead); any other model goes
+    through `torch.func.vmap` of `torch.func.functional_call`.
+    """
+
+    def stateless(layer: nn.Module) -> bool:
+        return next(layer.parameters(), None) is None and next(layer.buffers(), None) is None
+
+    hand_batched = type(model) is MLP and all(
+        (isinstance(layer, nn.Linear) and layer.bias is not None) or stateless(layer)
+        for layer in model.children()
+    )
+    if hand_batched:
+
+        def mlp_forward(params, buffers, x):
+            hidden = x.flatten(2)
+            for name, layer in model.named_children():
+                if isinstance(layer, nn.Linear):  # y = x Wᵀ + b for each copy
+                    weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+                    hidden = torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
+                else:  # element-wise activation
+                    hidden = layer(hidden)
+            return hidden
+
+        return mlp_forward
+
+    template = copy.deepcopy(model).to("meta")
+
+    def one_copy(p, b, x):
+        return torch.func.functional_call(template, (p, b), (x,))
+
+    return torch.func.vmap(one_copy)
 
 
 # ----------------------------------------------------------------------------------------------------------------
