@@ -195,7 +195,8 @@ training.round(4)
 # ## Curvature
 #
 # For every network: the top {glue:text}`k` eigenvalues by block Lanczos (relative tolerance
-# {glue:text}`tol`) with their residuals ‖Hv − λv‖, λmin and Li et al.'s {cite}`li2018visualizing` convexity
+# {glue:text}`tol`) with their residuals ‖Hv − λv‖, λmin (Lanczos from the bottom, at most 60 products, reported
+# with its residual) and Li et al.'s {cite}`li2018visualizing` convexity
 # ratio |λmin/λmax|, the trace by Hutchinson's estimator with {glue:text}`trace_matvecs` probes and the trace per
 # parameter tr(H)/D, the spectral density by SLQ ({glue:text}`slq_probes` probe(s) × {glue:text}`slq_steps`
 # steps) and its entropy effective rank, the number of outliers (the position of the largest ratio
@@ -256,6 +257,7 @@ per_run = pd.DataFrame(
             "D": p["num_params"],
             **{col: p[field] for col, field in COLUMNS.items()},
             "λmin residual": p["lambda_min_residual"],
+            "λmin converged": p["lambda_min_converged"],
             "|λmin|/λmax bound": (abs(p["lambda_min"]) + p["lambda_min_residual"]) / p["lambda_max"],
             "largest λi/λi+1": largest_ratio(p["top_eigenvalues"])[0],
             "at i": largest_ratio(p["top_eigenvalues"])[1],

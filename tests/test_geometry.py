@@ -56,6 +56,8 @@ def test_measure_curvature_matches_the_dense_hessian():
         torch.tensor(profile.top_eigenvalues, dtype=torch.float64), exact[:4], rtol=1e-6, atol=1e-9
     )
     assert profile.lambda_min == pytest.approx(float(exact[-1]), rel=1e-5, abs=1e-8)
+    assert profile.lambda_min_converged
+    assert profile.top_converged
     assert profile.convexity_ratio == pytest.approx(abs(float(exact[-1] / exact[0])), rel=1e-5)
     assert abs(profile.trace - float(exact.sum())) <= 4 * profile.trace_stderr
     assert profile.trace_per_param == pytest.approx(profile.trace / 57)
@@ -89,3 +91,15 @@ def test_cached_json_computes_once_and_writes_atomically(tmp_path):
     assert len(list(tmp_path.glob("*.json"))) == 2  # nothing half-written
     with pytest.raises(TypeError, match="JSON"):
         cached_json(tmp_path, {"bad": object()}, compute)
+
+
+def test_lambda_min_stops_at_its_budget_and_reports_the_residual():
+    model, loss_fn, x, y = make_problem("mlp", n=32)
+    data = [(x, y)]
+    exact_min = float(torch.linalg.eigvalsh(dense_hessian(model, loss_fn, data))[0])
+    profile = measure_curvature(model, loss_fn, data, k=2, tol=1e-12, lambda_min_matvecs=3, trace_matvecs=4,
+                                slq_steps=5, adaptive_steps=1)  # fmt: skip
+    assert not profile.lambda_min_converged
+    assert profile.lambda_min_residual > 0
+    # the residual is an error bar: an exact eigenvalue lies within it; the smallest one lies below it
+    assert exact_min <= profile.lambda_min + 1e-12
