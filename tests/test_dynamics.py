@@ -11,9 +11,9 @@ from torch.nn import functional as F
 
 from landscape.data import Dataset
 from landscape.dynamics import continue_training, edge_of_stability, sharpness_trajectory, warm_top_eigenpair
-from landscape.models import MLP
+from landscape.models import MLP, build_model
 from landscape.operators import dense_hessian
-from landscape.train import TrainConfig
+from landscape.train import TrainConfig, evaluate, train
 
 
 def _spd(dim: int, seed: int) -> torch.Tensor:
@@ -158,3 +158,55 @@ def test_continue_training_rejects_bad_arguments():
         continue_training(model, config, (data.x_train, data.y_train), track_every=1)
     with pytest.raises(TypeError, match="TrainConfig"):
         continue_training(model, {"lr": 0.1}, data, track_every=1)
+
+
+def _tiny_classification(seed: int = 5):
+    """A small separable 3-class problem in float64 on which minibatch SGD drives the training loss to ~0."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(3, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (160,), generator=gen)
+    x = centres[y] + torch.randn(160, 5, generator=gen, dtype=torch.float64)
+    return Dataset("mnist1d", x[:120], y[:120], x[120:], y[120:], 3)
+
+
+def test_continue_training_from_init_matches_train_and_stops_at_the_target_loss():
+    data = _tiny_classification()
+    config = TrainConfig(model="mlp", model_config={"depth": 1, "width": 8}, optimizer="sgd", lr=0.1,
+                         momentum=0.0, batch_size=16, steps=300, eval_every=10, dtype="float64", seed=3)  # fmt: skip
+    init = build_model("mlp", input_shape=(5,), num_classes=3, seed=3, dtype=torch.float64, depth=1, width=8)
+    full = continue_training(init, config, data, track_every=10, track_sharpness=False)
+    reference = train(config, data=data)
+    assert full.status == "finished"
+    assert full.reached_step is None
+    assert full.target_loss is None
+    assert "lambda_max" not in full.history[-1]
+    ours = torch.tensor([row["train_loss"] for row in full.history], dtype=torch.float64)
+    theirs = torch.tensor([row["train_loss"] for row in reference.history], dtype=torch.float64)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=0)  # the same steps as train(config)
+
+    target = float(ours[len(ours) // 2])  # crossed somewhere in the middle of the run
+    first = next(i for i, v in enumerate(ours.tolist()) if v <= target)
+    stopped = continue_training(init, config, data, track_every=10, target_loss=target)
+    assert stopped.status == "reached"
+    assert stopped.target_loss == target
+    assert stopped.reached_step == full.history[first]["step"] == stopped.history[-1]["step"]
+    assert len(stopped.history) == first + 1
+    assert all(row["train_loss"] > target for row in stopped.history[:-1])
+    assert stopped.history[-1]["train_loss"] == pytest.approx(float(ours[first]), rel=1e-12)
+    assert "lambda_max" in stopped.history[-1]
+    model = build_model("mlp", input_shape=(5,), num_classes=3, dtype=torch.float64, depth=1, width=8)
+    model.load_state_dict(stopped.state_dict)  # the returned weights are those at the stopping step
+    assert evaluate(model, F.cross_entropy, data.x_train, data.y_train)["loss"] == pytest.approx(
+        stopped.history[-1]["train_loss"], rel=1e-12
+    )
+
+    never = continue_training(init, config, data, track_every=10, track_sharpness=False, target_loss=-1.0)
+    assert never.status == "finished"
+    assert never.reached_step is None
+    at_start = continue_training(init, config, data, track_every=10, target_loss=10.0)
+    assert at_start.status == "reached"
+    assert at_start.reached_step == 0
+    assert len(at_start.history) == 1
+    for bad in (math.nan, "0.1", True):
+        with pytest.raises(ValueError, match="target_loss"):
+            continue_training(init, config, data, track_every=10, target_loss=bad)

@@ -1,5 +1,6 @@
 """Curvature along an optimisation trajectory: λmax tracked with warm-started Lanczos, the edge-of-stability
-ratio λmax·η/2, and a short training loop that continues from given weights while tracking both.
+ratio λmax·η/2, and a short training loop that continues from given weights while tracking both and can stop
+at a target training loss.
 
 Gradient descent with step η on a quadratic with Hessian H is stable exactly when λmax(H) < 2/η. Cohen et al.
 (2021) observed that full-batch GD on neural networks first *sharpens* (λmax grows) until λmax reaches 2/η and
@@ -107,11 +108,15 @@ class ContinuedRun:
 
     Attributes:
         config: the optimiser settings used (its model fields are not used).
-        status: ``"finished"`` or ``"diverged"``.
-        diverged_step: the step whose minibatch loss was non-finite or exploded (None if finished).
-        history: one dict per tracked point: step, train_loss, train_acc, test_loss, test_acc, lambda_max,
-            lambda_residual, matvecs.
+        status: ``"finished"`` (all ``config`` steps taken), ``"reached"`` (stopped early at the target
+            training loss) or ``"diverged"``.
+        diverged_step: the step whose minibatch loss was non-finite or exploded (None otherwise).
+        history: one dict per tracked point: step, train_loss, train_acc, test_loss, test_acc and, when λmax
+            is tracked, lambda_max, lambda_residual, matvecs.
         state_dict: the final weights (detached CPU copies).
+        target_loss: the stopping target (None when training ran for a fixed number of steps).
+        reached_step: the first tracked step whose full training loss was ≤ `target_loss` — where the run
+            stopped (None if the target was not reached or not set).
     """
 
     config: TrainConfig
@@ -119,6 +124,8 @@ class ContinuedRun:
     diverged_step: int | None
     history: tuple[dict, ...]
     state_dict: dict[str, Tensor]
+    target_loss: float | None = None
+    reached_step: int | None = None
 
 
 def warm_top_eigenpair(
@@ -325,14 +332,23 @@ def continue_training(
     sharpness_data=None,
     tol: float = 1e-3,
     max_matvecs: int = 200,
+    track_sharpness: bool = True,
+    target_loss: float | None = None,
 ) -> ContinuedRun:
     """Continue training a copy of `model` with the optimiser of `config`, tracking λmax and the losses.
 
     The loop is that of `landscape.train.train` (same optimiser, learning-rate schedule, minibatch order from
     ``config.seed`` and divergence rule), but it starts from the given weights instead of a fresh
-    initialisation; `model` itself is never modified. Every `track_every` steps (and at steps 0 and the last),
-    it evaluates the full training and test losses and λmax of the loss on `sharpness_data`, warm-started from
+    initialisation; `model` itself is never modified. Started from ``build_model(..., seed=config.seed)`` it
+    takes the same steps as ``train(config)``. Every `track_every` steps (and at steps 0 and the last), it
+    evaluates the full training and test losses and λmax of the loss on `sharpness_data`, warm-started from
     the previous top eigenvector.
+
+    With `target_loss`, training stops at the first tracked point whose mean loss over the whole training split
+    is ≤ `target_loss` (status ``"reached"``); ``config.steps`` is then the budget. This is the stopping rule
+    for comparing runs at equal training loss rather than after an equal number of steps: the stop is resolved
+    to `track_every` steps, so choose it small enough that the loss cannot fall far below the target between
+    two checks.
 
     Args:
         model: the starting point (copied).
@@ -342,6 +358,8 @@ def continue_training(
         track_every: steps between tracked points.
         sharpness_data: data of the tracked Hessian (default: the whole training split).
         tol, max_matvecs: of each λmax (see `warm_top_eigenpair`).
+        track_sharpness: compute λmax at the tracked points (False: only the losses, much cheaper).
+        target_loss: stop once the full training loss is ≤ this (None: run all ``config`` steps).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -349,6 +367,9 @@ def continue_training(
         raise TypeError(f"data must be a landscape.data.Dataset, got {type(data).__name__}")
     if not isinstance(track_every, int) or track_every < 1:
         raise ValueError(f"track_every must be a positive integer, got {track_every!r}")
+    number = isinstance(target_loss, (int, float)) and not isinstance(target_loss, bool)
+    if target_loss is not None and not (number and math.isfinite(target_loss)):
+        raise ValueError(f"target_loss must be a finite number or None, got {target_loss!r}")
     model = copy.deepcopy(model)
     like = next(model.parameters())
     x_train, y_train = data.x_train.to(like.device, like.dtype), data.y_train.to(like.device)
@@ -361,22 +382,26 @@ def continue_training(
     history: list[dict] = []
     previous: Tensor | None = None
 
-    def track(step: int) -> None:
+    def track(step: int) -> bool:
+        """Record the tracked point at `step`; True when the target loss is reached there."""
         nonlocal previous
         train_m = evaluate(model, loss_fn, x_train, y_train)
         test_m = evaluate(model, loss_fn, x_test, y_test)
-        op = HessianOperator(model, loss_fn, sharpness_data)
-        top = warm_top_eigenpair(op, previous, tol=tol, max_matvecs=max_matvecs, seed=config.seed + step)
-        previous = top.vectors[:, 0]
-        history.append({
-            "step": step, "train_loss": train_m["loss"], "train_acc": train_m["acc"],
-            "test_loss": test_m["loss"], "test_acc": test_m["acc"], "lambda_max": float(top.values[0]),
-            "lambda_residual": float(top.residuals[0]), "matvecs": top.num_matvecs,
-        })  # fmt: skip
+        row = {"step": step, "train_loss": train_m["loss"], "train_acc": train_m["acc"],
+               "test_loss": test_m["loss"], "test_acc": test_m["acc"]}  # fmt: skip
+        if track_sharpness:
+            op = HessianOperator(model, loss_fn, sharpness_data)
+            top = warm_top_eigenpair(op, previous, tol=tol, max_matvecs=max_matvecs, seed=config.seed + step)
+            previous = top.vectors[:, 0]
+            row.update(lambda_max=float(top.values[0]), lambda_residual=float(top.residuals[0]),
+                       matvecs=top.num_matvecs)  # fmt: skip
+        history.append(row)
+        return target_loss is not None and row["train_loss"] <= target_loss
 
-    status, diverged_step, first = "finished", None, None
+    status, diverged_step, reached_step, first = "finished", None, None, None
     model.train()
-    track(0)
+    if track(0):
+        status, reached_step, batches = "reached", 0, ()
     for step, idx in enumerate(batches, start=1):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step - 1, total)
@@ -389,7 +414,10 @@ def continue_training(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step % track_every == 0 or step == total:
-            track(step)
+        if (step % track_every == 0 or step == total) and track(step):
+            status, reached_step = "reached", step
+            break
     state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    return ContinuedRun(replace(config), status, diverged_step, tuple(history), state)
+    return ContinuedRun(
+        replace(config), status, diverged_step, tuple(history), state, target_loss, reached_step
+    )
