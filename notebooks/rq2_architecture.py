@@ -89,7 +89,9 @@ ADAPTIVE_RADIUS = 0.01  # adaptive ℓ∞ sharpness: each weight moves by at mos
 results = Path(results_dir)
 results.mkdir(parents=True, exist_ok=True)
 if cfg["threads"]:
-    torch.set_num_threads(cfg["threads"])  # a second thread helps little on 2 shared cores and hurts under load
+    torch.set_num_threads(
+        cfg["threads"]
+    )  # a second thread helps little on 2 shared cores and hurts under load
 apply_style()
 timings: dict[str, float] = {}
 
