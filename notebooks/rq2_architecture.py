@@ -541,7 +541,10 @@ axes[0].set(xlabel=r"$\alpha$", ylabel="training loss", yscale="log", title="los
 axes[0].legend()
 means = barrier_summary["loss barrier"]["mean"]
 stds = barrier_summary["loss barrier"]["std"].fillna(0)
-names = [f"{label}\n(aligned)" if variant == "aligned" else label for label, variant in means.index]
+names = [
+    label.replace(", ", "\n") + ("\n(aligned)" if variant == "aligned" else "")
+    for label, variant in means.index
+]
 axes[1].bar(range(len(means)), means, yerr=stds, color=[colors[label] for label, _ in means.index], capsize=3)
 axes[1].set_xticks(range(len(means)), names, fontsize=7)
 axes[1].set(ylabel="loss barrier height", title=f"mean ± std over {len(pairs)} seed pairs")
