@@ -110,3 +110,13 @@ def test_progress_bar_changes_nothing(capsys):
     loud = top_eigenvalues(A, 2, tol=1e-10, progress=True)
     assert torch.equal(quiet.values, loud.values)
     assert "Lanczos" in capsys.readouterr().err
+
+
+def test_start_block_is_used_and_checked():
+    A = torch.diag(torch.tensor([5.0, 3.0, 1.0, 0.5], dtype=torch.float64))
+    exact_vector = torch.tensor([[1.0], [0.0], [0.0], [0.0]], dtype=torch.float64)
+    res = top_eigenvalues(A, 1, tol=1e-12, start=exact_vector)
+    assert float(res.values[0]) == 5.0
+    assert res.num_matvecs == 1  # started on the eigenvector: one product certifies it
+    with pytest.raises(ValueError, match="start must have shape"):
+        top_eigenvalues(A, 1, start=torch.ones(4, dtype=torch.float64))

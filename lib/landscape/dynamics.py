@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -30,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .data import Dataset
-from .eigen import EigenResult, _lanczos
+from .eigen import EigenResult, top_eigenvalues
 from .operators import HessianOperator, LinearOperator, LossFn, as_operator, make_generator
 from .train import (
     TrainConfig,
@@ -188,37 +189,12 @@ def warm_top_eigenpair(
             raise ValueError("start must be finite and non-zero")
         start = start.detach().to(op.device, op.dtype)
         block = start / start.norm() + mix * noise / noise.norm()
-    block = block[:, None]
-    eps = torch.finfo(op.dtype).eps
-
-    def select(theta, S, residuals):
-        top = int(torch.argmax(theta))
-        r = float(residuals(torch.tensor([top]))[0])
-        bound = r
-        if theta.numel() > 1:
-            others = torch.cat([theta[:top], theta[top + 1 :]])
-            gap = float((others - theta[top]).abs().min())
-            if gap > 0:
-                bound = min(r, r * r / gap)
-        return bound <= max(tol * abs(float(theta[top])), 100 * eps * float(theta.abs().max()))
-
-    before = op.num_matvecs
-    budget = min(op.dim, max_matvecs)
-    Q, W, T, done = _lanczos(op, block, budget, select, gen)
-    theta, S = torch.linalg.eigh(T)
-    top = int(torch.argmax(theta))
-    value = theta[top].to(op.dtype)
-    s = S[:, top : top + 1].to(device=op.device, dtype=op.dtype)
-    vector = Q @ s
-    residual = (W @ s - vector * value.to(op.device)).norm(dim=0)
-    return EigenResult(
-        values=value.reshape(1).cpu(),
-        vectors=vector,
-        residuals=residual.cpu(),
-        num_matvecs=op.num_matvecs - before,
-        converged=bool(done or Q.shape[1] >= op.dim),
-        method="lanczos(warm start)" if start is not None else "lanczos(cold start)",
-    )
+    with warnings.catch_warnings():  # a trajectory records the residual instead of warning
+        warnings.filterwarnings("ignore", "Lanczos did not reach", RuntimeWarning)
+        result = top_eigenvalues(
+            op, 1, tol=tol, max_matvecs=min(op.dim, max_matvecs), start=block[:, None], seed=gen
+        )
+    return replace(result, method="lanczos(warm start)" if start is not None else "lanczos(cold start)")
 
 
 def sharpness_trajectory(

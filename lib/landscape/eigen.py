@@ -161,6 +161,7 @@ def top_eigenvalues(
     tol: float = 1e-6,
     block_size: int = 1,
     max_matvecs: int | None = None,
+    start: Tensor | None = None,
     seed: int | torch.Generator | None = 0,
     progress: bool = False,
 ) -> EigenResult:
@@ -186,7 +187,9 @@ def top_eigenvalues(
         tol: relative tolerance on the eigenvalue error.
         block_size: vectors multiplied per step (block Lanczos, Golub & Underwood 1977).
         max_matvecs: budget of products (default min(D, 30 k + 200)).
-        seed: seed or generator for the random start block.
+        start: the start block, `(D, block_size)` (e.g. a previous eigenvector, for a warm start); default a
+            seeded Gaussian block.
+        seed: seed or generator for the random start block (and for restarts after a breakdown).
         progress: show a progress bar over products (tqdm).
 
     Returns:
@@ -212,7 +215,13 @@ def top_eigenvalues(
     if budget < k:
         raise ValueError(f"max_matvecs={max_matvecs} is smaller than k={k}")
     gen = make_generator(seed)
-    start = torch.randn(op.dim, block_size, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
+    if start is None:
+        start = torch.randn(op.dim, block_size, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
+    elif not isinstance(start, Tensor) or start.shape != (op.dim, block_size):
+        shape = tuple(start.shape) if isinstance(start, Tensor) else type(start).__name__
+        raise ValueError(f"start must have shape ({op.dim}, {block_size}) = (D, block_size), got {shape}")
+    else:
+        start = start.detach().to(op.device, op.dtype)
     eps = torch.finfo(op.dtype).eps
 
     def select(theta, S, residuals):
