@@ -190,17 +190,26 @@ def _assert_runs_match(vmapped, separate, atol):
             assert hv[key] == pytest.approx(hs[key], rel=1e-9, abs=1e-12, nan_ok=True), key
 
 
+# float64 weights after 12 steps agree to rounding (~1e-16) for the hand-batched MLP and ~1e-13 for the ResNet;
+# the Transformer's AdamW divides by square roots of near-zero second moments, which turns rounding of the
+# vmapped attention products into ~1e-10 (a wrong gradient or update shows up at 1e-3 or more).
 @pytest.mark.parametrize(
-    ("model", "model_config", "optimizer", "loss"),
+    ("model", "model_config", "optimizer", "loss", "atol"),
     [
-        ("mlp", SMALL_MLP, "sgd", "ce"),
-        ("mlp", {"depth": 2, "width": 8, "activation": "tanh"}, "adam", "ce"),
-        ("mlp", {"depth": 1, "width": 8, "activation": "gelu"}, "adamw", "mse"),
-        ("transformer", {"patch_size": 2, "dim": 8, "depth": 1, "heads": 2, "pooling": "cls"}, "adamw", "ce"),
-        ("resnet18", {"width_multiplier": 1 / 32, "norm": "group"}, "sgd", "mse"),
+        ("mlp", SMALL_MLP, "sgd", "ce", 1e-14),
+        ("mlp", {"depth": 2, "width": 8, "activation": "tanh"}, "adam", "ce", 1e-14),
+        ("mlp", {"depth": 1, "width": 8, "activation": "gelu"}, "adamw", "mse", 1e-14),
+        (
+            "transformer",
+            {"patch_size": 2, "dim": 8, "depth": 1, "heads": 2, "pooling": "cls"},
+            "adamw",
+            "ce",
+            1e-8,
+        ),
+        ("resnet18", {"width_multiplier": 1 / 32, "norm": "group"}, "sgd", "mse", 1e-11),
     ],
 )
-def test_vmapped_seeds_equal_separate_runs(model, model_config, optimizer, loss):
+def test_vmapped_seeds_equal_separate_runs(model, model_config, optimizer, loss, atol):
     config = TrainConfig(
         model=model,
         model_config=model_config,
@@ -219,7 +228,7 @@ def test_vmapped_seeds_equal_separate_runs(model, model_config, optimizer, loss)
     seeds = [0, 1, 7]
     vmapped = train_seeds(config, seeds, data=DATA)
     for seed, v in zip(seeds, vmapped, strict=True):
-        _assert_runs_match(v, train(replace(config, seed=seed), data=DATA), atol=1e-10)
+        _assert_runs_match(v, train(replace(config, seed=seed), data=DATA), atol=atol)
 
 
 def test_vmapped_float32_agrees_to_rounding():
