@@ -32,6 +32,8 @@ seed = 0
 
 # %% tags=["remove-cell"]
 import copy
+import functools
+import hashlib
 import math
 import time
 from dataclasses import asdict
@@ -48,6 +50,7 @@ from scipy.stats import spearmanr
 from landscape import (
     HessianOperator,
     build_model,
+    dynamics,
     epsilon_sharpness,
     hessian_trace,
     load_dataset,
@@ -58,6 +61,7 @@ from landscape import (
 from landscape.dynamics import continue_training, edge_of_stability
 from landscape.plotting import apply_style, save_figure
 from landscape.probe_checks import rescale_layers
+from landscape.results import cached_json, code_version
 from landscape.train import TrainConfig, evaluate, loss_function
 
 MLP_CONFIG = {"depth": 2, "width": 100, "activation": "relu"}
@@ -116,6 +120,19 @@ apply_style()
 started = time.perf_counter()
 data = load_dataset("mnist1d")
 curvature_data = (data.x_train[: cfg["curvature_samples"]], data.y_train[: cfg["curvature_samples"]])
+# Every training run (with its measurements) is cached under its settings and the source of the code that
+# produces it (data/models/train, dynamics, and the probes through `cached_json`): a rerun reads it back.
+RUN_CODE = {"code": code_version(), "dynamics": hashlib.sha256(Path(dynamics.__file__).read_bytes()).hexdigest()[:12],
+            "curvature_samples": cfg["curvature_samples"], "measure_seed": seed}  # fmt: skip
+
+
+def cached(settings, compute):
+    return cached_json(results / "cache", {**RUN_CODE, **settings}, compute)
+
+
+def stored(out):
+    """The JSON-serialisable part of a `ContinuedRun` that the chapter uses."""
+    return {"status": out.status, "diverged_step": out.diverged_step, "history": list(out.history)}
 
 
 def paste(key, value):
@@ -188,6 +205,12 @@ paste("eos_onset", EOS_ONSET)
 ARCH = {"mlp": MLP_CONFIG, "transformer": TRANSFORMER_CONFIG}
 LABEL = {"mlp": "MLP", "transformer": "Transformer", "ce": "cross-entropy", "mse": "squared loss"}
 traces, eos_rows = [], []
+
+
+def eos_run(init, config, subset, track_every):
+    return stored(continue_training(init, config, subset, track_every=track_every, tol=cfg["tol"]))
+
+
 for arch, spec in cfg["eos"].items():
     subset = data.subset(spec["num_train"])
     for loss in ("ce", "mse"):
@@ -197,11 +220,13 @@ for arch, spec in cfg["eos"].items():
                                      batch_size=None, steps=spec["steps"], loss=loss, seed=s)  # fmt: skip
                 init = build_model(arch, input_shape=data.input_shape, num_classes=data.num_classes, seed=s,
                                    **ARCH[arch])  # fmt: skip
-                out = continue_training(init, config, subset, track_every=spec["track_every"], tol=cfg["tol"])
-                hist = pd.DataFrame(out.history).assign(arch=arch, loss=loss, lr=lr, seed=s)
+                out = cached({"eos": config.to_dict(), "num_train": spec["num_train"],
+                              "track_every": spec["track_every"], "tol": cfg["tol"]},
+                             functools.partial(eos_run, init, config, subset, spec["track_every"]))  # fmt: skip
+                hist = pd.DataFrame(out["history"]).assign(arch=arch, loss=loss, lr=lr, seed=s)
                 traces.append(hist)
                 eos = edge_of_stability(hist["step"], hist["lambda_max"], lr, onset=EOS_ONSET)
-                eos_rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": s, "status": out.status,
+                eos_rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": s, "status": out["status"],
                                  **asdict(eos), "final_train_loss": hist["train_loss"].iloc[-1]})  # fmt: skip
 traces = pd.concat(traces, ignore_index=True)
 eos_table = pd.DataFrame(eos_rows)
@@ -296,39 +321,61 @@ per_cell.round(3)
 
 # %% tags=["hide-input"]
 grid = cfg["grid"]
-grid_rows, grid_models, grid_curves = [], {}, []
 loss_fn = loss_function("ce")
+
+
+def grid_config(b, lr, s):
+    return TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd", lr=lr, momentum=0.0, batch_size=b,
+                       steps=grid["max_steps"], seed=s)  # fmt: skip
+
+
+def grid_settings(b, lr, s):
+    return {"grid": grid_config(b, lr, s).to_dict(), "check_every": grid["check_every"],
+            "target_loss": grid["target_loss"]}  # fmt: skip
+
+
+@functools.cache
+def grid_run(b, lr, s):
+    """Train grid cell (b, lr) of seed s to the target loss: (ContinuedRun, trained model, seconds)."""
+    init = build_model("mlp", input_shape=data.input_shape, num_classes=data.num_classes, seed=s, **MLP_CONFIG)
+    tic = time.perf_counter()
+    out = continue_training(init, grid_config(b, lr, s), data, track_every=grid["check_every"],
+                            track_sharpness=False, target_loss=grid["target_loss"])  # fmt: skip
+    seconds = time.perf_counter() - tic
+    model = copy.deepcopy(init)
+    model.load_state_dict(out.state_dict)
+    return out, model, seconds
+
+
+def grid_cell(b, lr, s):
+    out, model, seconds = grid_run(b, lr, s)
+    end = out.history[-1]
+    op = HessianOperator(model, loss_fn, curvature_data)
+    top = top_eigenvalues(op, 1, tol=cfg["tol"], seed=seed)
+    trace = hessian_trace(op, cfg["trace_matvecs"], seed=seed)
+    normalised = normalized_sharpness(model, loss_fn, curvature_data, tol=cfg["tol"], trace_matvecs=0, seed=seed)
+    adaptive = worst_case_sharpness(model, loss_fn, curvature_data, ADAPTIVE_RHO, adaptive=True,
+                                    steps=cfg["adaptive_steps"], seed=seed)  # fmt: skip
+    row = {
+        "batch_size": b, "lr": lr, "seed": s, "temperature": lr / b, "status": out.status,
+        "reached": out.status == "reached", "steps": end["step"], "train_seconds": seconds,
+        "train_loss": end["train_loss"], "train_acc": end["train_acc"], "test_loss": end["test_loss"],
+        "test_acc": end["test_acc"], "gap": end["train_acc"] - end["test_acc"],
+        "lambda_max": float(top.values[0]), "trace_per_param": trace.estimate / op.dim,
+        "normalized_sharpness": normalised.lambda_max, "adaptive_sharpness": adaptive.value,
+    }  # fmt: skip
+    return {"row": row, "history": list(out.history)}
+
+
+grid_rows, grid_curves = [], []
 for b in grid["batch_sizes"]:
     for lr in grid["lrs"]:
         for s in cfg["seeds"]:
-            config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd", lr=lr, momentum=0.0,
-                                 batch_size=b, steps=grid["max_steps"], seed=s)  # fmt: skip
-            init = build_model("mlp", input_shape=data.input_shape, num_classes=data.num_classes, seed=s,
-                               **MLP_CONFIG)  # fmt: skip
-            tic = time.perf_counter()
-            out = continue_training(init, config, data, track_every=grid["check_every"], track_sharpness=False,
-                                    target_loss=grid["target_loss"])  # fmt: skip
-            seconds = time.perf_counter() - tic
-            model = copy.deepcopy(init)
-            model.load_state_dict(out.state_dict)
-            grid_models[(b, lr, s)] = model
-            grid_curves.append(pd.DataFrame(out.history).assign(batch_size=b, lr=lr, seed=s))
-            end = out.history[-1]
-            op = HessianOperator(model, loss_fn, curvature_data)
-            top = top_eigenvalues(op, 1, tol=cfg["tol"], seed=seed)
-            trace = hessian_trace(op, cfg["trace_matvecs"], seed=seed)
-            normalised = normalized_sharpness(model, loss_fn, curvature_data, tol=cfg["tol"], trace_matvecs=0,
-                                              seed=seed)  # fmt: skip
-            adaptive = worst_case_sharpness(model, loss_fn, curvature_data, ADAPTIVE_RHO, adaptive=True,
-                                            steps=cfg["adaptive_steps"], seed=seed)  # fmt: skip
-            grid_rows.append({
-                "batch_size": b, "lr": lr, "seed": s, "temperature": lr / b, "status": out.status,
-                "reached": out.status == "reached", "steps": end["step"], "train_seconds": seconds,
-                "train_loss": end["train_loss"], "train_acc": end["train_acc"], "test_loss": end["test_loss"],
-                "test_acc": end["test_acc"], "gap": end["train_acc"] - end["test_acc"],
-                "lambda_max": float(top.values[0]), "trace_per_param": trace.estimate / op.dim,
-                "normalized_sharpness": normalised.lambda_max, "adaptive_sharpness": adaptive.value,
-            })  # fmt: skip
+            measures = {"tol": cfg["tol"], "trace_matvecs": cfg["trace_matvecs"], "adaptive_rho": ADAPTIVE_RHO,
+                        "adaptive_steps": cfg["adaptive_steps"]}  # fmt: skip
+            cell = cached({**grid_settings(b, lr, s), **measures}, functools.partial(grid_cell, b, lr, s))
+            grid_rows.append(cell["row"])
+            grid_curves.append(pd.DataFrame(cell["history"]).assign(batch_size=b, lr=lr, seed=s))
 grid_table = pd.DataFrame(grid_rows)
 grid_table.to_csv(results / "grid.csv", index=False)
 pd.concat(grid_curves, ignore_index=True).to_csv(results / "grid_curves.csv", index=False)
@@ -507,21 +554,30 @@ paste("escape_every", esc["track_every"])
 escape_starts = grid_table[(grid_table["batch_size"] == large) & (grid_table["lr"] == esc["lr"])]
 paste("escape_start_loss", pm(escape_starts["train_loss"]))
 paste("escape_start_reached", int(escape_starts["reached"].sum()))
+
+
+def escape_run(s, config):
+    """Continue from the large-batch minimum of seed s (λmax tracked on the curvature subset)."""
+    start = grid_run(large, esc["lr"], s)[1]
+    return stored(continue_training(start, config, data, track_every=esc["track_every"],
+                                    sharpness_data=curvature_data, tol=cfg["tol"]))  # fmt: skip
+
+
 escape = []
 for s in cfg["seeds"]:
-    start_model = grid_models[(large, esc["lr"], s)]
     for mode, batch in (("SGD", esc["small_batch"]), ("GD", None)):
         # from a minimum the first minibatch loss can be ~0, so "100 × the first loss" is no divergence test:
         # only a non-finite loss counts (divergence_factor = ∞)
         config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd" if batch else "gd",
                              lr=esc["lr"], momentum=0.0, batch_size=batch, steps=esc["steps"], seed=s,
                              divergence_factor=math.inf)  # fmt: skip
-        out = continue_training(start_model, config, data, track_every=esc["track_every"],
-                                sharpness_data=curvature_data, tol=cfg["tol"])  # fmt: skip
-        if out.status != "finished":
-            raise RuntimeError(f"escape run {mode}, seed {s} stopped early: {out.status} at step "
-                               f"{out.diverged_step}")  # fmt: skip
-        escape.append(pd.DataFrame(out.history).assign(mode=mode, seed=s, status=out.status))
+        out = cached({"escape": config.to_dict(), "start": grid_settings(large, esc["lr"], s),
+                      "track_every": esc["track_every"], "tol": cfg["tol"]},
+                     functools.partial(escape_run, s, config))  # fmt: skip
+        if out["status"] != "finished":
+            raise RuntimeError(f"escape run {mode}, seed {s} stopped early: {out['status']} at step "
+                               f"{out['diverged_step']}")  # fmt: skip
+        escape.append(pd.DataFrame(out["history"]).assign(mode=mode, seed=s, status=out["status"]))
 escape = pd.concat(escape, ignore_index=True)
 escape.to_csv(results / "escape.csv", index=False)
 ends = escape.groupby(["mode", "seed"]).agg(
@@ -597,7 +653,7 @@ ends.round(4)
 # loss, test accuracy and generalisation — unchanged ({numref}`fig-rq1-rescaling`).
 
 # %% tags=["hide-input"]
-base = grid_models[(large, esc["lr"], cfg["seeds"][0])]
+base = grid_run(large, esc["lr"], cfg["seeds"][0])[1]
 paste("rescale_seed", cfg["seeds"][0])
 rescaled = []
 for alpha in cfg["alphas"]:
@@ -750,4 +806,5 @@ verdicts
 # - *Edge of stability*: {glue:text}`verdict_eos` (EoS ratio {glue:text}`eos_ratio_mse` with the squared loss,
 #   {glue:text}`eos_ratio_ce` with cross-entropy, over all runs that reached the threshold).
 #
-# The chapter ran in {glue:text}`runtime_minutes:.1f` minutes.
+# The chapter ran in {glue:text}`runtime_minutes:.1f` minutes (training runs and their measurements are cached by
+# their settings and code version, so a rerun with nothing changed reads them back).
