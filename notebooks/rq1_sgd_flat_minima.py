@@ -122,12 +122,12 @@ data = load_dataset("mnist1d")
 curvature_data = (data.x_train[: cfg["curvature_samples"]], data.y_train[: cfg["curvature_samples"]])
 # Every training run (with its measurements) is cached under its settings and the source of the code that
 # produces it (data/models/train, dynamics, and the probes through `cached_json`): a rerun reads it back.
-RUN_CODE = {"code": code_version(), "dynamics": hashlib.sha256(Path(dynamics.__file__).read_bytes()).hexdigest()[:12],
+CACHE_BASE = {"code": code_version(), "dynamics": hashlib.sha256(Path(dynamics.__file__).read_bytes()).hexdigest()[:12],
             "curvature_samples": cfg["curvature_samples"], "measure_seed": seed}  # fmt: skip
 
 
 def cached(settings, compute):
-    return cached_json(results / "cache", {**RUN_CODE, **settings}, compute)
+    return cached_json(results / "cache", {**CACHE_BASE, **settings}, compute)
 
 
 def stored(out):
@@ -367,13 +367,13 @@ def grid_cell(b, lr, s):
     return {"row": row, "history": list(out.history)}
 
 
+grid_measures = {"tol": cfg["tol"], "trace_matvecs": cfg["trace_matvecs"], "adaptive_rho": ADAPTIVE_RHO,
+                 "adaptive_steps": cfg["adaptive_steps"]}  # fmt: skip
 grid_rows, grid_curves = [], []
 for b in grid["batch_sizes"]:
     for lr in grid["lrs"]:
         for s in cfg["seeds"]:
-            measures = {"tol": cfg["tol"], "trace_matvecs": cfg["trace_matvecs"], "adaptive_rho": ADAPTIVE_RHO,
-                        "adaptive_steps": cfg["adaptive_steps"]}  # fmt: skip
-            cell = cached({**grid_settings(b, lr, s), **measures}, functools.partial(grid_cell, b, lr, s))
+            cell = cached({**grid_settings(b, lr, s), **grid_measures}, functools.partial(grid_cell, b, lr, s))
             grid_rows.append(cell["row"])
             grid_curves.append(pd.DataFrame(cell["history"]).assign(batch_size=b, lr=lr, seed=s))
 grid_table = pd.DataFrame(grid_rows)

@@ -190,6 +190,14 @@ def _assert_runs_match(vmapped, separate, atol):
             assert hv[key] == pytest.approx(hs[key], rel=1e-9, abs=1e-12, nan_ok=True), key
 
 
+def _assert_seeds_match_separate_runs(config, seeds, atol):
+    """`train_seeds(config, seeds)` against one `train` run per seed; returns the vmapped results."""
+    vmapped = train_seeds(config, seeds, data=DATA)
+    for seed, v in zip(seeds, vmapped, strict=True):
+        _assert_runs_match(v, train(replace(config, seed=seed), data=DATA), atol=atol)
+    return vmapped
+
+
 # float64 weights after 12 steps agree to rounding (~1e-16) for the hand-batched MLP and ~1e-13 for the ResNet;
 # the Transformer's AdamW divides by square roots of near-zero second moments, which turns rounding of the
 # vmapped attention products into ~1e-10 (a wrong gradient or update shows up at 1e-3 or more).
@@ -225,10 +233,7 @@ def test_vmapped_seeds_equal_separate_runs(model, model_config, optimizer, loss,
         checkpoint_steps=(0, 6),
         dtype="float64",
     )
-    seeds = [0, 1, 7]
-    vmapped = train_seeds(config, seeds, data=DATA)
-    for seed, v in zip(seeds, vmapped, strict=True):
-        _assert_runs_match(v, train(replace(config, seed=seed), data=DATA), atol=atol)
+    _assert_seeds_match_separate_runs(config, [0, 1, 7], atol=atol)
 
 
 def test_vmapped_float32_agrees_to_rounding():
@@ -275,12 +280,9 @@ def test_vmapped_divergence_matches_separate_runs_copy_by_copy():
         checkpoint_steps=(2, 4),
         dtype="float64",
     )
-    seeds = [0, 1, 5]
-    vmapped = train_seeds(config, seeds, data=DATA)
+    # the weights of a diverged copy are those it had when it diverged, as for `train`
+    vmapped = _assert_seeds_match_separate_runs(config, [0, 1, 5], atol=1e-10)
     assert [r.diverged_step for r in vmapped] == [3, 4, 5]
-    for seed, v in zip(seeds, vmapped, strict=True):
-        # the weights of a diverged copy are those it had when it diverged, as for `train`
-        _assert_runs_match(v, train(replace(config, seed=seed), data=DATA), atol=1e-10)
 
 
 @pytest.mark.parametrize(
