@@ -98,11 +98,11 @@ def bench(session: nox.Session) -> None:
 def reproduce(session: nox.Session) -> None:
     """Execute every notebook in a profile, regenerate the figures, then build the paper.
 
-    Arguments after `--` go to `python -m landscape.pipeline`: `--profile smoke|paper|full` (default paper),
+    Arguments after `--` go to `python -m landscape.paper.pipeline`: `--profile smoke|paper|full` (default paper),
     `--only NAME`, `--dry-run`, `--force`.
     """
     ensure_project(session)
-    session.run(PYTHON, "-m", "landscape.pipeline", *session.posargs)
+    session.run(PYTHON, "-m", "landscape.paper.pipeline", *session.posargs)
 
 
 @nox.session
@@ -113,4 +113,4 @@ def paper(session: nox.Session) -> None:
     build/<profile>/html/.
     """
     ensure_project(session)
-    session.run(PYTHON, "-m", "landscape.pipeline", "--paper-only", *session.posargs)
+    session.run(PYTHON, "-m", "landscape.paper.pipeline", "--paper-only", *session.posargs)

@@ -59,8 +59,8 @@ from landscape import (
     worst_case_sharpness,
 )
 from landscape.dynamics import continue_training, edge_of_stability
-from landscape.plotting import apply_style, save_figure
-from landscape.probe_checks import rescale_layers
+from landscape.paper.plotting import apply_style, save_figure
+from landscape.paper.probe_checks import rescale_layers
 from landscape.results import cached_json, code_version
 from landscape.train import TrainConfig, evaluate, loss_function
 

@@ -51,7 +51,7 @@ from landscape import (
 )
 from landscape.density import gaussian_smoothing
 from landscape.geometry import measure_curvature
-from landscape.plotting import apply_style, save_figure
+from landscape.paper.plotting import apply_style, save_figure
 from landscape.results import cached_json, run, run_sweep
 from landscape.ruggedness import count_local_minima
 from landscape.train import loss_function, paper_recipe

@@ -40,8 +40,8 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from landscape import DenseOperator, HessianOperator, dense_hessian, effective_rank, spectral_density
-from landscape import probe_checks as pc
-from landscape.plotting import apply_style, save_figure
+from landscape.paper import probe_checks as pc
+from landscape.paper.plotting import apply_style, save_figure
 
 SIZES = {
     # the tanh testbed (in_dim, hidden, classes, samples, Adam steps) has an exact D x D Hessian; the ReLU

@@ -1,6 +1,6 @@
 """Sphinx configuration of the landscape paper.
 
-Built by `python -m landscape.pipeline` (or `nox -s paper`) from a staging copy of this folder plus the
+Built by `python -m landscape.paper.pipeline` (or `nox -s paper`) from a staging copy of this folder plus the
 papermill-executed notebooks (`notebooks/<name>.ipynb`); MyST-NB never executes anything here.
 """
 

@@ -12,6 +12,7 @@ MODULES = [
     "landscape.geometry",
     "landscape.ruggedness",
     "landscape.dynamics",
+    "landscape.paper.glue",
 ]
 
 

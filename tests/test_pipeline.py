@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from landscape.pipeline import PROFILES, Pipeline, PipelineError, main
+from landscape.paper.pipeline import PROFILES, Pipeline, PipelineError, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")

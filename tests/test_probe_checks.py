@@ -1,4 +1,4 @@
-"""The validation chapter's helpers (landscape.probe_checks, landscape.plotting) on tiny exact problems."""
+"""The validation chapter's helpers (landscape.paper.probe_checks, landscape.paper.plotting) on tiny exact problems."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from landscape import DenseOperator, HessianOperator, dense_hessian
-from landscape import probe_checks as pc
-from landscape.plotting import save_figure
+from landscape.paper import probe_checks as pc
+from landscape.paper.plotting import save_figure
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,7 @@ __all__ = [
     "run_key",
     "run_sweep",
     "save_result",
+    "source_version",
 ]
 
 RESULT_FILE = "result.json"
@@ -56,15 +57,13 @@ WEIGHTS_FILE = "weights.safetensors"
 SCHEMA = 1
 
 
+TRAINING_MODULES = ("data", "models", "train")
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """A hash of the source files that determine how runs are produced (`data.py`, `models.py`, `train.py`)."""
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in ("data.py", "models.py", "train.py"):
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
+    return source_version(TRAINING_MODULES)
 
 
 def data_digest(data: Dataset) -> str:
@@ -464,39 +463,65 @@ def load_sweep(keys: Sequence[str] | None = None, *, root: str | os.PathLike | N
 # Cached measurements
 
 
-# The modules a measurement can depend on (probes, directions, models); training code is keyed separately.
+# The modules a measurement depends on by default (probes, directions, models); training code is keyed separately.
 PROBE_MODULES = (
-    "alignment.py", "density.py", "directions.py", "eigen.py", "flatness.py", "geometry.py", "interpolation.py",
-    "models.py", "operators.py", "ruggedness.py", "sharpness.py", "slices.py", "trace.py",
+    "alignment", "density", "directions", "eigen", "flatness", "geometry", "interpolation",
+    "models", "operators", "ruggedness", "sharpness", "slices", "trace",
 )  # fmt: skip
+
+
+def source_version(modules: Iterable) -> str:
+    """A hash of the source of `modules`: module objects, dotted names (``"landscape.dynamics"``), names of
+    modules of this package (``"dynamics"``) or paths of source files. Any change to one gives a new value."""
+    import importlib
+    import types
+
+    h = hashlib.sha256()
+    for item in modules:
+        if isinstance(item, types.ModuleType):
+            module = item
+        elif isinstance(item, (str, os.PathLike)) and Path(item).suffix == ".py":
+            h.update(Path(item).name.encode())
+            h.update(Path(item).read_bytes())
+            continue
+        elif isinstance(item, str):
+            name = item if "." in item else f"{__package__}.{item}"
+            module = importlib.import_module(name)
+        else:
+            raise TypeError(f"depends_on entries must be modules, module names or .py paths, got {item!r}")
+        if getattr(module, "__file__", None) is None:
+            raise ValueError(f"module {module.__name__} has no source file to hash")
+        h.update(module.__name__.encode())
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)
 def probe_version() -> str:
     """A hash of the source of the probe modules (`PROBE_MODULES`): any change to a probe gives a new value."""
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in PROBE_MODULES:
-        h.update(name.encode())
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
+    return source_version(PROBE_MODULES)
 
 
-def cached_json(folder: str | os.PathLike, settings: Mapping, compute) -> dict:
+def cached_json(folder: str | os.PathLike, settings: Mapping, compute, *, depends_on: Iterable = ()) -> dict:
     """The JSON result of `compute()` for `settings`, computed once and then read back from `folder`.
 
-    The file name hashes `settings` (which must identify the inputs, e.g. a run key and the probe budgets) and
-    `probe_version()`, so a changed probe recomputes (a measurement that uses code outside `PROBE_MODULES` must
-    put that code's version into `settings`). The file is written to a temporary name and renamed, so
-    an interrupted computation leaves nothing behind and is simply redone.
+    The file name hashes `settings` (which must identify the inputs, e.g. a run key and the probe budgets), the
+    probe modules' source (`probe_version()`) and the source of every module in `depends_on` (modules, their
+    names or `.py` paths, see `source_version`): a measurement declares the code it runs, and a change to that
+    code recomputes it. The file is written to a temporary name and renamed, so an interrupted computation
+    leaves nothing behind and is simply redone; two processes computing the same entry both write the same
+    result and the last rename wins.
 
     Args:
         folder: where the results live (created if missing).
         settings: a JSON-serialisable mapping describing what is computed.
         compute: a function of no arguments returning a JSON-serialisable dict.
+        depends_on: code beyond the probes that the result depends on (e.g. ``["dynamics", "train"]``).
     """
+    depends_on = list(depends_on)
+    code = {"probes": probe_version(), **({"depends_on": source_version(depends_on)} if depends_on else {})}
     try:
-        payload = json.dumps({"settings": settings, "probes": probe_version()}, sort_keys=True)
+        payload = json.dumps({"settings": settings, **code}, sort_keys=True)
     except TypeError as err:
         raise TypeError(f"settings must be JSON-serialisable: {err}") from err
     folder = Path(folder)

@@ -1,7 +1,7 @@
 """The reproducible paper pipeline: Jupytext notebooks → papermill → figures → Sphinx/MyST-NB HTML.
 
-    python -m landscape.pipeline [--profile smoke|paper|full] [--only NAME] [--dry-run] [--force]
-    python -m landscape.pipeline --paper-only [--profile P]      (HTML from already executed notebooks)
+    python -m landscape.paper.pipeline [--profile smoke|paper|full] [--only NAME] [--dry-run] [--force]
+    python -m landscape.paper.pipeline --paper-only [--profile P]      (HTML from already executed notebooks)
 
 For every `notebooks/<name>.py` (Jupytext py:percent) the pipeline
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 __all__ = ["PROFILES", "Pipeline", "Profile", "main"]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class Pipeline:
         if missing:
             raise PipelineError(
                 f"no executed notebook for {missing} in {self._relative(self.executed_dir)}; run "
-                f"`nox -s reproduce -- --profile {self.profile.name}` (or python -m landscape.pipeline) first"
+                f"`nox -s reproduce -- --profile {self.profile.name}` (or python -m landscape.paper.pipeline) first"
             )
         if self.stage_dir.exists():
             shutil.rmtree(self.stage_dir)
@@ -315,7 +315,7 @@ def _snapshot(folder: Path) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m landscape.pipeline",
+        prog="python -m landscape.paper.pipeline",
         description="Execute every notebook in notebooks/ (papermill), regenerate figures, build the paper.",
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="paper",

@@ -25,11 +25,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .density import gaussian_smoothing
-from .eigen import power_iteration, top_eigenvalues
-from .operators import HessianOperator, LinearOperator, make_generator
-from .sharpness import normalized_sharpness
-from .trace import TRACE_METHODS, hessian_trace
+from ..density import gaussian_smoothing
+from ..eigen import power_iteration, top_eigenvalues
+from ..operators import HessianOperator, LinearOperator, make_generator
+from ..sharpness import normalized_sharpness
+from ..trace import TRACE_METHODS, hessian_trace
 
 __all__ = [
     "ACTIVATIONS",
