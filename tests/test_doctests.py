@@ -13,6 +13,7 @@ MODULES = [
     "landscape.ruggedness",
     "landscape.dynamics",
     "landscape.paper.glue",
+    "landscape.paper.verdicts",
 ]
 
 
