@@ -148,7 +148,7 @@ def test_sweep_in_process_groups_seeds_and_never_recomputes(tmp_path):
     configs = [replace(CONFIG, lr=lr, seed=s) for lr in (0.01, 0.003) for s in (0, 1)]
     diverging = replace(CONFIG, optimizer="sgd", lr=1e4)
     frame = run_sweep(
-        [*configs, diverging, configs[0]], root=tmp_path, data={"mnist1d": DATA}, progress=False
+        [*configs, diverging, configs[0]], root=tmp_path, workers=1, data={"mnist1d": DATA}, progress=False
     )
     assert isinstance(frame, pd.DataFrame)
     assert len(frame) == 5
@@ -159,7 +159,7 @@ def test_sweep_in_process_groups_seeds_and_never_recomputes(tmp_path):
     assert frame["model_config.width"].tolist() == [8] * 5
     assert frame["test_acc"].iloc[:4].between(0, 1).all()
     assert pd.isna(frame["test_acc"].iloc[4])
-    again = run_sweep(configs, root=tmp_path, data={"mnist1d": DATA}, progress=False)
+    again = run_sweep(configs, root=tmp_path, workers=1, data={"mnist1d": DATA}, progress=False)
     assert not again["computed"].any()
     pd.testing.assert_frame_equal(again.drop(columns="computed"), frame.iloc[:4].drop(columns="computed"))
     assert frame["diverged_step"].dtype == "Int64"
@@ -200,7 +200,7 @@ SWEEP_SCRIPT = SWEEP_SETUP + textwrap.dedent(
     import sys
     torch.set_num_threads(1)
     from landscape.results import run_sweep
-    run_sweep(configs, root=sys.argv[1], group_seeds=False, data={"mnist1d": data}, progress=False)
+    run_sweep(configs, root=sys.argv[1], workers=1, group_seeds=False, data={"mnist1d": data}, progress=False)
     """
 )
 
@@ -239,6 +239,7 @@ def test_killed_sweep_resumes_only_missing_runs(tmp_path):
     frame = run_sweep(
         namespace["configs"],
         root=root,
+        workers=1,
         group_seeds=False,
         data={"mnist1d": namespace["data"]},
         progress=False,

@@ -15,10 +15,8 @@ run is never recomputed.
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
-import multiprocessing
 import os
 import platform
 import shutil
@@ -31,7 +29,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .data import Dataset, cache_root, load_dataset, tensor_digest
 from .models import build_model
@@ -346,22 +343,18 @@ def run(
 # Sweeps
 
 
-_WORKER_DATA: dict[str, Dataset] = {}
-
-
-def _init_worker(datasets: dict[str, Dataset]) -> None:
-    _WORKER_DATA.update(datasets)
-
-
-def _run_task(configs: list[dict], root: str | None) -> list[str]:
-    """Train a group of configs (one vectorised pass if they differ only in seed) and store them."""
+def _run_group(task: tuple[list[dict], Dataset, str | None]) -> list[str]:
+    """Train a group of configs (one vectorised pass if they differ only in seed) and store them; a config
+    already stored (a rerun after a worker died, or another sweep) is loaded, never trained again."""
+    configs, data, root = task
     configs = [TrainConfig.from_dict(c) for c in configs]
-    data = _WORKER_DATA[configs[0].dataset]
-    if len(configs) == 1:
-        results = [train(configs[0], data=data)]
-    else:
-        results = train_seeds(configs[0], [c.seed for c in configs], data=data)
-    return [save_result(r, data, root).key for r in results]
+    todo = [c for c in configs if not _is_stored(run_key(c, data), root)]
+    if len(todo) == 1:
+        save_result(train(todo[0], data=data), data, root)
+    elif todo:
+        for result in train_seeds(todo[0], [c.seed for c in todo], data=data):
+            save_result(result, data, root)
+    return [run_key(c, data) for c in configs]
 
 
 def _group_by_seed(configs: list[TrainConfig]) -> list[list[TrainConfig]]:
@@ -375,8 +368,11 @@ def run_sweep(
     configs: Iterable[TrainConfig],
     *,
     root: str | os.PathLike | None = None,
-    workers: int = 1,
+    workers: int | None = None,
+    client=None,
+    address: str | None = None,
     group_seeds: bool = True,
+    max_group: int | None = None,
     data: Mapping[str, Dataset] | None = None,
     data_root=None,
     progress: bool = True,
@@ -384,28 +380,36 @@ def run_sweep(
     """Make sure every config has a stored run, training only the missing ones, and return all as a DataFrame.
 
     Runs already stored (by an earlier, possibly interrupted, sweep) are loaded, never recomputed. Missing runs
-    that differ only in their seed are trained together by `train_seeds` (one vectorised pass) when
-    `group_seeds` is true. With `workers > 1` the groups run in that many local processes (spawned; each uses
-    torch's default thread count, so for many small runs set `OMP_NUM_THREADS=1` in the environment).
+    that differ only in their seed are trained together by `train_seeds` (one vectorised pass, one task) when
+    `group_seeds` is true. Tasks run on Dask through `landscape.sweep.parallel_map`: in this process with one
+    worker, on an embedded `LocalCluster` of `workers` single-threaded processes, or on an existing cluster
+    (`client`, `address` or ``$DASK_SCHEDULER_ADDRESS``). A task checks the store before it trains and writes
+    atomically, so a task rerun after its worker died stores nothing twice.
 
     Args:
         configs: the runs wanted (duplicates are stored once).
-        root: the cache root (default `cache_root()`).
-        workers: number of processes; 1 trains in this process.
+        root: the cache root (default `cache_root()`); it must be reachable from the workers.
+        workers: processes of an embedded cluster (None: one per CPU core); 1 trains in this process.
+        client, address: an existing Dask cluster to use instead (see `landscape.sweep.dask_executor`).
         group_seeds: vectorise over seeds where possible.
+        max_group: at most this many seeds per vectorised task (default: all seeds of a config in one task;
+            smaller groups spread one configuration's seeds over several workers).
         data: {dataset name: Dataset} to use instead of loading by name (e.g. a subset).
         data_root: folder of image data sets (and of the MNIST-1D cache).
         progress: progress bar over runs.
 
     Returns:
         A `pandas.DataFrame`, one row per distinct config in input order (see `RunRecord.row`), with a column
-        `computed` that is True for runs trained by this call.
+        `computed` that is True for runs this call found missing (and trained).
     """
+    from .sweep import _check_workers, parallel_map
+
     configs = list(configs)
+    _check_workers(workers)
     if not all(isinstance(c, TrainConfig) for c in configs):
         raise TypeError("configs must be TrainConfig instances")
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if max_group is not None and (not isinstance(max_group, int) or max_group < 1):
+        raise ValueError(f"max_group must be a positive integer or None, got {max_group!r}")
     datasets = dict(data or {})
     for name in sorted({c.dataset for c in configs} - set(datasets)):
         datasets[name] = load_dataset(name, data_root)
@@ -413,25 +417,21 @@ def run_sweep(
     unique = dict(zip(keys, configs, strict=True))
     missing = [c for k, c in unique.items() if not _is_stored(k, root)]
     groups = _group_by_seed(missing) if group_seeds else [[c] for c in missing]
-    tasks = [([c.to_dict() for c in g], None if root is None else str(root)) for g in groups]
-    computed: set[str] = set()
-    with tqdm(total=len(missing), disable=not progress, desc="sweep") as bar:
-        if workers == 1:
-            _init_worker(datasets)
-            for task in tasks:
-                done = _run_task(*task)
-                computed.update(done)
-                bar.update(len(done))
-        elif tasks:
-            ctx = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(
-                max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(datasets,)
-            ) as pool:
-                futures = [pool.submit(_run_task, *task) for task in tasks]
-                for future in concurrent.futures.as_completed(futures):
-                    done = future.result()
-                    computed.update(done)
-                    bar.update(len(done))
+    if max_group is not None:
+        groups = [g[i : i + max_group] for g in groups for i in range(0, len(g), max_group)]
+    root_arg = None if root is None else str(cache_root(root))
+    tasks = [([c.to_dict() for c in g], datasets[g[0].dataset], root_arg) for g in groups]
+    done = parallel_map(
+        _run_group,
+        tasks,
+        workers=workers,
+        client=client,
+        address=address,
+        units=[len(g) for g in groups],
+        desc="sweep (runs)",
+        progress=progress,
+    )
+    computed = {k for keys_of_task in done for k in keys_of_task}
     frame = load_sweep(list(unique), root=root)
     frame["computed"] = frame["key"].isin(computed)
     return frame
