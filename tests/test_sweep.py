@@ -112,7 +112,7 @@ def test_killed_worker_mid_sweep_stores_every_run_once(cluster, tmp_path, capsys
             outcome["frame"] = run_sweep(
                 configs, root=root, client=cluster, group_seeds=False, data={"mnist1d": DATA}, progress=True
             )
-        except BaseException as err:  # reported by the assertion below
+        except BaseException as err:  # noqa: BLE001 (reported by the assertion below)
             outcome["error"] = err
 
     pids = cluster.run(os.getpid)  # {worker address: pid}
@@ -131,7 +131,8 @@ def test_killed_worker_mid_sweep_stores_every_run_once(cluster, tmp_path, capsys
     assert "error" not in outcome, outcome.get("error")
     frame = outcome["frame"]
 
-    assert len(frame) == 6 and (frame["status"] == "finished").all()
+    assert len(frame) == 6
+    assert (frame["status"] == "finished").all()
     folders = sorted(p.name for p in runs.iterdir())
     assert folders == sorted(frame["key"])  # one folder per run, no temporary leftovers
     for config, key in zip(configs, frame["key"], strict=True):
@@ -168,4 +169,6 @@ def test_slurm_job_script_as_the_readme_shows():
     ):
         assert line in script.splitlines()
     worker = next(line for line in script.splitlines() if "distributed.cli.dask_worker" in line)
-    assert address in worker and "--nthreads 1" in worker and "--nanny" in worker
+    assert address in worker
+    assert "--nthreads 1" in worker
+    assert "--nanny" in worker
