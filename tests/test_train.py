@@ -172,11 +172,67 @@ def test_divergence_is_a_status_not_an_exception():
     assert all(math.isnan(v) for v in result.final.values())
 
 
+def test_stop_rule_ends_at_the_first_evaluation_below_the_target():
+    config = TrainConfig(model_config=SMALL_MLP, batch_size=32, steps=400, eval_every=20, dtype="float64")
+    full = train(config, data=DATA)
+    assert full.status == "finished"
+    assert full.reached_step is None
+    losses = [row["train_loss"] for row in full.history]
+    target = (losses[3] + losses[4]) / 2 if losses[4] < losses[3] else losses[4]  # first crossed at row 4
+    first = next(i for i, value in enumerate(losses) if value <= target)
+    stopped = train(replace(config, stop_loss=target), data=DATA)
+    assert stopped.status == "reached"
+    assert stopped.reached_step == full.history[first]["step"] == stopped.history[-1]["step"]
+    assert stopped.history == full.history[: first + 1]  # the same run, cut at the stop
+    assert stopped.final["train_loss"] <= target
+    assert train(replace(config, stop_loss=10.0), data=DATA).reached_step == 0  # already below at the start
+    with pytest.raises(ValueError, match="stop_loss"):
+        TrainConfig(stop_loss=math.inf)
+
+
+def test_start_from_given_weights_and_evaluation_hook():
+    config = TrainConfig(model_config=SMALL_MLP, batch_size=32, steps=60, eval_every=20, dtype="float64")
+    fresh = train(config, data=DATA)
+    init = build_model("mlp", input_shape=(8,), num_classes=3, seed=0, dtype=torch.float64, **SMALL_MLP)
+    before = {k: v.clone() for k, v in init.state_dict().items()}
+    seen = []
+
+    def hook(step, model):
+        seen.append(step)
+        return {"weight_norm": float(torch.cat([p.detach().flatten() for p in model.parameters()]).norm())}
+
+    from_module = train(config, data=DATA, start=init, on_eval=hook)
+    assert seen == [0, 20, 40, 60]
+    assert [row["weight_norm"] for row in from_module.history][0] == pytest.approx(
+        float(torch.cat([v.flatten() for v in before.values()]).norm())
+    )
+    for k, v in init.state_dict().items():
+        assert torch.equal(v, before[k])  # the start module is never modified
+    from_state = train(config, data=DATA, start=before)
+    for k, v in fresh.state_dict.items():  # the config's own initialisation: the same run three ways
+        assert torch.equal(from_module.state_dict[k], v)
+        assert torch.equal(from_state.state_dict[k], v)
+    halfway = train(replace(config, steps=30), data=DATA, start=fresh.state_dict)
+    assert halfway.history[0]["train_loss"] == pytest.approx(fresh.history[-1]["train_loss"])
+    with pytest.raises(TypeError, match="start"):
+        train(config, data=DATA, start=[1, 2])
+
+
+def test_vmapped_copies_stop_at_the_target_like_separate_runs():
+    config = TrainConfig(
+        model_config=SMALL_MLP, batch_size=32, steps=300, eval_every=5, dtype="float64", stop_loss=0.6
+    )
+    vmapped = _assert_seeds_match_separate_runs(config, [0, 1, 2], atol=1e-10)
+    assert {r.status for r in vmapped} == {"reached"}
+    assert len({r.reached_step for r in vmapped}) > 1  # copies stop at different steps, the others go on
+
+
 def _assert_runs_match(vmapped, separate, atol):
     assert vmapped.config == separate.config
     assert vmapped.trained_with == "vmap"
     assert vmapped.status == separate.status
     assert vmapped.diverged_step == separate.diverged_step
+    assert vmapped.reached_step == separate.reached_step
     for k, v in separate.state_dict.items():
         torch.testing.assert_close(vmapped.state_dict[k], v, rtol=0, atol=atol)
     assert set(vmapped.checkpoints) == set(separate.checkpoints)

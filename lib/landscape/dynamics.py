@@ -20,7 +20,6 @@ References:
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 import warnings
@@ -33,15 +32,7 @@ from torch import Tensor, nn
 from .data import Dataset
 from .eigen import EigenResult, top_eigenvalues
 from .operators import HessianOperator, LinearOperator, LossFn, as_operator, make_generator
-from .train import (
-    TrainConfig,
-    batch_indices,
-    data_generator,
-    evaluate,
-    learning_rate,
-    loss_function,
-    make_optimizer,
-)
+from .train import TrainConfig, loss_function, train
 
 __all__ = [
     "ContinuedRun",
@@ -313,9 +304,9 @@ def continue_training(
 ) -> ContinuedRun:
     """Continue training a copy of `model` with the optimiser of `config`, tracking λmax and the losses.
 
-    The loop is that of `landscape.train.train` (same optimiser, learning-rate schedule, minibatch order from
-    ``config.seed`` and divergence rule), but it starts from the given weights instead of a fresh
-    initialisation; `model` itself is never modified. Started from ``build_model(..., seed=config.seed)`` it
+    This is `landscape.train.train` started from the given weights (``start=model``; same optimiser,
+    learning-rate schedule, minibatch order from ``config.seed``, divergence and stop rules), with λmax added to
+    every evaluation by its ``on_eval`` hook; `model` itself is never modified. Started from ``build_model(..., seed=config.seed)`` it
     takes the same steps as ``train(config)``. Every `track_every` steps (and at steps 0 and the last), it
     evaluates the full training and test losses and λmax of the loss on `sharpness_data`, warm-started from
     the previous top eigenvector.
@@ -346,54 +337,26 @@ def continue_training(
     number = isinstance(target_loss, (int, float)) and not isinstance(target_loss, bool)
     if target_loss is not None and not (number and math.isfinite(target_loss)):
         raise ValueError(f"target_loss must be a finite number or None, got {target_loss!r}")
-    model = copy.deepcopy(model)
-    like = next(model.parameters())
-    x_train, y_train = data.x_train.to(like.device, like.dtype), data.y_train.to(like.device)
-    x_test, y_test = data.x_test.to(like.device, like.dtype), data.y_test.to(like.device)
-    sharpness_data = (x_train, y_train) if sharpness_data is None else sharpness_data
-    total = config.num_steps(len(x_train))
     loss_fn = loss_function(config.loss)
-    optimizer = make_optimizer(config, list(model.parameters()))
-    batches = batch_indices(config, len(x_train), total, data_generator(config.seed))
-    history: list[dict] = []
     previous: Tensor | None = None
+    like = next(model.parameters())
+    if sharpness_data is None:
+        sharpness_data = (data.x_train.to(like.device, like.dtype), data.y_train.to(like.device))
 
-    def track(step: int) -> bool:
-        """Record the tracked point at `step`; True when the target loss is reached there."""
+    def sharpness(step: int, current: nn.Module) -> dict:
+        """λmax at this evaluation, warm-started from the previous one's top eigenvector."""
         nonlocal previous
-        train_m = evaluate(model, loss_fn, x_train, y_train)
-        test_m = evaluate(model, loss_fn, x_test, y_test)
-        row = {"step": step, "train_loss": train_m["loss"], "train_acc": train_m["acc"],
-               "test_loss": test_m["loss"], "test_acc": test_m["acc"]}  # fmt: skip
-        if track_sharpness:
-            op = HessianOperator(model, loss_fn, sharpness_data)
-            top = warm_top_eigenpair(op, previous, tol=tol, max_matvecs=max_matvecs, seed=config.seed + step)
-            previous = top.vectors[:, 0]
-            row.update(lambda_max=float(top.values[0]), lambda_residual=float(top.residuals[0]),
-                       matvecs=top.num_matvecs)  # fmt: skip
-        history.append(row)
-        return target_loss is not None and row["train_loss"] <= target_loss
+        if not track_sharpness:
+            return {}
+        op = HessianOperator(current, loss_fn, sharpness_data)
+        top = warm_top_eigenpair(op, previous, tol=tol, max_matvecs=max_matvecs, seed=config.seed + step)
+        previous = top.vectors[:, 0]
+        return {"lambda_max": float(top.values[0]), "lambda_residual": float(top.residuals[0]),
+                "matvecs": top.num_matvecs}  # fmt: skip
 
-    status, diverged_step, reached_step, first = "finished", None, None, None
-    model.train()
-    if track(0):
-        status, reached_step, batches = "reached", 0, ()
-    for step, idx in enumerate(batches, start=1):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step - 1, total)
-        loss = loss_fn(model(x_train[idx]), y_train[idx])
-        value = float(loss.detach())
-        if not math.isfinite(value) or (first is not None and value > config.divergence_factor * first):
-            status, diverged_step = "diverged", step
-            break
-        first = value if first is None else first
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if (step % track_every == 0 or step == total) and track(step):
-            status, reached_step = "reached", step
-            break
-    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    run_config = replace(config, eval_every=track_every, stop_loss=target_loss)
+    result = train(run_config, data=data, start=model, on_eval=sharpness)
     return ContinuedRun(
-        replace(config), status, diverged_step, tuple(history), state, target_loss, reached_step
-    )
+        config, result.status, result.diverged_step, result.history, result.state_dict, target_loss,
+        result.reached_step,
+    )  # fmt: skip

@@ -51,7 +51,7 @@ __all__ = [
 
 RESULT_FILE = "result.json"
 WEIGHTS_FILE = "weights.safetensors"
-SCHEMA = 1
+SCHEMA = 2  # 2: reached_step and TrainConfig.stop_loss
 
 
 TRAINING_MODULES = ("data", "models", "train")
@@ -161,7 +161,8 @@ class RunRecord:
     Attributes:
         key, path: the run's key and folder.
         config: its `TrainConfig`.
-        status, diverged_step, history, final, num_parameters, wall_time, trained_with: as in `TrainResult`.
+        status, diverged_step, reached_step, history, final, num_parameters, wall_time, trained_with: as in
+            `TrainResult`.
         input_shape, num_classes: of the data it was trained on (to rebuild the model).
         checkpoint_steps: the steps whose weights are stored.
         versions: library versions that produced it; code_version: hash of the training code.
@@ -172,6 +173,7 @@ class RunRecord:
     config: TrainConfig
     status: str
     diverged_step: int | None
+    reached_step: int | None
     history: tuple[dict, ...]
     final: dict
     num_parameters: int
@@ -216,6 +218,7 @@ class RunRecord:
             "key": self.key,
             "status": self.status,
             "diverged_step": self.diverged_step,
+            "reached_step": self.reached_step,
             **self.final,
             "num_parameters": self.num_parameters,
             "wall_time": self.wall_time,
@@ -251,6 +254,7 @@ def save_result(result: TrainResult, data: Dataset, root: str | os.PathLike | No
             "config": result.config.to_dict(),
             "status": result.status,
             "diverged_step": result.diverged_step,
+            "reached_step": result.reached_step,
             "history": list(result.history),
             "final": result.final,
             "num_parameters": result.num_parameters,
@@ -301,6 +305,7 @@ def load_run(where: str | os.PathLike, root: str | os.PathLike | None = None) ->
             config=TrainConfig.from_dict(d["config"]),
             status=d["status"],
             diverged_step=d["diverged_step"],
+            reached_step=d["reached_step"],
             history=tuple(d["history"]),
             final=d["final"],
             num_parameters=d["num_parameters"],
@@ -454,8 +459,9 @@ def load_sweep(keys: Sequence[str] | None = None, *, root: str | os.PathLike | N
             else []
         )
     frame = pd.DataFrame([load_run(runs_dir / k).row() for k in keys])
-    if "diverged_step" in frame:
-        frame["diverged_step"] = frame["diverged_step"].astype("Int64")
+    for column in ("diverged_step", "reached_step"):
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
     return frame
 
 

@@ -1,9 +1,12 @@
 """Training: one readable loop driven by a `TrainConfig`, and the same loop for N seeds at once (torch.func.vmap).
 
-`train(config)` builds the model and the data from the config, runs the optimiser for the configured number of
-steps, evaluates on the full training and test sets every `eval_every` steps, keeps the checkpoints asked for,
-and returns a `TrainResult`. A run whose loss becomes non-finite or explodes ends with status ``"diverged"`` and
-the step it happened at; it never raises, so a sweep survives its unstable corners.
+`train(config)` builds the model and the data from the config (or starts from given weights), runs the optimiser
+for the configured number of steps, evaluates on the full training and test sets every `eval_every` steps (with
+an optional hook that adds its own values, e.g. λmax, to each evaluation), keeps the checkpoints asked for, and
+returns a `TrainResult`. Two rules end a run early, the same for every loop of the project (`_RunLog`): a loss
+that becomes non-finite or explodes ends it with status ``"diverged"`` at that step (it never raises, so a sweep
+survives its unstable corners), and ``config.stop_loss`` ends it with status ``"reached"`` at the first
+evaluation whose full training loss is at most that value (to compare networks at equal training loss).
 
 `train_seeds(config, seeds)` trains one copy per seed in a single vectorised pass: parameters of the N models
 are stacked (`torch.func.stack_module_state`), one batched forward pass gives every copy's loss (hand-batched
@@ -81,6 +84,7 @@ class TrainConfig:
     checkpoint_steps: tuple[int, ...] = ()  # keep the weights after these many steps (0 = initialisation)
     eval_every: int = 500  # full train/test evaluation every this many steps (and at the end)
     divergence_factor: float = 100.0  # diverged when loss is non-finite or > this × the first loss
+    stop_loss: float | None = None  # stop at the first evaluation whose full training loss is <= this
 
     def __post_init__(self) -> None:
         def bad(name, expected):
@@ -120,6 +124,12 @@ class TrainConfig:
             raise bad("eval_every", "a positive integer")
         if not self.divergence_factor > 1:
             raise bad("divergence_factor", "a number > 1")
+        if self.stop_loss is not None and not (
+            isinstance(self.stop_loss, (int, float))
+            and not isinstance(self.stop_loss, bool)
+            and math.isfinite(self.stop_loss)
+        ):
+            raise bad("stop_loss", "a finite number or None")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise bad("seed", "an integer")
         if any(not isinstance(s, int) or s < 0 for s in self.checkpoint_steps):
@@ -160,8 +170,10 @@ class TrainResult:
 
     Attributes:
         config: the configuration trained.
-        status: ``"finished"`` or ``"diverged"``.
-        diverged_step: the step whose loss was non-finite or exploded (None if finished).
+        status: ``"finished"`` (every step taken), ``"reached"`` (stopped at the first evaluation whose full
+            training loss was <= ``config.stop_loss``) or ``"diverged"``.
+        diverged_step: the step whose loss was non-finite or exploded (None otherwise).
+        reached_step: the step where the training loss reached ``config.stop_loss`` (None otherwise).
         history: one dict per evaluation: step, lr, train_loss, train_acc, test_loss, test_acc, and
             batch_loss (mean minibatch loss since the previous evaluation).
         final: the last evaluation's metrics (NaN when diverged).
@@ -182,6 +194,7 @@ class TrainResult:
     num_parameters: int
     wall_time: float
     trained_with: str
+    reached_step: int | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -283,10 +296,6 @@ def _snapshot(named: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in named.items()}
 
 
-def _diverged(loss: float, first: float | None, factor: float) -> bool:
-    return not math.isfinite(loss) or (first is not None and loss > factor * max(first, 1e-12))
-
-
 def _resolve_data(config: TrainConfig, data: Dataset | None, data_root) -> Dataset:
     if data is None:
         return load_dataset(config.dataset, data_root)
@@ -296,6 +305,89 @@ def _resolve_data(config: TrainConfig, data: Dataset | None, data_root) -> Datas
 
 
 NAN_METRICS = {"train_loss": math.nan, "train_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan}
+
+
+class _RunLog:
+    """The bookkeeping of one run, shared by `train` and each copy of `train_seeds`: the history, the
+    checkpoints, and the two rules that end a run early.
+
+    - Divergence (the one rule): a minibatch loss that is non-finite or exceeds ``divergence_factor`` × the
+      first minibatch loss, or a non-finite full training loss at an evaluation. The run ends at that step with
+      the weights it had before the step's update.
+    - Stop (``config.stop_loss``): the first evaluation whose full training loss is <= ``stop_loss``.
+    """
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.history: list[dict] = []
+        self.checkpoints: dict[int, dict[str, Tensor]] = {}
+        self.status = "finished"
+        self.diverged_step: int | None = None
+        self.reached_step: int | None = None
+        self.first_loss: float | None = None
+        self.batch_losses: list[float] = []
+
+    @property
+    def running(self) -> bool:
+        return self.diverged_step is None and self.reached_step is None
+
+    def batch_loss(self, step: int, value: float) -> bool:
+        """Record step `step`'s minibatch loss; False (the run has diverged) if it breaks the divergence rule."""
+        first = self.first_loss
+        if not math.isfinite(value) or (
+            first is not None and value > self.config.divergence_factor * max(first, 1e-12)
+        ):
+            self.status, self.diverged_step = "diverged", step
+            return False
+        self.first_loss = value if first is None else first
+        self.batch_losses.append(value)
+        return True
+
+    def evaluation(
+        self, step: int, lr: float, train_m: Mapping, test_m: Mapping, extra: Mapping | None = None
+    ):
+        """Append the history row of an evaluation at `step`; applies the divergence and stop rules."""
+        bl = self.batch_losses
+        row = {
+            "step": step,
+            "lr": lr,
+            "batch_loss": sum(bl) / len(bl) if bl else math.nan,
+            "train_loss": train_m["loss"],
+            "train_acc": train_m["acc"],
+            "test_loss": test_m["loss"],
+            "test_acc": test_m["acc"],
+            **(extra or {}),
+        }
+        bl.clear()
+        self.history.append(row)
+        stop = self.config.stop_loss
+        if not math.isfinite(row["train_loss"]):
+            self.status, self.diverged_step = "diverged", step
+        elif stop is not None and row["train_loss"] <= stop:
+            self.status, self.reached_step = "reached", step
+        return row
+
+    def result(self, state: dict, num_parameters: int, wall_time: float, trained_with: str) -> TrainResult:
+        final = dict(NAN_METRICS)
+        if self.status != "diverged":
+            final = {k: self.history[-1][k] for k in NAN_METRICS}
+        return TrainResult(
+            config=self.config,
+            status=self.status,
+            diverged_step=self.diverged_step,
+            history=tuple(self.history),
+            final=final,
+            state_dict=state,
+            checkpoints=self.checkpoints,
+            num_parameters=num_parameters,
+            wall_time=wall_time,
+            trained_with=trained_with,
+            reached_step=self.reached_step,
+        )
+
+
+def _is_evaluation(config: TrainConfig, step: int, total_steps: int) -> bool:
+    return step % config.eval_every == 0 or step == total_steps
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -308,93 +400,85 @@ def train(
     data: Dataset | None = None,
     data_root=None,
     device: torch.device | str | None = None,
+    start: nn.Module | Mapping[str, Tensor] | None = None,
+    on_eval: Callable[[int, nn.Module], Mapping] | None = None,
     progress: bool = False,
 ) -> TrainResult:
     """Train one model as `config` says and return its `TrainResult` (never raises on divergence).
+
+    The loop, top to bottom: build the model (or take `start`), evaluate at step 0, then for each step set the
+    learning rate, take the minibatch loss, apply the divergence rule, back-propagate, step the optimiser, keep
+    a checkpoint if asked, and every ``config.eval_every`` steps (and at the last) evaluate the full training
+    and test sets, which applies the stop rule (``config.stop_loss``). See `_RunLog` for both rules.
 
     Args:
         config: the run's configuration.
         data: the data set (default: `load_dataset(config.dataset, data_root)`).
         data_root: where the data set is (image data sets) or cached (MNIST-1D).
-        device: where to train (default CPU). Same config and seed on the same device → the same numbers.
+        device: where to train (default: that of `start` if it is a module, else the CPU). Same config and seed
+            on the same device → the same numbers.
+        start: where training starts instead of the config's initialisation: a module (copied, never modified;
+            its architecture is used and the config's model fields are ignored) or a state dict for the config's
+            model. The data order still comes from ``config.seed``.
+        on_eval: ``on_eval(step, model) -> dict`` called at every evaluation (model in train mode, do not
+            modify it); its values are added to that history row (e.g. λmax along the trajectory).
         progress: show a progress bar over the steps.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     start_time = time.perf_counter()
     data = _resolve_data(config, data, data_root)
-    device = torch.device("cpu" if device is None else device)
-    dtype = DTYPES[config.dtype]
+    if isinstance(start, nn.Module):
+        model = copy.deepcopy(start)
+        like = next(model.parameters())
+        device, dtype = (like.device if device is None else torch.device(device)), like.dtype
+        model.to(device)
+    else:
+        device = torch.device("cpu" if device is None else device)
+        dtype = DTYPES[config.dtype]
+        model = _model_for(config, data, dtype, device)
+        if start is not None:
+            if not isinstance(start, Mapping):
+                raise TypeError(f"start must be a module or a state dict, got {type(start).__name__}")
+            model.load_state_dict(start)
     x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
     total_steps = config.num_steps(len(x_train))
-
-    model = _model_for(config, data, dtype, device)
     loss_fn = loss_function(config.loss)
     optimizer = make_optimizer(config, list(model.parameters()))
     batches = batch_indices(config, len(x_train), total_steps, data_generator(config.seed))
+    log = _RunLog(config)
 
-    history: list[dict] = []
-    checkpoints: dict[int, dict[str, Tensor]] = {}
-    status, diverged_step, first_loss = "finished", None, None
-    batch_losses: list[float] = []
-
-    def record(step: int, lr: float) -> dict:
+    def evaluation(step: int, lr: float) -> None:
         train_m = evaluate(model, loss_fn, x_train, y_train)
         test_m = evaluate(model, loss_fn, x_test, y_test)
-        row = {
-            "step": step,
-            "lr": lr,
-            "batch_loss": sum(batch_losses) / len(batch_losses) if batch_losses else math.nan,
-            "train_loss": train_m["loss"],
-            "train_acc": train_m["acc"],
-            "test_loss": test_m["loss"],
-            "test_acc": test_m["acc"],
-        }
-        batch_losses.clear()
-        history.append(row)
-        return row
+        log.evaluation(step, lr, train_m, test_m, on_eval(step, model) if on_eval is not None else None)
 
     model.train()
-    record(0, learning_rate(config, 0, total_steps))
     if 0 in config.checkpoint_steps:
-        checkpoints[0] = _snapshot(model.state_dict())
-    for step, idx in enumerate(tqdm(batches, total=total_steps, disable=not progress, desc="train"), start=1):
+        log.checkpoints[0] = _snapshot(model.state_dict())
+    evaluation(0, learning_rate(config, 0, total_steps))
+    bar = tqdm(total=total_steps, disable=not progress, desc="train")
+    for step, idx in enumerate(batches if log.running else (), start=1):
         lr = learning_rate(config, step - 1, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = loss_fn(model(x_train[idx]), y_train[idx])
-        loss_value = float(loss.detach())
-        if _diverged(loss_value, first_loss, config.divergence_factor):
-            status, diverged_step = "diverged", step
+        if not log.batch_loss(step, float(loss.detach())):
             break
-        first_loss = loss_value if first_loss is None else first_loss
-        batch_losses.append(loss_value)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        bar.update()
         if step in config.checkpoint_steps:
-            checkpoints[step] = _snapshot(model.state_dict())
-        if step % config.eval_every == 0 or step == total_steps:
-            row = record(step, lr)
-            if not math.isfinite(row["train_loss"]):
-                status, diverged_step = "diverged", step
+            log.checkpoints[step] = _snapshot(model.state_dict())
+        if _is_evaluation(config, step, total_steps):
+            evaluation(step, lr)
+            if not log.running:
                 break
-
-    final = dict(NAN_METRICS)
-    if status == "finished":
-        final = {k: history[-1][k] for k in NAN_METRICS}
-    return TrainResult(
-        config=config,
-        status=status,
-        diverged_step=diverged_step,
-        history=tuple(history),
-        final=final,
-        state_dict=_snapshot(model.state_dict()),
-        checkpoints=checkpoints,
-        num_parameters=count_parameters(model),
-        wall_time=time.perf_counter() - start_time,
-        trained_with="single",
+    bar.close()
+    return log.result(
+        _snapshot(model.state_dict()), count_parameters(model), time.perf_counter() - start_time, "single"
     )
 
 
@@ -438,8 +522,8 @@ def train_seeds(
     rounding of batched matrix products. The MLP's forward pass is hand-batched (`torch.baddbmm`); other models
     use `torch.func.vmap` over `torch.func.functional_call`.
 
-    A copy that diverges is marked ``"diverged"`` at its step, its weights are those `train` would return, and the
-    others continue. Models with BatchNorm fall back to a loop of `train` calls (same results, no speed-up).
+    Each copy follows `train`'s rules (`_RunLog`): a copy that diverges, or reaches ``config.stop_loss``, ends
+    at that step with the weights `train` would return, and the others continue. Models with BatchNorm fall back to a loop of `train` calls (same results, no speed-up).
 
     Args:
         config: the shared configuration (its own `seed` is ignored).
@@ -472,18 +556,11 @@ def train_seeds(
         """Mean loss of each copy i on its own batch (x[i], y[i]): shape (N,)."""
         return per_sample_loss(forward(params, buffers, x), y).mean(-1)
 
-    history: list[list[dict]] = [[] for _ in seeds]
-    checkpoints: list[dict[int, dict]] = [{} for _ in seeds]
-    final_state: list[dict[str, Tensor] | None] = [None] * n_seeds  # kept when a copy diverges
-    diverged_step: list[int | None] = [None] * n_seeds
-    first_loss: list[float | None] = [None] * n_seeds
-    batch_losses: list[list[float]] = [[] for _ in seeds]
+    logs = [_RunLog(c) for c in configs]
+    final_state: list[dict[str, Tensor] | None] = [None] * n_seeds  # kept when a copy stops early
 
     def state_of(i: int) -> dict[str, Tensor]:
         return _snapshot({**{k: v[i] for k, v in params.items()}, **{k: v[i] for k, v in buffers.items()}})
-
-    def mark_diverged(i: int, step: int) -> None:
-        diverged_step[i], final_state[i] = step, state_of(i)
 
     @torch.no_grad()
     def split_metrics(x: Tensor, y: Tensor) -> list[dict]:
@@ -499,47 +576,31 @@ def train_seeds(
         accs = (outputs.argmax(-1) == y).double().mean(-1)
         return [{"loss": loss, "acc": acc} for loss, acc in zip(losses.tolist(), accs.tolist(), strict=True)]
 
-    def record(step: int, lr: float) -> None:
+    def evaluation(step: int, lr: float) -> None:
         train_m, test_m = split_metrics(x_train, y_train), split_metrics(x_test, y_test)
-        for i in range(n_seeds):
-            if diverged_step[i] is not None:
-                continue
-            bl = batch_losses[i]
-            history[i].append(
-                {
-                    "step": step,
-                    "lr": lr,
-                    "batch_loss": sum(bl) / len(bl) if bl else math.nan,
-                    "train_loss": train_m[i]["loss"],
-                    "train_acc": train_m[i]["acc"],
-                    "test_loss": test_m[i]["loss"],
-                    "test_acc": test_m[i]["acc"],
-                }
-            )
-            bl.clear()
-            if not math.isfinite(train_m[i]["loss"]):
-                mark_diverged(i, step)
+        for i, log in enumerate(logs):
+            if log.running:
+                log.evaluation(step, lr, train_m[i], test_m[i])
+                if not log.running:
+                    final_state[i] = state_of(i)
 
-    record(0, learning_rate(config, 0, total_steps))
     if 0 in config.checkpoint_steps:
-        for i in range(n_seeds):
-            checkpoints[i][0] = state_of(i)
+        for i, log in enumerate(logs):
+            log.checkpoints[0] = state_of(i)
+    evaluation(0, learning_rate(config, 0, total_steps))
     for step in tqdm(range(1, total_steps + 1), disable=not progress, desc=f"train x{n_seeds}"):
+        if not any(log.running for log in logs):
+            break
         lr = learning_rate(config, step - 1, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = torch.cat([next(s) for s in streams]).to(device)  # each copy's own data order, N × batch
         x = x_train.index_select(0, idx).view(n_seeds, -1, *x_train.shape[1:])
         losses = losses_of(x, y_train.index_select(0, idx).view(n_seeds, -1))
-        for i, value in enumerate(losses.tolist()):
-            if diverged_step[i] is not None:
-                continue
-            if _diverged(value, first_loss[i], config.divergence_factor):
-                mark_diverged(i, step)  # before this step's update, as `train` stops
-            else:
-                first_loss[i] = value if first_loss[i] is None else first_loss[i]
-                batch_losses[i].append(value)
-        if all(d is not None for d in diverged_step):
+        for i, (log, value) in enumerate(zip(logs, losses.tolist(), strict=True)):
+            if log.running and not log.batch_loss(step, value):
+                final_state[i] = state_of(i)  # before this step's update, as `train` stops
+        if not any(log.running for log in logs):
             break
         # copy i's parameters reach only its own loss, so each gets exactly ∇L_i; assigning the gradients
         # (instead of zero_grad + backward) skips per-step bookkeeping that costs as much as a small product
@@ -548,31 +609,22 @@ def train_seeds(
             leaf.grad = grad.contiguous()  # the fused optimiser reads gradients in the parameters' layout
         optimizer.step()
         if step in config.checkpoint_steps:
-            for i in range(n_seeds):
-                if diverged_step[i] is None:
-                    checkpoints[i][step] = state_of(i)
-        if step % config.eval_every == 0 or step == total_steps:
-            record(step, lr)
+            for i, log in enumerate(logs):
+                if log.running:
+                    log.checkpoints[step] = state_of(i)
+        if _is_evaluation(config, step, total_steps):
+            evaluation(step, lr)
 
     wall_time = (time.perf_counter() - start_time) / n_seeds
-    results = []
-    for i, c in enumerate(configs):
-        finished = diverged_step[i] is None
-        results.append(
-            TrainResult(
-                config=c,
-                status="finished" if finished else "diverged",
-                diverged_step=diverged_step[i],
-                history=tuple(history[i]),
-                final={k: history[i][-1][k] for k in NAN_METRICS} if finished else dict(NAN_METRICS),
-                state_dict=state_of(i) if finished else final_state[i],
-                checkpoints=checkpoints[i],
-                num_parameters=count_parameters(models[i]),
-                wall_time=wall_time,
-                trained_with="vmap",
-            )
+    return [
+        log.result(
+            state_of(i) if final_state[i] is None else final_state[i],
+            count_parameters(models[i]),
+            wall_time,
+            "vmap",
         )
-    return results
+        for i, log in enumerate(logs)
+    ]
 
 
 def _per_sample_loss(name: str) -> Callable[[Tensor, Tensor], Tensor]:
