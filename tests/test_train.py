@@ -203,7 +203,7 @@ def test_start_from_given_weights_and_evaluation_hook():
 
     from_module = train(config, data=DATA, start=init, on_eval=hook)
     assert seen == [0, 20, 40, 60]
-    assert [row["weight_norm"] for row in from_module.history][0] == pytest.approx(
+    assert from_module.history[0]["weight_norm"] == pytest.approx(
         float(torch.cat([v.flatten() for v in before.values()]).norm())
     )
     for k, v in init.state_dict().items():
