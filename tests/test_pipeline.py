@@ -8,7 +8,9 @@ playwright), keeping a screenshot of each under build/smoke/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from landscape.paper.pipeline import PROFILES, Pipeline, PipelineError, main
+from landscape.paper.pipeline import PROFILES, Pipeline, PipelineError, compare_manifests, is_timing_key, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,13 +37,49 @@ def _snapshot(folder: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
 
 
+@contextlib.contextmanager
+def _empty_caches(folder: Path):
+    """Point the run store at an empty folder for the block (the notebooks' kernels inherit it)."""
+    before = os.environ.get("LANDSCAPE_CACHE")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.environ["LANDSCAPE_CACHE"] = str(folder)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("LANDSCAPE_CACHE", None)
+        else:
+            os.environ["LANDSCAPE_CACHE"] = before
+
+
 @pytest.fixture(scope="module")
-def smoke():
-    """Run the whole smoke pipeline once (every notebook executed afresh, then the paper)."""
+def smoke(tmp_path_factory):
+    """Run the whole smoke pipeline once from empty caches (every notebook executed afresh, then the paper)."""
     pipeline = Pipeline("smoke", root=ROOT)
     committed = _snapshot(ROOT / "figures")
-    timings = pipeline.run(force=True)
+    if pipeline.results_root.exists():
+        shutil.rmtree(pipeline.results_root)  # the measurement caches live there
+    with _empty_caches(tmp_path_factory.mktemp("first") / "cache"):
+        timings = pipeline.run(force=True)
     return {"pipeline": pipeline, "timings": timings, "committed_before": committed}
+
+
+def test_two_cold_builds_compute_the_same_numbers(smoke, tmp_path):
+    """A second smoke build, from empty caches into another folder, reproduces every glued value, figure and
+    results table of the first bit for bit (timings aside): same code, same machine, same numbers."""
+    first = json.loads(smoke["pipeline"].manifest_path.read_text())
+    assert first["environment"]["torch"]
+    assert first["environment"]["cpu"]
+    glued = sum(len(n["glued"]) for n in first["notebooks"].values())
+    assert glued > 50, "the manifest holds too few glued values"
+    assert first["figures"], "the manifest lists no figure"
+    second_build = Pipeline("smoke", root=ROOT, build_dir=tmp_path / "build")
+    with _empty_caches(tmp_path / "cache"):
+        second_build.run(force=True, build_paper=False)
+    second = json.loads(second_build.manifest_path.read_text())
+    assert sorted(second["notebooks"]) == sorted(first["notebooks"])
+    assert compare_manifests(first, second) == []
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +284,20 @@ def test_rerun_is_cached_until_something_changes(tmp_path, capsys):
     assert not pipeline.is_current("toy")
     assert pipeline.execute("toy", force=False) > 0
     assert pipeline.execute("toy", force=True) > 0
+
+
+def test_manifest_comparison_and_timing_keys(tmp_path):
+    assert is_timing_key("runtime_minutes")
+    assert is_timing_key("wall_time")
+    assert is_timing_key("training_minutes")
+    assert not is_timing_key("lambda_max")
+    assert not is_timing_key("num_seeds")
+    base = {"figures": {"a.png": "1"}, "results": {"t.csv": "2"},
+            "notebooks": {"nb": {"glued": {"x": "0.5"}, "timings": {"runtime_minutes": "1.0"}}}}  # fmt: skip
+    other = json.loads(json.dumps(base))
+    other["notebooks"]["nb"]["timings"]["runtime_minutes"] = "9.0"
+    other["environment"] = {"cpu": "elsewhere"}
+    assert compare_manifests(base, other) == []
+    other["notebooks"]["nb"]["glued"]["x"] = "0.6"
+    other["figures"]["a.png"] = "3"
+    assert compare_manifests(base, other) == ["figures/a.png: 1 != 3", "nb::x: '0.5' != '0.6'"]

@@ -13,6 +13,10 @@ For every `notebooks/<name>.py` (Jupytext py:percent) the pipeline
 Figures go to ``figures/`` (committed) for the ``paper`` profile and to ``build/<profile>/figures/`` otherwise,
 so a smoke run never overwrites the committed figures. Raw results go to ``build/<profile>/results/<name>/``.
 
+After executing, the pipeline writes ``build/<profile>/manifest.json``: every glued value, a SHA-256 of each
+figure and results table, each notebook's wall time, and the environment (CPU, torch and BLAS versions, thread
+settings). `compare_manifests` tells whether two builds computed the same numbers (timings excluded).
+
 Then the paper is built: ``paper/`` and the executed notebooks are staged into ``build/<profile>/paper_src/``
 and Sphinx (MyST-NB, execution off, warnings as errors) writes ``build/<profile>/html/``.
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PROFILES", "Pipeline", "Profile", "main"]
+__all__ = ["PROFILES", "Pipeline", "Profile", "compare_manifests", "environment", "glued_values", "main"]
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -71,7 +76,9 @@ class PipelineError(RuntimeError):
 class Pipeline:
     """Paths and steps of one profile. `root` is the repository (holds `notebooks/` and `paper/`)."""
 
-    def __init__(self, profile: str = "paper", root: Path | str = ROOT) -> None:
+    def __init__(
+        self, profile: str = "paper", root: Path | str = ROOT, build_dir: Path | str | None = None
+    ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(PROFILES)}")
         self.profile = PROFILES[profile]
@@ -83,12 +90,14 @@ class Pipeline:
                 )
         self.notebooks_dir = self.root / "notebooks"
         self.paper_dir = self.root / "paper"
-        self.build_dir = self.root / "build" / profile
+        self.build_dir = self.root / "build" / profile if build_dir is None else Path(build_dir).resolve()
         self.executed_dir = self.build_dir / "notebooks"
         self.source_dir = self.executed_dir / "_source"
         self.results_root = self.build_dir / "results"
         self.figures_dir = (
-            self.root / "figures" if self.profile.figures_in_repo else self.build_dir / "figures"
+            self.root / "figures"
+            if self.profile.figures_in_repo and build_dir is None
+            else self.build_dir / "figures"
         )
         self.stage_dir = self.build_dir / "paper_src"
         self.html_dir = self.build_dir / "html"
@@ -120,7 +129,7 @@ class Pipeline:
         }
 
     def _relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.as_posix()
 
     def fingerprint(self, name: str) -> str:
         """Hash of everything an execution depends on: source, profile, parameters, library, benchmark
@@ -230,6 +239,56 @@ class Pipeline:
         nbformat.write(notebook, path)
 
     # --------------------------------------------------------------------------------------------------------
+    # Manifest
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.build_dir / "manifest.json"
+
+    def manifest(self, names: Sequence[str] | None = None) -> dict:
+        """What a build produced, to compare two builds value by value: every glued value of every executed
+        notebook, a SHA-256 of each figure and of each results table (timing columns dropped), the seconds each
+        notebook took, and the environment (`environment()`)."""
+        names = self.notebooks() if names is None else list(names)
+        notebooks = {}
+        for name in names:
+            executed = self.executed_dir / f"{name}.ipynb"
+            if not executed.exists():
+                continue
+            own = self._manifest_path(name)
+            record = json.loads(own.read_text()) if own.exists() else {}
+            glued, timings = {}, {}
+            for key, value in glued_values(executed).items():
+                (timings if is_timing_key(key) else glued)[key] = value
+            notebooks[name] = {"seconds": record.get("seconds"), "glued": glued, "timings": timings}
+        figures = {
+            p.name: _file_digest(p)
+            for p in sorted(self.figures_dir.glob("*.png"))
+            if any(p.name.startswith(f"{n}_") for n in names)
+        }
+        results = {
+            p.relative_to(self.results_root).as_posix(): table_digest(p)
+            for p in sorted(self.results_root.rglob("*.csv"))
+            if "cache" not in p.relative_to(self.results_root).parts
+        }
+        return {
+            "profile": self.profile.name,
+            "environment": environment(),
+            "notebooks": notebooks,
+            "figures": figures,
+            "results": results,
+        }
+
+    def write_manifest(self, names: Sequence[str] | None = None) -> Path:
+        """Write `manifest()` to ``build/<profile>/manifest.json`` (atomically) and return its path."""
+        self.manifest_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.manifest(names), indent=1, sort_keys=True) + "\n")
+        tmp.replace(self.manifest_path)
+        log(f"manifest: {self._relative(self.manifest_path)}")
+        return self.manifest_path
+
+    # --------------------------------------------------------------------------------------------------------
     # Paper
 
     def sphinx_command(self) -> list[str]:
@@ -304,9 +363,109 @@ class Pipeline:
             for i, name in enumerate(names, 1):
                 log(f"[{i}/{len(names)}] notebook {name} (profile {self.profile.name})")
                 timings[name] = self.execute(name, force=force)
+            self.write_manifest()
         if build_paper:
             timings["paper"] = self.build_paper()
         return timings
+
+
+# Glued values that measure time, not results: kept in the manifest, left out of build comparisons.
+_TIMING_KEY = re.compile(r"(^|_)(runtime|minutes|seconds|wall|timings?)(_|$)")
+# Columns of results tables that hold timings (the same rule for column names).
+_GLUE_PREFIX = "application/papermill.record/"
+
+
+def is_timing_key(key: str) -> bool:
+    """Whether a glued key or a table column holds a duration (e.g. ``runtime_minutes``, ``wall_time``)."""
+    return bool(_TIMING_KEY.search(key))
+
+
+def glued_values(notebook_path: Path) -> dict[str, str]:
+    """{key: value} of every ``myst_nb.glue`` call in an executed notebook: the text of a value, the SHA-256 of
+    an image (a glued figure)."""
+    import nbformat
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    values = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is None:
+                continue
+            data = {k.removeprefix(_GLUE_PREFIX): v for k, v in output.get("data", {}).items()}
+            if "image/png" in data:
+                values[name] = "sha256:" + hashlib.sha256(data["image/png"].encode()).hexdigest()
+            else:
+                values[name] = data.get("text/plain", "")
+    return values
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def table_digest(path: Path) -> str:
+    """SHA-256 of a CSV table without its timing columns (`is_timing_key`), so two builds that computed the same
+    numbers in different times compare equal."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return _file_digest(path)
+    frame = frame.drop(columns=[c for c in frame.columns if is_timing_key(str(c))])
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+
+
+def environment() -> dict:
+    """The machine and software a build ran on: CPU model and cores, Python, torch and its BLAS, NumPy,
+    thread settings (torch's default and the environment variables that set it), the sweep settings."""
+    import os
+    import platform
+
+    import numpy
+    import torch
+
+    cpu = platform.processor() or ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)  # fmt: skip
+    config = torch.__config__.show()
+    blas = sorted({m.group(0) for m in re.finditer(r"BLAS_INFO=\w+|LAPACK_INFO=\w+|USE_MKL=\w+", config)})
+    variables = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+                 "LANDSCAPE_WORKERS", "DASK_SCHEDULER_ADDRESS")  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_blas": blas,
+        "numpy": numpy.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "variables": {v: os.environ.get(v) for v in variables},
+    }
+
+
+def compare_manifests(first: dict, second: dict) -> list[str]:
+    """The differences between two build manifests in what they computed (glued values, figures, results
+    tables), ignoring timings and the environment; an empty list means the builds agree bit for bit."""
+    differences = []
+    for section in ("figures", "results"):
+        a, b = first.get(section, {}), second.get(section, {})
+        differences += [
+            f"{section}/{k}: {a.get(k)} != {b.get(k)}"
+            for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)
+        ]
+    notebooks_a, notebooks_b = first.get("notebooks", {}), second.get("notebooks", {})
+    for name in sorted(set(notebooks_a) | set(notebooks_b)):
+        a = notebooks_a.get(name, {}).get("glued", {})
+        b = notebooks_b.get(name, {}).get("glued", {})
+        differences += [f"{name}::{k}: {a.get(k)!r} != {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                        if a.get(k) != b.get(k)]  # fmt: skip
+    return differences
 
 
 def _snapshot(folder: Path) -> dict[str, int]:
