@@ -59,6 +59,11 @@ def test_argument_errors(monkeypatch):
         default_workers()
     monkeypatch.setenv("LANDSCAPE_WORKERS", "3")
     assert default_workers() == 3
+    monkeypatch.setenv("LANDSCAPE_THREADS", "2")
+    assert parallel_map(torch_threads, [0], workers=1, progress=False) == [2]
+    monkeypatch.setenv("LANDSCAPE_THREADS", "0")
+    with pytest.raises(ValueError, match="LANDSCAPE_THREADS"):
+        parallel_map(torch_threads, [0], workers=1, progress=False)
 
 
 @pytest.fixture

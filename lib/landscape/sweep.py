@@ -10,7 +10,7 @@
   scheduler and dashboard on 127.0.0.1 on free ports, started for the call and closed after it;
 - else (one worker): in this process, no Dask at all.
 
-Every task sets torch's thread count to ``threads`` (default 1) while it runs and restores it after, in a worker
+Every task sets torch's thread count to ``threads`` (default 1, or ``$LANDSCAPE_THREADS``) while it runs and restores it after, in a worker
 as in-process, so a task computes the same bits wherever it runs on one machine. The loop has
 `concurrent.futures` semantics (the client's `get_executor()`): results are returned in input order, the first
 exception is raised, a progress bar counts finished work.
@@ -29,20 +29,34 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
-__all__ = ["dask_executor", "default_workers", "parallel_map"]
+__all__ = ["dask_executor", "default_threads", "default_workers", "parallel_map"]
 
 ADDRESS_VARIABLE = "DASK_SCHEDULER_ADDRESS"
 WORKERS_VARIABLE = "LANDSCAPE_WORKERS"
+THREADS_VARIABLE = "LANDSCAPE_THREADS"
+
+
+def _positive_from_environment(variable: str) -> int | None:
+    value = os.environ.get(variable)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{variable}={value!r}: expected a positive integer")
+    return int(value)
 
 
 def default_workers() -> int:
     """Workers of an embedded cluster: ``$LANDSCAPE_WORKERS`` if set, else the number of usable CPU cores."""
-    value = os.environ.get(WORKERS_VARIABLE)
+    value = _positive_from_environment(WORKERS_VARIABLE)
     if value is not None:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"{WORKERS_VARIABLE}={value!r}: expected a positive integer")
-        return int(value)
+        return value
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """torch threads of each task: ``$LANDSCAPE_THREADS`` if set, else 1 (many small tasks side by side)."""
+    value = _positive_from_environment(THREADS_VARIABLE)
+    return 1 if value is None else value
 
 
 def _check_workers(workers) -> int:
@@ -118,7 +132,7 @@ def parallel_map(
     workers: int | None = None,
     client=None,
     address: str | None = None,
-    threads: int | None = 1,
+    threads: int | None | str = "default",
     units: Sequence[int] | None = None,
     desc: str = "tasks",
     progress: bool = True,
@@ -129,7 +143,8 @@ def parallel_map(
         function: a picklable function of one argument (cloudpickle: lambdas and notebook functions work).
         items: its arguments, one task each.
         workers, client, address: where to run (`dask_executor`); one worker runs in this process.
-        threads: torch threads of each task (None: leave the process's setting alone).
+        threads: torch threads of each task (default `default_threads()`; None: leave the process's setting
+            alone).
         units: how much each task counts on the progress bar (e.g. runs per task; default 1 each).
         desc: the progress bar's label.
         progress: show the progress bar.
@@ -142,6 +157,8 @@ def parallel_map(
     units = [1] * len(items) if units is None else list(units)
     if len(units) != len(items):
         raise ValueError(f"units must have one entry per item: {len(units)} for {len(items)} items")
+    if threads == "default":
+        threads = default_threads()
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     results: list = [None] * len(items)
