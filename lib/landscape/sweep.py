@@ -132,7 +132,7 @@ def parallel_map(
     workers: int | None = None,
     client=None,
     address: str | None = None,
-    threads: int | None | str = "default",
+    threads: int | str | None = "default",
     units: Sequence[int] | None = None,
     desc: str = "tasks",
     progress: bool = True,
