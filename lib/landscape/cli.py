@@ -164,7 +164,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     t.add_argument("--root", help="cache root (default: $LANDSCAPE_CACHE or ./results)")
     t.add_argument("--no-vmap", action="store_true", help="train seeds one by one instead of vectorised")
-    t.add_argument("--workers", type=int, default=1, help="local processes (default 1)")
+    t.add_argument("--workers", type=int, default=1,
+                   help="Dask workers: 1 trains in this process (default), N starts a local cluster of N "
+                        "processes; $DASK_SCHEDULER_ADDRESS uses that cluster instead")  # fmt: skip
     p = sub.add_parser(
         "probe",
         help="λmax, trace and normalised sharpness of a stored run",
