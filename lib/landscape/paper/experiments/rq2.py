@@ -1,0 +1,1022 @@
+"""RQ2 — how does architecture shape the landscape?
+
+Four architectures (an MLP, ResNet-18, ResNet-18 without skip connections, a tiny Transformer) are trained on
+MNIST-1D with their reference recipes (`landscape.train.paper_recipe`) and several seeds each; every trained
+network is then probed: its curvature profile (`landscape.geometry.measure_curvature`), 1-D slices with their
+ruggedness on two windows, a 2-D slice (first seed), and the interpolation barriers between its seeds. The
+founding write-up's six claims about architectures are decided by the verdict functions at the end.
+
+Pieces, in the order the chapter uses them:
+
+- `Sizes` and `PROFILES`: every size and budget of the chapter per profile.
+- Experiments: `train_networks` (the training sweep through `run_sweep`: the MLP seeds as one vectorised task,
+  every other network a task of its own) and `measure_networks` (every per-network measurement as one task of
+  a `parallel_map` sweep, each cached by `cached_json`). Both return raw DataFrames.
+- Summaries of those tables: `recipe_table`, `per_run_curvature`, `ruggedness_table`, `mean_std_table`, and the
+  numbers the text glues (`settings_numbers`, `training_numbers`, `curvature_numbers`, `ruggedness_numbers`,
+  `barrier_numbers`).
+- Verdicts: `verdict_mlp_smoother`, `verdict_resnet_skips`, `verdict_transformer`, `verdict_mlp_repeated_top`,
+  `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, each a `landscape.paper.verdicts.Verdict`.
+- Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_ruggedness`.
+
+How comparisons are made. A claim that one architecture has more of a quantity than another is the ratio of
+the two means over seeds with a bootstrap interval (`landscape.paper.stats.ratio_ci`) against 1. ResNet-18 and
+its twin are paired by seed (same seed: same initialisation stream and data order, the twin only lacks the
+shortcuts); other architectures share nothing but the seed number and are compared unpaired. Curvature and
+ruggedness of cross-entropy networks shrink with the training loss, so two architectures are compared only when
+their training losses are matched (the interval of the ratio of mean training losses lies inside
+[1/`LOSS_MATCH_FACTOR`, `LOSS_MATCH_FACTOR`]); otherwise the comparison is not testable here. A claim with
+several parts is decided by `combine`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..glue import format_estimate
+from ..verdicts import (
+    NOT_SUPPORTED,
+    NOT_TESTABLE,
+    REFUTED,
+    SUPPORTED,
+    Verdict,
+    not_testable,
+    verdict_from_interval,
+)
+
+__all__ = [
+    "ADAPTIVE_RADIUS",
+    "ARCHITECTURES",
+    "KEYS",
+    "LOCAL_RADIUS",
+    "LOSS_MATCH_FACTOR",
+    "PROFILES",
+    "Sizes",
+    "barrier_numbers",
+    "combine",
+    "compare",
+    "configs",
+    "curvature_numbers",
+    "decide",
+    "largest_ratio",
+    "loss_confound",
+    "mean_std_table",
+    "measure_networks",
+    "measurement_tasks",
+    "per_run_curvature",
+    "plot_barriers",
+    "plot_planes",
+    "plot_ruggedness",
+    "plot_slices",
+    "plot_spectra",
+    "rank_correlation_of_means",
+    "ratio_interval",
+    "recipe",
+    "recipe_table",
+    "ruggedness_numbers",
+    "ruggedness_table",
+    "save_table",
+    "settings_numbers",
+    "train_networks",
+    "training_numbers",
+    "verdict_barriers_moderate",
+    "verdict_mlp_repeated_top",
+    "verdict_mlp_smoother",
+    "verdict_resnet_skips",
+    "verdict_table",
+    "verdict_trace_grows_with_dimension",
+    "verdict_transformer",
+    "verdicts",
+]
+
+MLP, RESNET, NOSKIP, TRANSFORMER = "MLP", "ResNet-18", "ResNet-18, no skips", "Transformer"
+ARCHITECTURES = {  # label: (recipe name, model_config overrides of the recipe)
+    MLP: ("mlp", {}),
+    RESNET: ("resnet18", {}),
+    NOSKIP: ("resnet18", {"skip": False}),
+    TRANSFORMER: ("transformer", {}),
+}
+KEYS = {MLP: "mlp", RESNET: "resnet", NOSKIP: "noskip", TRANSFORMER: "transformer"}  # glue-key stems
+PAIRED = frozenset({RESNET, NOSKIP})  # architectures whose runs are paired by seed
+ADAPTIVE_RADIUS = 0.01  # adaptive ℓ∞ sharpness: each weight moves by at most 1% of its magnitude
+LOCAL_RADIUS = 0.1  # the local slice window α ∈ [−0.1, 0.1]
+WINDOWS = {"wide": 1.0, "local": LOCAL_RADIUS}  # slice windows: name → radius r of α ∈ [−r, r]
+PLANE_RADIUS = 1.0  # the 2-D slice covers α, β ∈ [−1, 1]
+NUM_CLASSES = 10  # MNIST-1D; Papyan's picture predicts C outliers
+LOSS_MATCH_FACTOR = 2.0  # training losses are matched when their ratio's interval lies inside [1/2, 2]
+DISTINCT_BARRIER = 1e-3  # a barrier above this separates two basins
+LEVEL = 0.95  # confidence level of every interval
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Sizes and budgets of the chapter for one profile."""
+
+    seeds: tuple[int, ...]  # training seeds of every architecture
+    overrides: Mapping[str, Mapping] = field(default_factory=dict)  # recipe name → paper_recipe overrides
+    eval_samples: int = 1000  # first training samples on which barriers are evaluated
+    hessian_samples: int = 256  # first training samples of every curvature probe and slice (≤ eval_samples)
+    k: int = 20  # top eigenvalues by Lanczos
+    tol: float = 1e-3  # relative Lanczos tolerance
+    trace_matvecs: int = 40  # Hutchinson probes of tr(H)
+    slq_probes: int = 2  # SLQ probe vectors
+    slq_steps: int = 40  # SLQ Lanczos steps per probe
+    adaptive_steps: int = 10  # projected-ascent steps of the adaptive sharpness
+    slice_points: int = 41  # points of each 1-D slice
+    grid_points: int = 21  # points per axis of the 2-D slice
+    barrier_points: int = 21  # points on the line between two seeds
+    n_resamples: int = 2000  # bootstrap resamples of every interval
+    workers: int | None = None  # Dask worker processes (None: one per core; 1: in this process)
+    threads: int | None = 1  # torch threads per task (None: leave the process's setting)
+
+    def __post_init__(self) -> None:
+        if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct and at least one, got {self.seeds!r}")
+        if self.hessian_samples > self.eval_samples:
+            raise ValueError(
+                f"hessian_samples ({self.hessian_samples}) must not exceed eval_samples ({self.eval_samples})"
+            )
+        unknown = set(self.overrides) - {name for name, _ in ARCHITECTURES.values()}
+        if unknown:
+            raise ValueError(f"overrides for unknown recipes {sorted(unknown)}")
+
+
+PROFILES = {
+    # recipe overrides make the smoke models tiny; the paper profile trains the reference recipes unchanged
+    "smoke": Sizes(
+        seeds=(0, 1, 2),
+        overrides={
+            "mlp": {"model_config": {"depth": 2, "width": 16, "activation": "relu"}, "steps": 200},
+            "resnet18": {"model_config": {"width_multiplier": 0.0625, "norm": "group"}, "epochs": 1},
+            "transformer": {"model_config": {"patch_size": 8, "dim": 16, "depth": 1, "heads": 2, "pooling": "mean"},
+                            "epochs": 2, "warmup_steps": 10},
+        },
+        eval_samples=256, hessian_samples=128, k=6, tol=1e-2, trace_matvecs=8, slq_probes=1, slq_steps=12,
+        adaptive_steps=3, slice_points=11, grid_points=5, barrier_points=5, n_resamples=500, workers=1, threads=1,
+    ),
+    "paper": Sizes(
+        seeds=(0, 1, 2), eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40, slq_probes=2,
+        slq_steps=40, adaptive_steps=10, slice_points=41, grid_points=21, barrier_points=21, n_resamples=2000,
+        workers=None, threads=1,  # a second thread per task helps little on 2 shared cores
+    ),
+    "full": Sizes(
+        seeds=(0, 1, 2, 3, 4), eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
+        slq_probes=4, slq_steps=80, adaptive_steps=20, slice_points=61, grid_points=41, barrier_points=41,
+        n_resamples=10000, workers=4, threads=None,
+    ),
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def recipe(label: str, seed: int, sizes: Sizes):
+    """The `TrainConfig` of architecture `label` with `seed`: its reference recipe, the profile's overrides, and
+    the architecture's model options (the twin is ResNet-18 with ``skip=False``, nothing else changed)."""
+    from ...train import paper_recipe
+
+    if label not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {label!r}; expected one of {list(ARCHITECTURES)}")
+    name, model_overrides = ARCHITECTURES[label]
+    overrides = dict(sizes.overrides.get(name, {}))
+    base = paper_recipe(name, **overrides)
+    return replace(base, model_config={**base.model_config, **model_overrides}, seed=seed)
+
+
+def configs(sizes: Sizes) -> dict[tuple[str, int], object]:
+    """{(architecture, seed): TrainConfig} for every network of the chapter, architectures in `ARCHITECTURES`
+    order."""
+    return {(label, s): recipe(label, s, sizes) for label in ARCHITECTURES for s in sizes.seeds}
+
+
+def train_networks(sizes: Sizes, *, root=None, data=None, progress: bool = False) -> pd.DataFrame:
+    """Train (or load from the run store) every network of the chapter.
+
+    The MLP seeds train as one vectorised `train_seeds` task; every other network is a task of its own. Both go
+    through `landscape.results.run_sweep` on `sizes.workers` Dask workers.
+
+    Returns:
+        One row per network: architecture, seed, key, status, train loss, train acc, test acc, D (parameters),
+        wall time (seconds of training when it was trained).
+    """
+    from ...data import load_dataset
+    from ...results import load_run, run_key, run_sweep
+
+    data = data if data is not None else load_dataset("mnist1d")
+    wanted = configs(sizes)
+    mlp = [c for (label, _), c in wanted.items() if label == MLP]
+    others = [c for (label, _), c in wanted.items() if label != MLP]
+    run_sweep(mlp, root=root, workers=sizes.workers, data={"mnist1d": data}, progress=progress)
+    run_sweep(
+        others, root=root, workers=sizes.workers, group_seeds=False, data={"mnist1d": data}, progress=progress
+    )
+    rows = []
+    for (label, s), c in wanted.items():
+        r = load_run(run_key(c, data), root)
+        rows.append({
+            "architecture": label, "seed": s, "key": r.key, "status": r.status,
+            "train loss": r.final["train_loss"], "train acc": r.final["train_acc"], "test acc": r.final["test_acc"],
+            "D": r.num_parameters, "wall time": r.wall_time,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def recipe_table(sizes: Sizes, training: pd.DataFrame) -> pd.DataFrame:
+    """The recipe of each architecture (first seed) with its parameter count, indexed by architecture."""
+    rows = []
+    for label in ARCHITECTURES:
+        c = recipe(label, sizes.seeds[0], sizes)
+        first = training[(training["architecture"] == label) & (training["seed"] == sizes.seeds[0])]
+        rows.append({
+            "architecture": label, "parameters D": int(first["D"].iloc[0]), "model": c.model,
+            "options": ", ".join(f"{k}={v}" for k, v in c.model_config.items()), "optimiser": c.optimizer,
+            "lr": c.lr, "weight decay": c.weight_decay, "schedule": c.schedule, "batch": c.batch_size,
+            "length": f"{c.steps} steps" if c.steps else f"{c.epochs} epochs",
+        })  # fmt: skip
+    return pd.DataFrame(rows).set_index("architecture")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Measurements: one cached task per network (curvature, slices, plane) or seed pair (barrier)
+
+
+@dataclass(frozen=True)
+class _Task:
+    kind: str  # "curvature", "slices", "plane" or "barrier"
+    architecture: str
+    seeds: tuple[int, ...]  # the network's seed (two for a barrier)
+    keys: tuple[str, ...]  # their run keys
+    sizes: Sizes
+    cache: str  # folder of the cached results
+    root: str | None  # run store root
+    seed: int  # seed of every random direction, probe and start
+
+
+def measurement_tasks(
+    training: pd.DataFrame, sizes: Sizes, cache, *, root=None, seed: int = 0
+) -> list[_Task]:
+    """Every measurement of the chapter as a task: curvature and slices of each network, the 2-D slice of each
+    architecture's first seed, the barrier of each pair of seeds of an architecture. Costliest kinds first."""
+    tasks = {kind: [] for kind in ("curvature", "barrier", "slices", "plane")}
+    root = None if root is None else str(root)
+    for label in ARCHITECTURES:
+        rows = training[training["architecture"] == label].sort_values("seed")
+        seeds, keys = rows["seed"].tolist(), rows["key"].tolist()
+
+        def task(kind, idx, label=label, seeds=seeds, keys=keys):
+            return _Task(kind, label, tuple(seeds[i] for i in idx), tuple(keys[i] for i in idx), sizes, str(cache),
+                         root, seed)  # fmt: skip
+
+        for i in range(len(seeds)):
+            tasks["curvature"].append(task("curvature", (i,)))
+            tasks["slices"].append(task("slices", (i,)))
+        if seeds:
+            tasks["plane"].append(task("plane", (0,)))
+        tasks["barrier"] += [task("barrier", (i, j)) for i, j in itertools.combinations(range(len(seeds)), 2)]
+    return [t for kind in tasks.values() for t in kind]
+
+
+def _probe_data(sizes: Sizes):
+    from ...data import load_dataset
+
+    data = load_dataset("mnist1d")
+    x, y = data.x_train[: sizes.eval_samples], data.y_train[: sizes.eval_samples]
+    return [(x[: sizes.hessian_samples], y[: sizes.hessian_samples])], [(x, y)]
+
+
+def _settings(task: _Task) -> dict:
+    s = task.sizes
+    common = {"probe": task.kind, "seed": task.seed}
+    if task.kind == "curvature":
+        budgets = (
+            "hessian_samples",
+            "k",
+            "tol",
+            "trace_matvecs",
+            "slq_probes",
+            "slq_steps",
+            "adaptive_steps",
+        )
+        return {
+            "run": task.keys[0],
+            **common,
+            "radius": ADAPTIVE_RADIUS,
+            **{b: getattr(s, b) for b in budgets},
+        }
+    if task.kind == "slices":
+        return {"run": task.keys[0], **common, "points": s.slice_points, "windows": WINDOWS,
+                "hessian_samples": s.hessian_samples, "tol": s.tol}  # fmt: skip
+    if task.kind == "plane":
+        return {"run": task.keys[0], **common, "grid": s.grid_points, "radius": PLANE_RADIUS,
+                "hessian_samples": s.hessian_samples}  # fmt: skip
+    if task.kind == "barrier":
+        return {"runs": list(task.keys), **common, "points": s.barrier_points, "eval_samples": s.eval_samples,
+                "aligned": task.architecture == MLP}  # fmt: skip
+    raise ValueError(f"unknown measurement {task.kind!r}")
+
+
+def _compute(task: _Task) -> dict:
+    """The measurement of one task (uncached)."""
+    import torch
+
+    from ... import (
+        HessianOperator,
+        align_permutation,
+        interpolation_barrier,
+        normalize_direction,
+        random_direction,
+        ruggedness,
+        slice_2d,
+        top_eigenvalues,
+    )
+    from ...geometry import measure_curvature
+    from ...results import load_run
+    from ...ruggedness import count_local_minima
+    from ...train import loss_function
+
+    s, loss_fn = task.sizes, loss_function("ce")
+    hessian_data, eval_data = _probe_data(s)
+    models = [load_run(key, task.root).model() for key in task.keys]
+    model = models[0]
+    if task.kind == "curvature":
+        return measure_curvature(
+            model, loss_fn, hessian_data, k=s.k, tol=s.tol, trace_matvecs=s.trace_matvecs, slq_probes=s.slq_probes,
+            slq_steps=s.slq_steps, adaptive_radius=ADAPTIVE_RADIUS, adaptive_steps=s.adaptive_steps, seed=task.seed,
+        ).to_dict()  # fmt: skip
+    if task.kind == "slices":
+        random_dir = random_direction(model, "filter", seed=task.seed)
+        top = top_eigenvalues(HessianOperator(model, loss_fn, hessian_data), 1, tol=s.tol, seed=task.seed)
+        eigen_dir = normalize_direction(model, top.vectors[:, 0], "filter")
+        out = {}
+        for name, direction in (("random", random_dir), ("eigen", eigen_dir)):
+            for window, radius in WINDOWS.items():
+                alphas = torch.linspace(-radius, radius, s.slice_points, dtype=torch.float64)
+                rough = ruggedness(model, loss_fn, hessian_data, direction, alphas)
+                out[f"{name}_{window}"] = {
+                    "ruggedness": rough.value, "local_minima": count_local_minima(rough.losses),
+                    "alphas": alphas.tolist(), "losses": rough.losses.tolist(), "quadratic": rough.quadratic.tolist(),
+                }  # fmt: skip
+        return out
+    if task.kind == "plane":
+        grid = torch.linspace(-PLANE_RADIUS, PLANE_RADIUS, s.grid_points, dtype=torch.float64)
+        first = random_direction(model, "filter", seed=task.seed)
+        second = random_direction(model, "filter", seed=task.seed + 1)
+        plane = slice_2d(model, loss_fn, hessian_data, first, second, grid, grid)
+        return {"grid": grid.tolist(), "losses": plane.losses.tolist()}
+    variants = {"raw": models[1]}
+    if task.architecture == MLP:
+        variants["aligned"] = align_permutation(model, models[1], seed=task.seed)
+    out = {}
+    for name, other in variants.items():
+        barrier = interpolation_barrier(model, other, loss_fn, eval_data, num_points=s.barrier_points)
+        out[name] = {"height": barrier.height, "instability": barrier.instability,
+                     "losses": barrier.losses.tolist(), "alphas": barrier.alphas.tolist()}  # fmt: skip
+    return out
+
+
+def _measure(task: _Task) -> dict:
+    """One task, cached by its settings, the probes' code and this module's code (runs on a Dask worker)."""
+    from ...results import cached_json
+
+    return cached_json(Path(task.cache), _settings(task), lambda: _compute(task), depends_on=[__name__])
+
+
+def measure_networks(
+    training: pd.DataFrame, sizes: Sizes, cache, *, root=None, seed: int = 0, progress: bool = False
+) -> dict[str, pd.DataFrame]:
+    """Every per-network measurement (`measurement_tasks`) as one `parallel_map` sweep on `sizes.workers` Dask
+    workers (`sizes.threads` torch threads each), each task cached under `cache`.
+
+    Returns:
+        Raw tables (list-valued columns hold curves):
+
+        - ``"curvature"``: one row per network: architecture, seed, every `CurvatureProfile` field (``num_params``
+          as D) and the derived columns ``lambda_min_bound`` = (|λmin| + r)/λmax, ``largest_ratio`` and
+          ``largest_ratio_at`` (the largest λi/λi+1 of the positive top eigenvalues and its i),
+          ``relative_gap`` = (λ1 − λ2)/λ1, ``gap_margin`` = (λ1 − λ2 − r1 − r2)/λ1 (> 0: λ1 ≠ λ2 proven by the
+          residuals) and ``max_relative_residual``.
+        - ``"slices"``: one row per network, direction (random, eigen) and window (wide, local): ruggedness,
+          local_minima, alphas, losses, quadratic.
+        - ``"planes"``: one row per architecture (first seed): grid, losses (grid × grid).
+        - ``"barriers"``: one row per pair of seeds and variant (raw; aligned for the MLP): loss barrier, error
+          barrier, alphas, losses.
+    """
+    from ...sweep import parallel_map
+
+    tasks = measurement_tasks(training, sizes, cache, root=root, seed=seed)
+    results = parallel_map(_measure, tasks, workers=sizes.workers, threads=sizes.threads, desc="rq2 measurements",
+                           progress=progress)  # fmt: skip
+    rows = {"curvature": [], "slices": [], "planes": [], "barriers": []}
+    for t, r in zip(tasks, results, strict=True):
+        base = {"architecture": t.architecture, "seed": t.seeds[0]}
+        if t.kind == "curvature":
+            rows["curvature"].append({**base, **_curvature_row(r)})
+        elif t.kind == "slices":
+            for name, v in r.items():
+                direction, window = name.split("_")
+                rows["slices"].append({**base, "direction": direction, "window": window, **v})
+        elif t.kind == "plane":
+            rows["planes"].append({**base, **r})
+        else:
+            for variant, v in r.items():
+                rows["barriers"].append({
+                    "architecture": t.architecture, "seed a": t.seeds[0], "seed b": t.seeds[1], "variant": variant,
+                    "loss barrier": v["height"], "error barrier": v["instability"], "alphas": v["alphas"],
+                    "losses": v["losses"],
+                })  # fmt: skip
+    return {name: pd.DataFrame(r) for name, r in rows.items()}
+
+
+def largest_ratio(values: Sequence[float]) -> tuple[float, int]:
+    """The largest ratio λi/λi+1 of consecutive positive eigenvalues (in decreasing order) and its i (1-based).
+
+    >>> largest_ratio([8.0, 4.0, 1.0, 0.5])
+    (4.0, 2)
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[v > 0]
+    if len(v) < 2:
+        return math.nan, 0
+    ratios = v[:-1] / v[1:]
+    return float(ratios.max()), int(ratios.argmax()) + 1
+
+
+def _curvature_row(p: Mapping) -> dict:
+    top, res, lmax = p["top_eigenvalues"], p["residuals"], p["lambda_max"]
+    ratio, at = largest_ratio(top)
+    row = {"D": p["num_params"], **{k: v for k, v in p.items() if k != "num_params"}}
+    return {
+        **row,
+        "lambda_min_bound": (abs(p["lambda_min"]) + p["lambda_min_residual"]) / lmax,
+        "largest_ratio": ratio,
+        "largest_ratio_at": at,
+        "relative_gap": (top[0] - top[1]) / top[0],
+        "gap_margin": (top[0] - top[1] - res[0] - res[1]) / top[0],
+        "max_relative_residual": max(res) / lmax,
+    }
+
+
+def save_table(frame: pd.DataFrame, path) -> Path:
+    """Write a raw table as CSV, list-valued cells (curves) as JSON."""
+    path = Path(path)
+    frame.map(lambda v: json.dumps(v) if isinstance(v, list) else v).to_csv(path, index=False)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Summaries
+
+CURVATURE_COLUMNS = {  # display name: column of the curvature table
+    "λmax": "lambda_max", "λmin": "lambda_min", "|λmin/λmax|": "convexity_ratio", "tr(H)": "trace",
+    "tr(H)/D": "trace_per_param", "effective rank": "effective_rank", "outliers": "num_outliers",
+    "normalised sharpness": "normalized_sharpness", "adaptive sharpness": "adaptive_sharpness",
+}  # fmt: skip
+PER_RUN_COLUMNS = {  # display name: column of the curvature table (per-run view)
+    "D": "D", **CURVATURE_COLUMNS, "λmin residual": "lambda_min_residual", "λmin converged": "lambda_min_converged",
+    "|λmin|/λmax bound": "lambda_min_bound", "largest λi/λi+1": "largest_ratio", "at i": "largest_ratio_at",
+    "λ1 − λ2 certified": "top_gap_certified", "max residual / λmax": "max_relative_residual",
+}  # fmt: skip
+RUGGED_COLUMNS = {  # column of `ruggedness_table`: (direction, window, field) of the slices table
+    "R random, r=1": ("random", "wide", "ruggedness"),
+    "R random, local": ("random", "local", "ruggedness"),
+    "R eigenvector, r=1": ("eigen", "wide", "ruggedness"),
+    "R eigenvector, local": ("eigen", "local", "ruggedness"),
+    "minima random, r=1": ("random", "wide", "local_minima"),
+    "minima eigenvector, r=1": ("eigen", "wide", "local_minima"),
+}
+
+
+def per_run_curvature(curvature: pd.DataFrame) -> pd.DataFrame:
+    """The curvature table's scalar columns under their display names, one row per network."""
+    return curvature[["architecture", "seed", *PER_RUN_COLUMNS.values()]].set_axis(
+        ["architecture", "seed", *PER_RUN_COLUMNS], axis=1
+    )
+
+
+def ruggedness_table(slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per network (architecture, seed) with the ruggedness and local-minima columns of
+    `RUGGED_COLUMNS`."""
+    rows = []
+    for (label, s), group in slices.groupby(["architecture", "seed"], sort=False):
+        by = group.set_index(["direction", "window"])
+        rows.append({"architecture": label, "seed": s,
+                     **{col: by.loc[(d, w), f] for col, (d, w, f) in RUGGED_COLUMNS.items()}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def mean_std_table(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]) -> pd.DataFrame:
+    """'mean ± std' over seeds per architecture (3 significant digits, std 2), columns given as names or as
+    {display name: column}."""
+    columns = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+    grouped = frame.groupby("architecture", sort=False)
+    out = {}
+    for name, col in columns.items():
+        mean, std = grouped[col].mean(), grouped[col].std().fillna(0.0)
+        out[name] = mean.map("{:.3g}".format) + " ± " + std.map("{:.2g}".format)
+    return pd.DataFrame(out)
+
+
+def _per_architecture(frame: pd.DataFrame, column: str, how: str) -> dict[str, float]:
+    return frame.groupby("architecture", sort=False)[column].agg(how).to_dict()
+
+
+def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
+    """The chapter's settings as glue values."""
+    return {
+        "profile": profile, "num_seeds": len(sizes.seeds), "seed_list": ", ".join(map(str, sizes.seeds)),
+        "first_seed": sizes.seeds[0], "num_train": num_train, "hessian_samples": sizes.hessian_samples,
+        "eval_samples": sizes.eval_samples, "k": sizes.k, "tol": sizes.tol, "trace_matvecs": sizes.trace_matvecs,
+        "slq_probes": sizes.slq_probes, "slq_steps": sizes.slq_steps, "adaptive_radius": ADAPTIVE_RADIUS,
+        "slice_points": sizes.slice_points, "grid_points": sizes.grid_points, "local_radius": LOCAL_RADIUS,
+        "barrier_points": sizes.barrier_points, "num_pairs": math.comb(len(sizes.seeds), 2),
+        "loss_match_factor": LOSS_MATCH_FACTOR, "level_percent": round(100 * LEVEL),
+    }  # fmt: skip
+
+
+def training_numbers(training: pd.DataFrame) -> dict:
+    """Glue values of the training table: accuracy (%, mean and std over seeds), D, the range of training
+    losses per architecture, the accuracy drop without skips, and the training compute in minutes."""
+    out = {}
+    acc, acc_std = (
+        _per_architecture(training, "test acc", "mean"),
+        _per_architecture(training, "test acc", "std"),
+    )
+    lo, hi = (
+        _per_architecture(training, "train loss", "min"),
+        _per_architecture(training, "train loss", "max"),
+    )
+    dims = _per_architecture(training, "D", "first")
+    for label, key in KEYS.items():
+        if label not in acc:
+            continue
+        out |= {
+            f"acc_{key}": 100 * acc[label],
+            f"acc_{key}_std": 100 * _nan_to_zero(acc_std[label]),
+            f"dim_{key}": int(dims[label]),
+            f"train_loss_{key}_min": lo[label],
+            f"train_loss_{key}_max": hi[label],
+        }
+    if RESNET in acc and NOSKIP in acc:
+        out["acc_drop_skips"] = 100 * (acc[RESNET] - acc[NOSKIP])
+    out["training_minutes"] = float(training["wall time"].sum()) / 60
+    return out
+
+
+def curvature_numbers(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Glue values of the curvature table: per-architecture means (λmax with its std, tr(H), tr(H)/D,
+    |λmin/λmax|, outliers, effective rank, normalised sharpness), the no-skip/skip ratios of λmax and normalised
+    sharpness, the MLP's certified gaps, mean relative gap and certified margin (with its interval), Spearman ρ
+    between D and the mean trace (with its interval), and how many networks have their largest eigenvalue ratio
+    at i = C."""
+    from ..stats import bootstrap_ci
+
+    mean = {col: _per_architecture(curvature, col, "mean") for col in CURVATURE_COLUMNS.values()}
+    lmax_std = _per_architecture(curvature, "lambda_max", "std")
+    out = {}
+    names = {"lmax": "lambda_max", "trace": "trace", "trace_d": "trace_per_param", "ratio": "convexity_ratio",
+             "outliers": "num_outliers", "erank": "effective_rank", "ns": "normalized_sharpness"}  # fmt: skip
+    for label, key in KEYS.items():
+        if label in mean["lambda_max"]:
+            out |= {f"{name}_{key}": mean[col][label] for name, col in names.items()}
+            out[f"lmax_{key}_std"] = _nan_to_zero(lmax_std[label])
+    if RESNET in mean["lambda_max"] and NOSKIP in mean["lambda_max"]:
+        out["lmax_skip_ratio"] = mean["lambda_max"][NOSKIP] / mean["lambda_max"][RESNET]
+        out["ns_skip_ratio"] = mean["normalized_sharpness"][NOSKIP] / mean["normalized_sharpness"][RESNET]
+    mlp = curvature[curvature["architecture"] == MLP]
+    out["certified_mlp"] = int(mlp["top_gap_certified"].sum())
+    out["mlp_rel_gap"] = float(mlp["relative_gap"].mean())
+    margin = bootstrap_ci(mlp["gap_margin"].to_numpy(float), level=LEVEL, n_resamples=n_resamples, seed=seed)
+    out["mlp_margin_ci"] = format_estimate(margin)
+    rho = rank_correlation_of_means(curvature, "D", "trace", n_resamples=n_resamples, seed=seed)
+    out["rank_corr"], out["rank_corr_ci"] = rho.estimate, format_estimate(rho)
+    out["gap_at_c"] = int((curvature["largest_ratio_at"] == NUM_CLASSES).sum())
+    out["num_runs"] = len(curvature)
+    return out
+
+
+def ruggedness_numbers(rugged: pd.DataFrame) -> dict:
+    """Glue values of the ruggedness table: mean and std of R on both windows (random direction) and the mean
+    count of local minima per architecture."""
+    out = {}
+    for prefix, col in (("rugged", "R random, r=1"), ("rugged_local", "R random, local")):
+        mean, std = _per_architecture(rugged, col, "mean"), _per_architecture(rugged, col, "std")
+        for label, key in KEYS.items():
+            if label in mean:
+                out[f"{prefix}_{key}"], out[f"{prefix}_{key}_std"] = mean[label], _nan_to_zero(std[label])
+    minima = _per_architecture(rugged, "minima random, r=1", "mean")
+    out |= {f"minima_{key}": minima[label] for label, key in KEYS.items() if label in minima}
+    return out
+
+
+def barrier_numbers(barriers: pd.DataFrame) -> dict:
+    """Glue values of the barrier table: mean and std of the raw loss barrier and the mean error barrier (%) per
+    architecture, the MLP's aligned barrier, the range of raw barriers, and ln C."""
+    raw = barriers[barriers["variant"] == "raw"]
+    mean, std = _per_architecture(raw, "loss barrier", "mean"), _per_architecture(raw, "loss barrier", "std")
+    err = _per_architecture(raw, "error barrier", "mean")
+    out = {"ln_classes": math.log(NUM_CLASSES)}
+    for label, key in KEYS.items():
+        if label in mean:
+            out |= {f"barrier_{key}": mean[label], f"barrier_{key}_std": _nan_to_zero(std[label]),
+                    f"err_barrier_{key}": 100 * err[label]}  # fmt: skip
+    aligned = barriers[(barriers["variant"] == "aligned") & (barriers["architecture"] == MLP)]
+    out["barrier_mlp_aligned"] = float(aligned["loss barrier"].mean()) if len(aligned) else math.nan
+    out["barrier_max"] = float(raw["loss barrier"].max()) if len(raw) else math.nan
+    out["barrier_min"] = float(raw["loss barrier"].min()) if len(raw) else math.nan
+    return out
+
+
+def _nan_to_zero(value: float) -> float:
+    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def combine(parts: Mapping[str, Verdict]) -> Verdict:
+    """The verdict of a claim that is the conjunction of `parts`: refuted if any part is refuted, else not
+    testable if any part is, supported if every part is, not supported otherwise. The reason lists the parts."""
+    if not parts:
+        raise ValueError("a claim needs at least one part")
+    outcomes = [v.outcome for v in parts.values()]
+    if REFUTED in outcomes:
+        outcome = REFUTED
+    elif NOT_TESTABLE in outcomes:
+        outcome = NOT_TESTABLE
+    elif all(o == SUPPORTED for o in outcomes):
+        outcome = SUPPORTED
+    else:
+        outcome = NOT_SUPPORTED
+    return Verdict(outcome, "; ".join(f"{name}: {v.outcome} ({v.reason})" for name, v in parts.items()))
+
+
+def decide(interval, expected_sign: int, null: float, what: str, *, null_name: str | None = None) -> Verdict:
+    """`verdict_from_interval` on an `Interval`, the reason naming the quantity, its interval and the null value:
+    e.g. ``"λmax ResNet-18/MLP = 2.25 [1.1, 4.6] (claimed above 1)"``."""
+    v = verdict_from_interval(interval.low, interval.high, expected_sign, null=null)
+    if v.outcome == NOT_TESTABLE:
+        return Verdict(v.outcome, f"{what}: {v.reason}")
+    side = "above" if expected_sign > 0 else "below"
+    null_text = f"{null_name} = {null:.3g}" if null_name else f"{null:g}"
+    return Verdict(v.outcome, f"{what} = {format_estimate(interval)} (claimed {side} {null_text})")
+
+
+def _by_seed(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
+    rows = frame[frame["architecture"] == label]
+    return pd.Series(rows[column].to_numpy(float), index=rows["seed"].to_numpy()).sort_index()
+
+
+def ratio_interval(frame: pd.DataFrame, column: str, numerator: str, denominator: str, *, n_resamples: int = 2000,
+                   seed: int = 0):  # fmt: skip
+    """The interval of mean(column of `numerator`) / mean(column of `denominator`) over seeds: bootstrap over
+    seeds, paired by seed for ResNet-18 and its twin (seeds both lack are dropped), unpaired otherwise."""
+    from ..stats import ratio_ci
+
+    a, b = _by_seed(frame, column, numerator), _by_seed(frame, column, denominator)
+    paired = {numerator, denominator} == PAIRED
+    if paired:
+        common = a.index.intersection(b.index)
+        a, b = a.loc[common], b.loc[common]
+    return ratio_ci(
+        a.to_numpy(), b.to_numpy(), level=LEVEL, n_resamples=n_resamples, seed=seed, paired=paired
+    )
+
+
+def loss_confound(
+    training: pd.DataFrame, a: str, b: str, *, n_resamples: int = 2000, seed: int = 0
+) -> str | None:
+    """Why architectures `a` and `b` cannot be compared (their training losses are not shown to be matched:
+    the interval of the ratio of mean training losses is not inside [1/`LOSS_MATCH_FACTOR`,
+    `LOSS_MATCH_FACTOR`]), or None when they can."""
+    interval = ratio_interval(training, "train loss", a, b, n_resamples=n_resamples, seed=seed)
+    if interval.low >= 1 / LOSS_MATCH_FACTOR and interval.high <= LOSS_MATCH_FACTOR:
+        return None
+    return (f"training losses not matched: {a}/{b} = {format_estimate(interval)}, not inside "
+            f"[{1 / LOSS_MATCH_FACTOR:g}, {LOSS_MATCH_FACTOR:g}]")  # fmt: skip
+
+
+def compare(frame: pd.DataFrame, column: str, larger: str, smaller: str, training: pd.DataFrame, *,
+            n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
+    """The claim "`larger` has a larger mean `column` than `smaller`": the interval of their ratio against 1
+    (`ratio_interval`), not testable when their training losses are not matched (`loss_confound`) or when a
+    value is not positive (a ratio of means then says nothing)."""
+    confound = loss_confound(training, larger, smaller, n_resamples=n_resamples, seed=seed)
+    if confound is not None:
+        return not_testable(confound)
+    a, b = _by_seed(frame, column, larger), _by_seed(frame, column, smaller)
+    if len(a) == 0 or len(b) == 0 or (a <= 0).any() or (b <= 0).any():
+        return not_testable(f"{column} needs positive values of both architectures for a ratio")
+    interval = ratio_interval(frame, column, larger, smaller, n_resamples=n_resamples, seed=seed)
+    name = {col: display for display, col in CURVATURE_COLUMNS.items()}.get(column, column)
+    return decide(interval, +1, 1.0, f"{name} {larger}/{smaller}")
+
+
+def verdict_mlp_smoother(rugged: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
+                         seed: int = 0) -> Verdict:  # fmt: skip
+    """Claim 1, "MLP landscapes are smoother": the random-direction ruggedness (r = 1) of every other
+    architecture is larger than the MLP's (old rule: the MLP's mean + std below every other's mean − std)."""
+    others = [label for label in ARCHITECTURES if label != MLP and label in set(rugged["architecture"])]
+    return combine({
+        f"R {o} > MLP": compare(rugged, "R random, r=1", o, MLP, training, n_resamples=n_resamples, seed=seed)
+        for o in others
+    })  # fmt: skip
+
+
+def _lambda_min_unresolved(curvature: pd.DataFrame, labels: Sequence[str]) -> str | None:
+    rows = curvature[curvature["architecture"].isin(labels)]
+    unresolved = rows[rows["lambda_min"].abs() <= rows["lambda_min_residual"]]
+    if len(unresolved):
+        return (f"λmin is within its Lanczos residual of 0 for {len(unresolved)} of {len(rows)} networks, so "
+                "|λmin/λmax| is not measured")  # fmt: skip
+    return None
+
+
+def verdict_resnet_skips(curvature: pd.DataFrame, rugged: pd.DataFrame, training: pd.DataFrame, *,
+                         n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
+    """Claim 2, "ResNet-18 has stiff dominant eigenvalues but coherent valleys thanks to skip connections":
+    ResNet-18's λmax is larger than every other architecture's, and without skips the random-direction
+    ruggedness and |λmin/λmax| are larger (paired by seed). Old rule: point-estimate largest λmax and mean ± std
+    separation, "partly supported" when some parts held."""
+    kw = {"n_resamples": n_resamples, "seed": seed}
+    parts = {f"λmax ResNet-18 > {o}": compare(curvature, "lambda_max", RESNET, o, training, **kw)
+             for o in ARCHITECTURES if o != RESNET}  # fmt: skip
+    parts["R no skips > skips"] = compare(rugged, "R random, r=1", NOSKIP, RESNET, training, **kw)
+    unresolved = _lambda_min_unresolved(curvature, [RESNET, NOSKIP])
+    parts["|λmin/λmax| no skips > skips"] = (
+        not_testable(unresolved) if unresolved
+        else compare(curvature, "convexity_ratio", NOSKIP, RESNET, training, **kw)
+    )  # fmt: skip
+    return combine(parts)
+
+
+def verdict_transformer(curvature: pd.DataFrame, rugged: pd.DataFrame, training: pd.DataFrame, *,
+                        n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
+    """Claim 3, "Transformers show near-zero average curvature but rugged local slices": the Transformer's
+    tr(H)/D is smaller and its local-window ruggedness larger than every other architecture's (old rule: the
+    point estimates are the smallest and largest of the four)."""
+    kw = {"n_resamples": n_resamples, "seed": seed}
+    parts = {}
+    for o in (label for label in ARCHITECTURES if label != TRANSFORMER):
+        parts[f"tr(H)/D {o} > Transformer"] = compare(
+            curvature, "trace_per_param", o, TRANSFORMER, training, **kw
+        )
+        parts[f"local R Transformer > {o}"] = compare(
+            rugged, "R random, local", TRANSFORMER, o, training, **kw
+        )
+    return combine(parts)
+
+
+def verdict_mlp_repeated_top(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Verdict:
+    """Claim 4, "the MLP's top eigenvalue is repeated": the mean certified margin (λ1 − λ2 − r1 − r2)/λ1 over MLP
+    seeds is below 0 (the gap is within the Lanczos residuals, as for a repeated eigenvalue); an interval above 0
+    proves λ1 ≠ λ2 on average and refutes the claim (old rule: a count of seeds whose residual intervals are
+    disjoint, refuted only when all were)."""
+    from ..stats import bootstrap_ci
+
+    margins = curvature.loc[curvature["architecture"] == MLP, "gap_margin"].to_numpy(float)
+    if len(margins) < 2:
+        return not_testable(f"{len(margins)} MLP network(s): an interval needs at least two")
+    interval = bootstrap_ci(margins, level=LEVEL, n_resamples=n_resamples, seed=seed)
+    return decide(interval, -1, 0.0, "mean (λ1 − λ2 − r1 − r2)/λ1")
+
+
+def rank_correlation_of_means(frame: pd.DataFrame, x: str, y: str, *, level: float = LEVEL,
+                              n_resamples: int = 2000, seed: int = 0):  # fmt: skip
+    """Spearman ρ between the architectures' `x` (the first value of each: a property of the architecture such
+    as D) and their mean `y` over seeds, with a stratified bootstrap over seeds: each architecture's networks
+    are resampled on their own (the architectures stay the four they are) and the interval is the percentile
+    interval of ρ, widened to contain the estimate where the discrete bootstrap distribution of ρ leaves it
+    out. NaN bounds when an architecture has fewer than 2 networks or ρ is undefined on a resample.
+
+    Written here because `landscape.paper.stats` resamples observations or whole clusters, not within strata.
+    """
+    from scipy import stats as scipy_stats
+
+    from ..stats import Interval
+
+    groups = [g for _, g in frame.groupby("architecture", sort=False)]
+    xs = np.array([g[x].iloc[0] for g in groups], dtype=float)
+    ys = [g[y].to_numpy(float) for g in groups]
+    method = "stratified bootstrap percentile"
+    if len(groups) < 3 or np.all(xs == xs[0]):
+        return Interval(math.nan, math.nan, math.nan, level, len(groups), method)
+    means = np.array([v.mean() for v in ys])
+    estimate = math.nan if np.all(means == means[0]) else float(scipy_stats.spearmanr(xs, means).statistic)
+    if min(len(v) for v in ys) < 2 or math.isnan(estimate):
+        return Interval(estimate, math.nan, math.nan, level, len(groups), method)
+    rng = np.random.default_rng(seed)
+    resampled = np.stack([v[rng.integers(len(v), size=(n_resamples, len(v)))].mean(1) for v in ys], axis=1)
+    ranks_x = scipy_stats.rankdata(xs) - (len(xs) + 1) / 2
+    ranks_y = scipy_stats.rankdata(resampled, axis=1) - (len(xs) + 1) / 2
+    spread = np.sqrt((ranks_y**2).sum(1) * (ranks_x**2).sum())
+    if np.any(spread == 0):
+        return Interval(estimate, math.nan, math.nan, level, len(groups), method)
+    rho = (ranks_y @ ranks_x) / spread
+    low, high = np.quantile(rho, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(
+        estimate, float(min(low, estimate)), float(max(high, estimate)), level, len(groups), method
+    )
+
+
+def verdict_trace_grows_with_dimension(curvature: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
+                                       seed: int = 0) -> Verdict:  # fmt: skip
+    """Claim 5, "trace grows with parameter dimension": Spearman ρ between D and the mean tr(H) of the
+    architectures (`rank_correlation_of_means`, bootstrap over seeds) above 0; not testable unless every pair of
+    architectures is at matched training loss (old rule: the same ρ, as a point estimate, > 0.5)."""
+    labels = [label for label in ARCHITECTURES if label in set(curvature["architecture"])]
+    for a, b in itertools.combinations(labels, 2):
+        confound = loss_confound(training, a, b, n_resamples=n_resamples, seed=seed)
+        if confound is not None:
+            return not_testable(confound)
+    rho = rank_correlation_of_means(curvature, "D", "trace", n_resamples=n_resamples, seed=seed)
+    return decide(rho, +1, 0.0, "Spearman ρ(D, mean tr H)")
+
+
+def verdict_barriers_moderate(barriers: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Verdict:
+    """Claim 6, "barriers are moderate: distinct but nearby basins": for every architecture the interval of the
+    mean raw barrier over seed pairs lies above `DISTINCT_BARRIER` (distinct) and below ln C, the loss of a
+    uniform prediction (nearby). Old rule: every single barrier inside (10⁻³, ln 10)."""
+    from ..stats import bootstrap_ci
+
+    raw = barriers[barriers["variant"] == "raw"]
+    parts = {}
+    for label in (label for label in ARCHITECTURES if label in set(raw["architecture"])):
+        heights = raw.loc[raw["architecture"] == label, "loss barrier"].to_numpy(float)
+        if len(heights) < 2:
+            parts[label] = not_testable(f"{len(heights)} seed pair(s): an interval needs at least two")
+            continue
+        interval = bootstrap_ci(heights, level=LEVEL, n_resamples=n_resamples, seed=seed)
+        parts[f"{label} distinct"] = decide(interval, +1, DISTINCT_BARRIER, "mean barrier")
+        parts[f"{label} nearby"] = decide(
+            interval, -1, math.log(NUM_CLASSES), "mean barrier", null_name="ln C"
+        )
+    if not parts:
+        return not_testable("no raw barriers")
+    return combine(parts)
+
+
+def verdicts(
+    training, curvature, rugged, barriers, *, n_resamples: int = 2000, seed: int = 0
+) -> dict[int, Verdict]:
+    """The six claims' verdicts, numbered as in the chapter."""
+    kw = {"n_resamples": n_resamples, "seed": seed}
+    return {
+        1: verdict_mlp_smoother(rugged, training, **kw),
+        2: verdict_resnet_skips(curvature, rugged, training, **kw),
+        3: verdict_transformer(curvature, rugged, training, **kw),
+        4: verdict_mlp_repeated_top(curvature, **kw),
+        5: verdict_trace_grows_with_dimension(curvature, training, **kw),
+        6: verdict_barriers_moderate(barriers, **kw),
+    }
+
+
+def verdict_table(results: Mapping[int, Verdict]) -> pd.DataFrame:
+    """The verdicts as a table (claim number → outcome, reason)."""
+    return pd.DataFrame({"verdict": {i: v.outcome for i, v in results.items()},
+                         "reason": {i: v.reason for i, v in results.items()}}).rename_axis("claim")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _colors() -> dict[str, str]:
+    import matplotlib.pyplot as plt
+
+    return dict(zip(ARCHITECTURES, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+
+
+def _labels(frame: pd.DataFrame) -> list[str]:
+    present = set(frame["architecture"])
+    return [label for label in ARCHITECTURES if label in present]
+
+
+def plot_spectra(curvature: pd.DataFrame):
+    """Top eigenvalues relative to λ1 (mean, band = min–max over seeds) and the smoothed SLQ density on the scale
+    of λmax (one curve per seed), per architecture."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    from ...density import gaussian_smoothing
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors, grid = _colors(), torch.linspace(-0.3, 1.05, 600, dtype=torch.float64)
+    for label in _labels(curvature):
+        rows = curvature[curvature["architecture"] == label]
+        tops = np.array(rows["top_eigenvalues"].tolist())
+        normalised, index = tops / tops[:, :1], np.arange(1, tops.shape[1] + 1)
+        axes[0].plot(index, normalised.mean(0), marker="o", ms=3, color=colors[label], label=label)
+        axes[0].fill_between(index, normalised.min(0), normalised.max(0), color=colors[label], alpha=0.2)
+        for i, (_, p) in enumerate(rows.iterrows()):
+            nodes = torch.tensor(p["density_nodes"], dtype=torch.float64) / p["lambda_max"]
+            density = gaussian_smoothing(nodes, torch.tensor(p["density_weights"], dtype=torch.float64), grid,
+                                         sigma=0.02)  # fmt: skip
+            axes[1].semilogy(grid, density.clamp(min=1e-6), color=colors[label], alpha=0.7,
+                             label=label if i == 0 else None)  # fmt: skip
+    axes[0].axvline(NUM_CLASSES + 0.5, color="grey", ls=":", lw=1)
+    axes[0].text(NUM_CLASSES + 0.7, 0.95, f"C = {NUM_CLASSES}", color="grey", fontsize=8, va="top")
+    axes[0].set(xlabel="index i", ylabel=r"$\lambda_i / \lambda_1$", yscale="log",
+                title="top eigenvalues (mean, band = min–max over seeds)")  # fmt: skip
+    axes[1].set(xlabel=r"$\lambda / \lambda_{\max}$", ylabel="density (smoothed, σ = 0.02)", ylim=(1e-5, None),
+                title="SLQ spectral density, one curve per seed")  # fmt: skip
+    axes[0].legend()
+    return fig
+
+
+def plot_slices(slices: pd.DataFrame):
+    """1-D slices on the wide window (one curve per seed, log scale) with their quadratic models (dotted): random
+    direction (top row) and top eigenvector (bottom row), one column per architecture."""
+    import matplotlib.pyplot as plt
+
+    labels, colors = _labels(slices), _colors()
+    fig, axes = plt.subplots(2, len(labels), figsize=(12, 5.5), sharex=True, squeeze=False)
+    wide = slices[slices["window"] == "wide"]
+    for col, label in enumerate(labels):
+        for row, name in enumerate(("random", "eigen")):
+            ax, curves = axes[row, col], wide[(wide["architecture"] == label) & (wide["direction"] == name)]
+            for _, v in curves.iterrows():
+                ax.plot(v["alphas"], v["losses"], color=colors[label], alpha=0.8)
+                ax.plot(v["alphas"], v["quadratic"], color="k", ls=":", lw=0.8)
+            ax.set(
+                yscale="log", title=f"{label}\n{'random (filter-norm.)' if row == 0 else 'top eigenvector'}"
+            )
+            ax.set_ylim(top=10 * max(max(v) for v in curves["losses"]))
+            if row == 1:
+                ax.set_xlabel(r"$\alpha$")
+        axes[0, 0].set_ylabel("loss")
+        axes[1, 0].set_ylabel("loss")
+    return fig
+
+
+def plot_planes(planes: pd.DataFrame):
+    """Loss contours (log-spaced levels) of each architecture's 2-D slice, the trained network at the centre (+)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(planes), figsize=(12, 3.2), squeeze=False)
+    for ax, (_, p) in zip(axes[0], planes.iterrows(), strict=True):
+        losses, grid = np.array(p["losses"]), np.array(p["grid"])
+        levels = np.logspace(np.log10(max(losses.min(), 1e-4)), np.log10(losses.max()), 15)
+        ax.contour(grid, grid, losses.T, levels=levels, cmap="viridis", linewidths=0.8)
+        ax.plot(0, 0, "r+", ms=8)
+        ax.set(title=p["architecture"], xlabel=r"$\alpha$", aspect="equal")
+    axes[0, 0].set_ylabel(r"$\beta$")
+    return fig
+
+
+def plot_barriers(barriers: pd.DataFrame):
+    """The training loss on the line between seeds (dashed: MLP after alignment) and the barrier heights (mean ±
+    std over seed pairs)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors, labelled = _colors(), set()
+    for _, v in barriers.iterrows():
+        name = f"{v['architecture']}{' (aligned)' if v['variant'] == 'aligned' else ''}"
+        axes[0].plot(v["alphas"], v["losses"], color=colors[v["architecture"]],
+                     ls="-" if v["variant"] == "raw" else "--", label=None if name in labelled else name)  # fmt: skip
+        labelled.add(name)
+    axes[0].set(
+        xlabel=r"$\alpha$", ylabel="training loss", yscale="log", title="loss on the line between seeds"
+    )
+    axes[0].legend()
+    summary = barriers.groupby(["architecture", "variant"], sort=False)["loss barrier"].agg(["mean", "std"])
+    names = [a.replace(", ", "\n") + ("\n(aligned)" if v == "aligned" else "") for a, v in summary.index]
+    axes[1].bar(range(len(summary)), summary["mean"], yerr=summary["std"].fillna(0), capsize=3,
+                color=[colors[a] for a, _ in summary.index])  # fmt: skip
+    axes[1].set_xticks(range(len(summary)), names, fontsize=7)
+    raw = barriers[barriers["variant"] == "raw"]
+    pairs = int(raw.groupby("architecture").size().max()) if len(raw) else 0
+    axes[1].set(ylabel="loss barrier height", title=f"mean ± std over {pairs} seed pairs")
+    return fig
+
+
+def plot_ruggedness(rugged: pd.DataFrame):
+    """Ruggedness per architecture (mean ± std over seeds), random direction dark and top eigenvector light, on
+    the wide (left) and local (right) windows."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    colors, width = _colors(), 0.38
+    grouped, labels = rugged.groupby("architecture"), _labels(rugged)
+    for ax, window, title in zip(axes, ("r=1", "local"), ("window r = 1", f"local window r = {LOCAL_RADIUS}"),
+                                 strict=True):  # fmt: skip
+        for j, (name, shift) in enumerate((("random", -width / 2), ("eigenvector", width / 2))):
+            col = f"R {name}, {window}"
+            mean, std = grouped[col].mean().reindex(labels), grouped[col].std().reindex(labels).fillna(0)
+            ax.bar(np.arange(len(labels)) + shift, mean, width, yerr=std,
+                   capsize=3, label=name, color=[colors[label] for label in labels], alpha=1.0 if j == 0 else 0.5,
+                   edgecolor="k", linewidth=0.5)  # fmt: skip
+        ax.set_xticks(range(len(labels)), [a.replace(", ", "\n") for a in labels], fontsize=8)
+        ax.set(ylabel=r"ruggedness $TV(f-q)/TV(f)$", title=title)
+    axes[0].legend(title="dark: random, light: top eigenvector", title_fontsize=7)
+    return fig
