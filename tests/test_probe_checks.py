@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -149,3 +150,179 @@ def test_save_figure_names_figures_after_their_notebook(tmp_path):
     with pytest.raises(ValueError, match="validation_<what>"):
         save_figure(fig, tmp_path, "lines", "validation")
     plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------ the checks
+
+
+def _eigen_table(method, values, exact, residuals):
+    return pd.DataFrame({
+        "method": method, "index": np.arange(1, len(values) + 1), "value": values, "exact": exact,
+        "rel_error": np.abs(np.subtract(values, exact)) / np.abs(exact), "residual": residuals,
+    })  # fmt: skip
+
+
+def test_at_most_and_at_least_pass_fail_and_fail_on_nan():
+    assert pc.at_most("e", 1e-12, 1e-10).passed
+    assert not pc.at_most("e", 1e-8, 1e-10).passed
+    assert not pc.at_most("e", float("nan"), 1e-10).passed
+    assert pc.at_least("r", 3.0, 2.0).outcome == "pass"
+    assert pc.at_least("r", 1.5, 2.0).outcome == "fail"
+    assert "1.5" in str(pc.at_least("r", 1.5, 2.0))
+
+
+def test_check_lanczos_error():
+    exact = np.array([4.0, 3.0])
+    good = _eigen_table("Lanczos", [4.0 + 1e-12, 3.0], exact, [1e-10, 1e-10])
+    bad = _eigen_table("Lanczos", [4.0, 3.01], exact, [1e-10, 1e-2])
+    assert pc.check_lanczos_error(good, 1e-6).passed
+    check = pc.check_lanczos_error(bad, 1e-6)
+    assert not check.passed
+    assert check.measured == pytest.approx(0.01 / 3)
+    with pytest.raises(ValueError, match="no rows for method 'Lanczos'"):
+        pc.check_lanczos_error(_eigen_table("power, deflated", [4.0], [4.0], [0.1]))
+
+
+def test_check_residuals_certify():
+    exact = np.array([-1.0, 2.0, 3.0, 4.0])
+    # 3.9 lies 0.1 from 4 (and 0.9 from 3): a residual of 0.2 certifies it, one of 0.05 does not.
+    honest = _eigen_table("power, deflated", [3.9, 3.0], [4.0, 3.0], [0.2, 1e-14])
+    dishonest = _eigen_table("power, deflated", [3.9, 3.0], [4.0, 3.0], [0.05, 1e-14])
+    assert pc.check_residuals_certify(honest, exact).passed
+    check = pc.check_residuals_certify(dishonest, exact)
+    assert not check.passed
+    assert check.measured == pytest.approx(0.1 / (0.05 + 4 * np.finfo(float).eps * 4))
+    # the distance is to the *nearest* exact eigenvalue, not to the i-th: a copy of λmax is certified too
+    copies = _eigen_table("power, undeflated", [4.0, 4.0], [4.0, 3.0], [1e-14, 1e-14])
+    assert pc.check_residuals_certify(copies, exact).passed
+
+
+def test_check_undeflated_copies():
+    copies = _eigen_table("power, undeflated", [3.999, 4.001, 3.998], [4.0, 3.0, 2.5], [0.01] * 3)
+    distinct = _eigen_table("power, undeflated", [4.0, 3.0, 2.5], [4.0, 3.0, 2.5], [1e-9] * 3)
+    degenerate = _eigen_table("power, undeflated", [4.0, 4.0], [4.0, 4.0], [1e-9] * 2)
+    check = pc.check_undeflated_copies(copies, 1e-2)
+    assert check.passed
+    assert check.measured == pytest.approx(0.002 / 4)
+    assert not pc.check_undeflated_copies(distinct, 1e-2).passed
+    assert not pc.check_undeflated_copies(degenerate, 1e-2).passed, (
+        "copies of a repeated eigenvalue prove nothing"
+    )
+
+
+def _synthetic_errors(method, rate, *, seeds=40, budgets=(8, 16, 32, 64, 128), within=0.95, seed=0):
+    """Estimates whose relative error is b^rate times seed noise, and whose |error| lies within two stderr for
+    a fraction `within` of the rows."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(seeds):
+        for b in budgets:
+            error = b**rate * rng.normal()
+            inside = rng.random() < within
+            stderr = abs(error) / (1.5 if inside else 2.5)
+            rows.append({"method": method, "budget": b, "seed": s, "estimate": 10 + error, "stderr": stderr,
+                         "error": error, "rel_error": abs(error) / 10,
+                         "rel_stderr": stderr / 10})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_rate_interval_on_an_exact_power_law_and_on_noisy_ones():
+    budgets = [8, 16, 32, 64]
+    exact = pd.DataFrame([
+        {"method": "hutchinson", "budget": b, "seed": s, "rel_error": (1 + s) * b**-0.5}
+        for s in range(4) for b in budgets
+    ])  # fmt: skip
+    rate = pc.rate_interval(exact, "hutchinson", n_resamples=200)
+    assert rate.estimate == pytest.approx(-0.5)
+    assert rate.low == pytest.approx(-0.5)
+    assert rate.high == pytest.approx(-0.5)
+    assert rate.n == 4
+    noisy = pc.rate_interval(_synthetic_errors("hutchinson", -0.5), "hutchinson", n_resamples=500)
+    assert noisy.low < -0.5 < noisy.high
+    assert noisy.high - noisy.low < 0.3
+    with pytest.raises(ValueError, match="at least two budgets"):
+        pc.rate_interval(exact[exact["budget"] == 8], "hutchinson")
+    with pytest.raises(ValueError, match="no trace estimates for method 'xtrace'"):
+        pc.rate_interval(exact, "xtrace")
+
+
+def test_check_trace_rate_both_outcomes():
+    right = pc.rate_interval(_synthetic_errors("hutchinson", -0.5), "hutchinson", n_resamples=500)
+    slow = pc.rate_interval(_synthetic_errors("hutchinson", -0.15), "hutchinson", n_resamples=500)
+    assert pc.check_trace_rate("hutchinson", right.estimate, right.low, right.high).passed
+    check = pc.check_trace_rate("hutchinson", slow.estimate, slow.low, slow.high)
+    assert not check.passed
+    assert check.low == slow.low
+    assert check.measured == slow.estimate
+    # the low-rank methods pass when at least as fast as Hutchinson, and fail when slower
+    fast = pc.rate_interval(_synthetic_errors("hutch++", -1.4), "hutch++", n_resamples=500)
+    assert pc.check_trace_rate("hutch++", fast.estimate, fast.low, fast.high).passed
+    assert not pc.check_trace_rate("xtrace", -0.2, -0.3, -0.1).passed
+    assert not pc.check_trace_rate("hutchinson", float("nan"), float("nan"), float("nan")).passed
+    with pytest.raises(ValueError, match="no theoretical rate"):
+        pc.check_trace_rate("exact", -0.5, -0.6, -0.4)
+
+
+def test_nominal_coverage_follows_student_t():
+    assert pc.stderr_samples("hutchinson", 9) == 9
+    assert pc.stderr_samples("hutch++", 9) == 3
+    assert pc.stderr_samples("xtrace", 9) == 4
+    # P(|t_3| <= 2) = 0.8607 (tables), P(|t_1| <= 2) = 2 atan(2) / π
+    assert pc.nominal_coverage("hutchinson", [4]) == pytest.approx(0.8607, abs=1e-4)
+    assert pc.nominal_coverage("xtrace", [4]) == pytest.approx(2 * np.arctan(2) / np.pi)
+    assert pc.nominal_coverage("hutchinson", [4, 10**6]) == pytest.approx(
+        (0.8607 + pc.NOMINAL_COVERAGE) / 2, abs=1e-4
+    )
+    assert abs(pc.NOMINAL_COVERAGE - 0.9545) < 1e-4
+    with pytest.raises(ValueError, match="at least two samples"):
+        pc.nominal_coverage("hutch++", [3])
+    with pytest.raises(ValueError, match="unknown trace method"):
+        pc.stderr_samples("exact", 8)
+
+
+def test_coverage_interval_and_check_coverage_both_outcomes():
+    honest = pc.coverage_interval(_synthetic_errors("xtrace", -1, within=0.96), "xtrace", n_resamples=500)
+    optimistic = pc.coverage_interval(_synthetic_errors("xtrace", -1, within=0.7), "xtrace", n_resamples=500)
+    assert honest.n == 40
+    assert honest.low < honest.estimate < honest.high
+    assert pc.check_coverage("xtrace", honest.estimate, honest.low, honest.high).passed
+    check = pc.check_coverage("xtrace", optimistic.estimate, optimistic.low, optimistic.high)
+    assert not check.passed
+    assert optimistic.high < pc.NOMINAL_COVERAGE
+    # a nominal below 1 for few samples: the same interval can pass against it
+    assert pc.check_coverage("xtrace", 0.86, 0.8, 0.9, nominal=0.88).passed
+
+
+def test_rescaling_summary_and_checks():
+    table = pd.DataFrame({
+        "alpha": [0.5, 1.0, 2.0], "loss": [0.3, 0.3, 0.3 + 1e-16], "lambda_max": [8.0, 2.0, 1.0],
+        "normalized_sharpness": [1.0, 1.0, 1.0 + 1e-9],
+    })  # fmt: skip
+    summary = pc.rescaling_summary(table)
+    assert summary["alpha_min"] == 0.5
+    assert summary["alpha_max"] == 2.0
+    assert summary["lmax_ratio"] == pytest.approx(8.0)
+    assert summary["ns_rel_spread"] == pytest.approx(1e-9)
+    assert all(c.passed for c in pc.check_rescaling(table))
+    broken = table.assign(
+        loss=[0.3, 0.3, 0.4], lambda_max=[2.0, 2.0, 2.1], normalized_sharpness=[1.0, 1.0, 1.5]
+    )
+    assert [c.passed for c in pc.check_rescaling(broken)] == [False, False, False]
+    with pytest.raises(ValueError, match="α = 1"):
+        pc.rescaling_summary(table[table["alpha"] != 1.0])
+
+
+def test_checks_table():
+    checks = [pc.at_most("a", 1e-12, 1e-10), pc.check_coverage("xtrace", 0.8, 0.75, 0.85)]
+    table = pc.checks_table(checks)
+    assert list(table.columns) == ["check", "measured", "interval", "criterion", "outcome"]
+    assert table["outcome"].tolist() == ["pass", "fail"]
+    assert table["interval"].tolist() == ["", "[0.75, 0.85]"]
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(pc, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 5
+    assert result.failed == 0

@@ -1,8 +1,13 @@
 """Checks of the curvature probes against exact dense float64 linear algebra, on small seeded testbeds.
 
-Used by the validation chapter (`notebooks/validation.py`): small MLPs on synthetic teacher data, trained
-full-batch so that the Hessian is that of a (near-)minimum, whose D x D Hessian `dense_hessian` computes
-exactly. Nothing here depends on the data, model or training modules of the experiments.
+Used by the validation chapter (`notebooks/validation.py`, `landscape.paper.experiments.validation`):
+small MLPs on synthetic teacher data, trained full-batch so that the Hessian is that of a (near-)minimum,
+whose D x D Hessian `dense_hessian` computes exactly. Nothing here depends on the data, model or training
+modules of the experiments.
+
+Each check of a probe against its exact answer is a function returning a `Check`: what was checked, the
+measured number (with its confidence interval where it is a rate over seeds), the threshold and whether it
+passed.
 
 References:
     Z. Yao et al. (2020), PyHessian (power iteration, SLQ); M. F. Hutchinson (1989); R. A. Meyer et al.
@@ -30,17 +35,35 @@ from ..eigen import power_iteration, top_eigenvalues
 from ..operators import HessianOperator, LinearOperator, make_generator
 from ..sharpness import normalized_sharpness
 from ..trace import TRACE_METHODS, hessian_trace
+from . import stats
 
 __all__ = [
     "ACTIVATIONS",
+    "NOMINAL_COVERAGE",
+    "TRACE_RATES",
+    "Check",
     "Testbed",
+    "at_least",
+    "at_most",
     "benchmark_tables",
+    "check_coverage",
+    "check_lanczos_error",
+    "check_rescaling",
+    "check_residuals_certify",
+    "check_trace_rate",
+    "check_undeflated_copies",
+    "checks_table",
     "compare_eigenvalues",
+    "coverage_interval",
     "make_testbed",
     "mlp",
+    "nominal_coverage",
+    "rate_interval",
     "rescale_layers",
     "rescaling_study",
+    "rescaling_summary",
     "smoothed_density",
+    "stderr_samples",
     "teacher_data",
     "trace_errors",
     "trace_summary",
@@ -290,3 +313,286 @@ def benchmark_tables(results_dir: Path | str, preferred: str = "curvature.md") -
 
 
 _HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", flags=re.MULTILINE)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checks: each compares a measured number with its threshold and says pass or fail.
+
+NOMINAL_COVERAGE = math.erf(math.sqrt(2))
+"""P(|Z| ≤ 2) for a standard normal Z (0.9545): the coverage of ±2 exact standard errors."""
+
+TRACE_RATES = {"hutchinson": (-0.5, -0.5), "hutch++": (-math.inf, -0.5), "xtrace": (-math.inf, -0.5)}
+"""Theoretical range of the slope of log RMS error against log budget: −½ for Hutchinson's Monte-Carlo
+average; at least as fast for the low-rank methods (−1 for a positive semi-definite matrix in the worst case,
+faster on a fast-decaying spectrum and as the budget nears D; Meyer et al. 2021, Epperly et al. 2024)."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check of a probe against its exact answer.
+
+    Attributes:
+        name: what is checked, in words.
+        measured: the measured number.
+        criterion: the rule it must meet, with the threshold (e.g. ``"≤ 1e-06"``).
+        passed: whether it met it.
+        low, high: a confidence interval of `measured` where it is a rate over seeds (NaN otherwise).
+    """
+
+    name: str
+    measured: float
+    criterion: str
+    passed: bool
+    low: float = math.nan
+    high: float = math.nan
+
+    @property
+    def outcome(self) -> str:
+        """``"pass"`` or ``"fail"``."""
+        return "pass" if self.passed else "fail"
+
+    def __str__(self) -> str:
+        interval = "" if math.isnan(self.low) else f" [{self.low:.3g}, {self.high:.3g}]"
+        return f"{self.name}: {self.measured:.3g}{interval} ({self.criterion}): {self.outcome}"
+
+
+def at_most(name: str, measured: float, tol: float) -> Check:
+    """Passes when `measured` ≤ `tol` (a NaN fails).
+
+    >>> at_most("error", 1e-12, 1e-10).outcome, at_most("error", 1e-3, 1e-10).outcome
+    ('pass', 'fail')
+    """
+    measured = float(measured)
+    return Check(name, measured, f"≤ {tol:.2g}", bool(measured <= tol))
+
+
+def at_least(name: str, measured: float, bound: float) -> Check:
+    """Passes when `measured` ≥ `bound` (a NaN fails)."""
+    measured = float(measured)
+    return Check(name, measured, f"≥ {bound:.3g}", bool(measured >= bound))
+
+
+def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
+    """One row per check: check, measured, interval (text, empty without one), criterion, outcome."""
+    return pd.DataFrame([
+        {
+            "check": c.name, "measured": c.measured,
+            "interval": "" if math.isnan(c.low) else f"[{c.low:.3g}, {c.high:.3g}]",
+            "criterion": c.criterion, "outcome": c.outcome,
+        }
+        for c in checks
+    ])  # fmt: skip
+
+
+def _rows(eigs: pd.DataFrame, method: str) -> pd.DataFrame:
+    rows = eigs[eigs["method"] == method]
+    if rows.empty:
+        raise ValueError(
+            f"no rows for method {method!r} in the eigenvalue table; has {sorted(set(eigs['method']))}"
+        )
+    return rows
+
+
+def check_lanczos_error(eigs: pd.DataFrame, tol: float = 1e-6) -> Check:
+    """The largest relative error of the Lanczos eigenvalues (a `compare_eigenvalues` table) is at most
+    `tol`."""
+    return at_most(
+        "Lanczos: largest relative error of the top-k eigenvalues",
+        _rows(eigs, "Lanczos")["rel_error"].max(),
+        tol,
+    )
+
+
+def check_residuals_certify(eigs: pd.DataFrame, exact: Tensor | np.ndarray) -> Check:
+    """Every reported residual r = ‖Av − λv‖ (unit v) bounds the distance from λ to the nearest exact
+    eigenvalue.
+
+    For a symmetric A some eigenvalue lies within r of any Rayleigh quotient λ (Parlett 1998, Thm. 4.5.1).
+    The exact eigenvalues carry rounding errors of their own, about D·ε·max|λ| for `eigvalsh`, which is added
+    to each residual. Measured: the largest ratio distance / (residual + rounding) over all methods and rows
+    of a `compare_eigenvalues` table; passes at ≤ 1.
+    """
+    exact = torch.as_tensor(exact, dtype=torch.float64).reshape(-1).numpy()
+    values = eigs["value"].to_numpy(dtype=float)
+    nearest = np.abs(values[:, None] - exact[None, :]).min(axis=1)
+    rounding = exact.size * np.finfo(np.float64).eps * np.abs(exact).max()
+    ratio = nearest / (eigs["residual"].to_numpy(dtype=float) + rounding)
+    measured = float(ratio.max()) if ratio.size else math.nan
+    return Check(
+        "residuals bound the distance to an exact eigenvalue (largest ratio)",
+        measured,
+        "≤ 1",
+        bool(measured <= 1),
+    )
+
+
+def check_undeflated_copies(eigs: pd.DataFrame, tol: float = 1e-2) -> Check:
+    """Power iteration without deflation returns k copies of the dominant eigenvalue: every value lies within
+    a relative `tol` of it, while the exact k-th eigenvalue (by magnitude) lies farther away than that.
+
+    Measured: the largest relative distance of the undeflated values from the dominant exact eigenvalue.
+    """
+    rows = _rows(eigs, "power, undeflated").sort_values("index")
+    dominant = float(rows["exact"].iloc[0])
+    measured = float((rows["value"] - dominant).abs().max() / abs(dominant))
+    exact_gap = float(abs(rows["exact"].iloc[-1] - dominant) / abs(dominant))
+    passed = len(rows) > 1 and measured <= tol < exact_gap
+    return Check(
+        f"undeflated power iteration returns {len(rows)} copies of λmax (largest relative distance)",
+        measured,
+        f"≤ {tol:.2g}, exact k-th at {exact_gap:.2g}",
+        bool(passed),
+    )
+
+
+def _method_rows(errors: pd.DataFrame, method: str) -> pd.DataFrame:
+    rows = errors[errors["method"] == method]
+    if rows.empty:
+        raise ValueError(f"no trace estimates for method {method!r}; has {sorted(set(errors['method']))}")
+    return rows.reset_index(drop=True)
+
+
+def rate_interval(
+    errors: pd.DataFrame, method: str, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> stats.Interval:
+    """The slope of log RMS relative error against log budget (a `trace_errors` table, one method), with a
+    cluster-bootstrap interval over seeds (a seed's estimates at all budgets are resampled together: they
+    share probes)."""
+    rows = _method_rows(errors, method)
+    budgets, budget_code = np.unique(rows["budget"].to_numpy(), return_inverse=True)
+    if budgets.size < 2:
+        raise ValueError(f"a rate needs at least two budgets, got {budgets.tolist()}")
+    squared = rows["rel_error"].to_numpy(dtype=float) ** 2
+    design = np.log(budgets.astype(float))
+
+    def slope(positions: np.ndarray) -> float:
+        positions = positions.astype(int)
+        counts = np.bincount(budget_code[positions], minlength=budgets.size)
+        mean_square = np.bincount(budget_code[positions], weights=squared[positions], minlength=budgets.size)
+        return float(np.polyfit(design, 0.5 * np.log(mean_square / counts), 1)[0])
+
+    frame = pd.DataFrame({"row": np.arange(len(rows), dtype=float), "seed": rows["seed"]})
+    return stats.cluster_bootstrap_ci(
+        frame, "row", "seed", slope, level=level, n_resamples=n_resamples, seed=seed
+    )
+
+
+def coverage_interval(
+    errors: pd.DataFrame, method: str, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+) -> stats.Interval:
+    """The fraction of estimates (all budgets) within two reported standard errors of the exact trace, with a
+    cluster-bootstrap interval over seeds (a seed's estimates share probes across budgets)."""
+    rows = _method_rows(errors, method)
+    within = rows.assign(within=(rows["error"].abs() <= 2 * rows["stderr"]).astype(float))
+    return stats.cluster_bootstrap_ci(
+        within, "within", "seed", level=level, n_resamples=n_resamples, seed=seed
+    )
+
+
+def stderr_samples(method: str, budget: int) -> int:
+    """How many samples a trace estimator's standard error is the standard deviation of (`landscape.trace`):
+    all m probes for Hutchinson, the m − 2⌊m/3⌋ probes of Hutch++'s Hutchinson part, the ⌊m/2⌋ leave-one-out
+    estimates of XTrace."""
+    budget = int(budget)
+    samples = {"hutchinson": budget, "hutch++": budget - 2 * (budget // 3), "xtrace": budget // 2}
+    if method not in samples:
+        raise ValueError(f"unknown trace method {method!r}; expected one of {sorted(samples)}")
+    return samples[method]
+
+
+def nominal_coverage(method: str, budgets: Sequence[int]) -> float:
+    """The coverage ±2 honest standard errors would have, averaged over `budgets` (one entry per estimate).
+
+    A standard error estimated from n samples of a normal mean gives (estimate − truth)/stderr ~ Student's t
+    with n − 1 degrees of freedom, so ±2 of them cover the truth with probability 2 F_{t, n−1}(2) − 1: 0.914
+    for n = 8, 0.95 for n = 64, → `NOMINAL_COVERAGE`. This is what calibrated error bars reach at small budgets.
+
+    >>> round(nominal_coverage("hutchinson", [8]), 3), round(nominal_coverage("hutchinson", [10**6]), 3)
+    (0.914, 0.954)
+    """
+    from scipy.stats import t as student
+
+    dof = np.array([stderr_samples(method, b) - 1 for b in budgets], dtype=float)
+    if dof.size == 0 or (dof < 1).any():
+        raise ValueError(f"{method}: every budget needs at least two samples, got budgets {list(budgets)}")
+    return float(np.mean(2 * student.cdf(2.0, dof) - 1))
+
+
+def check_trace_rate(
+    method: str, slope: float, low: float, high: float, *, theory: tuple[float, float] | None = None
+) -> Check:
+    """The error of a trace estimator falls with the budget as its theory says: the interval [low, high] of
+    the slope of log error against log budget (`rate_interval`) meets the theoretical range (`TRACE_RATES`,
+    or `theory`). A NaN interval fails.
+
+    >>> check_trace_rate("hutchinson", -0.48, -0.55, -0.41).outcome
+    'pass'
+    >>> check_trace_rate("hutchinson", -0.1, -0.2, -0.05).outcome
+    'fail'
+    """
+    if theory is None and method not in TRACE_RATES:
+        raise ValueError(f"no theoretical rate for method {method!r}; expected one of {sorted(TRACE_RATES)}")
+    fast, slow = TRACE_RATES[method] if theory is None else theory
+    if fast == slow:
+        criterion = f"interval meets {slow:g}"
+    else:
+        criterion = (
+            f"interval meets [{fast:g}, {slow:g}]" if math.isfinite(fast) else f"interval meets ≤ {slow:g}"
+        )
+    passed = low <= slow and high >= fast
+    name = f"{method}: slope of log RMS error against log budget"
+    return Check(name, float(slope), criterion, bool(passed), float(low), float(high))
+
+
+def check_coverage(
+    method: str, coverage: float, low: float, high: float, *, nominal: float = NOMINAL_COVERAGE
+) -> Check:
+    """A trace estimator's error bars are not optimistic: the interval [low, high] of the coverage of ±2
+    reported standard errors (`coverage_interval`) reaches the coverage honest error bars have
+    (`nominal_coverage` of the estimates' budgets; 95.4% for many samples). Fails when the whole interval lies
+    below it (or is NaN).
+
+    >>> check_coverage("xtrace", 0.82, 0.77, 0.87, nominal=0.93).outcome
+    'fail'
+    """
+    name = f"{method}: coverage of ±2 reported standard errors"
+    passed = high >= nominal
+    return Check(
+        name, float(coverage), f"interval reaches {nominal:.3f}", bool(passed), float(low), float(high)
+    )
+
+
+def rescaling_summary(rescaled: pd.DataFrame) -> dict[str, float]:
+    """The numbers of a `rescaling_study` table (it must contain α = 1, the reference): the range of α, the
+    largest change of the loss, the factor by which λmax moves (max/min) and the relative spread of the
+    normalised sharpness ((max − min) / value at α = 1)."""
+    reference = rescaled.loc[np.isclose(rescaled["alpha"], 1.0)]
+    if reference.empty:
+        raise ValueError(
+            f"the rescaling study needs α = 1 as its reference, got α = {rescaled['alpha'].tolist()}"
+        )
+    reference = reference.iloc[0]
+    ns = rescaled["normalized_sharpness"]
+    return {
+        "alpha_min": float(rescaled["alpha"].min()),
+        "alpha_max": float(rescaled["alpha"].max()),
+        "rescale_loss_change": float((rescaled["loss"] - reference["loss"]).abs().max()),
+        "lmax_ratio": float(rescaled["lambda_max"].max() / rescaled["lambda_max"].min()),
+        "ns_rel_spread": float((ns.max() - ns.min()) / abs(reference["normalized_sharpness"])),
+    }
+
+
+def check_rescaling(
+    rescaled: pd.DataFrame, *, loss_tol: float = 1e-10, invariance_tol: float = 1e-6, min_ratio: float = 2.0
+) -> list[Check]:
+    """Three checks of a `rescaling_study` table (see `rescaling_summary`): the loss is unchanged, the
+    normalised sharpness is invariant (relative spread), and λmax is not (it moves by a factor of at least
+    `min_ratio`)."""
+    summary = rescaling_summary(rescaled)
+    return [
+        at_most("rescaling: largest change of the loss", summary["rescale_loss_change"], loss_tol),
+        at_most(
+            "rescaling: relative spread of normalised sharpness", summary["ns_rel_spread"], invariance_tol
+        ),
+        at_least("rescaling: factor by which λmax moves", summary["lmax_ratio"], min_ratio),
+    ]
