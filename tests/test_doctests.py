@@ -14,6 +14,7 @@ MODULES = [
     "landscape.dynamics",
     "landscape.paper.glue",
     "landscape.paper.verdicts",
+    "landscape.paper.experiments.rq2",
 ]
 
 
