@@ -1,0 +1,339 @@
+"""RQ1's experiments module: sizes, summaries on hand-checked tables, every verdict outcome on synthetic
+tables, and one toy end-to-end run of each experiment (cached)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from landscape.paper.experiments import rq1
+from landscape.paper.stats import Interval
+from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED
+
+RESAMPLES = 400
+
+
+def interval(low, high, estimate=None):
+    estimate = (low + high) / 2 if estimate is None else estimate
+    return Interval(estimate, low, high, 0.95, 5, "test")
+
+
+# ------------------------------------------------------------------------------------------- synthetic tables
+
+
+def grid_table(*, lambda_max, normalized=None, gap=None, reached=None, seeds=(0, 1, 2), noise=0.05, rng=0):
+    """A synthetic grid: B in (16, 64, 256, 1024) × η in (0.05, 0.1, 0.2) × seeds; measures are functions of
+    (B, η, seed) times log-normal noise."""
+    rng = np.random.default_rng(rng)
+    rows = []
+    for b in (16, 64, 256, 1024):
+        for lr in (0.05, 0.1, 0.2):
+            for s in seeds:
+                t = lr / b
+                hit = True if reached is None else reached(b, lr, s)
+                rows.append({
+                    "batch_size": b, "lr": lr, "seed": s, "temperature": t, "reached": hit,
+                    "status": "reached" if hit else "finished", "steps": 100.0, "train_seconds": 1.0,
+                    "train_loss": 0.05, "train_acc": 1.0, "test_loss": 1.0, "test_acc": 0.6,
+                    "gap": gap(t) * math.exp(noise * rng.normal()) if gap else 0.4,
+                    "lambda_max": lambda_max(t, b) * math.exp(noise * rng.normal()),
+                    "trace_per_param": 1.0 + rng.random(),
+                    "normalized_sharpness": (normalized or lambda_max)(t, b) * math.exp(noise * rng.normal()),
+                    "adaptive_sharpness": 1.0 + rng.random(),
+                })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def eos_table(ratios: dict[tuple[str, str, float], list[float]]) -> pd.DataFrame:
+    """Runs shaped like `rq1.eos_runs`: one row per (arch, loss, lr) and seed with the given phase ratios
+    (NaN: not reached)."""
+    rows = []
+    for (arch, loss, lr), values in ratios.items():
+        for s, v in enumerate(values):
+            rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": s, "cell": f"{arch}/{loss}/{lr:g}",
+                         "reached": not math.isnan(v), "phase_ratio_mean": v, "ratio_mean": v})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def ends_table(sgd_end, gd_end) -> pd.DataFrame:
+    rows = [{"mode": mode, "seed": s, "lmax_start": 10.0, "lmax_end": v}
+            for mode, values in (("SGD", sgd_end), ("GD", gd_end)) for s, v in enumerate(values)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------------ sizes
+
+
+def test_profiles_are_consistent():
+    for name, sizes in rq1.PROFILES.items():
+        assert sizes.escape_lr in sizes.lrs, name
+        assert sizes.small_batch < sizes.large_batch
+        assert set(sizes.eos) == {"mlp", "transformer"}
+    # the paper profile raised the seeds of the cheap MLP runs, not of the Transformer's
+    paper = rq1.PROFILES["paper"]
+    assert len(paper.seeds) == len(paper.eos_mlp.seeds) == 5
+    assert len(paper.eos_transformer.seeds) == 3
+
+
+def test_sizes_reject_an_escape_lr_outside_the_grid_and_alphas_without_one():
+    smoke = rq1.PROFILES["smoke"]
+    with pytest.raises(ValueError, match="escape_lr"):
+        replace(smoke, escape_lr=0.3)
+    with pytest.raises(ValueError, match="alphas"):
+        replace(smoke, alphas=(0.5, 2.0))
+    with pytest.raises(ValueError, match="loss"):
+        smoke.eos_mlp.lrs("hinge")
+
+
+# -------------------------------------------------------------------------------------------------- summaries
+
+
+def test_eos_runs_summarises_each_trace():
+    steps = [0, 10, 20, 30]
+    traces = pd.DataFrame({
+        "step": steps * 2, "lambda_max": [1.0, 9.5, 10.5, 2.0, 1.0, 2.0, 3.0, 4.0],
+        "train_loss": [2.0, 1.0, 0.5, 0.1] * 2, "arch": "mlp", "loss": "ce", "lr": [0.2] * 4 + [0.1] * 4,
+        "seed": 0, "status": "finished",
+    })  # fmt: skip
+    runs = rq1.eos_runs(traces).set_index("lr")
+    # η = 0.2: ratios 0.1, 0.95, 1.05, 0.2; onset at step 10, phase 10..20
+    assert runs.loc[0.2, "reached"]
+    assert runs.loc[0.2, "onset_step"] == 10
+    assert runs.loc[0.2, "phase_ratio_mean"] == pytest.approx(1.0)
+    assert runs.loc[0.2, "ratio_mean"] == pytest.approx((0.95 + 1.05 + 0.2) / 3)
+    assert runs.loc[0.2, "final_train_loss"] == pytest.approx(0.1)
+    assert runs.loc[0.2, "cell"] == "mlp/ce/0.2"
+    assert not runs.loc[0.1, "reached"]  # ratios 0.05 .. 0.2
+    cells = rq1.eos_cells(rq1.eos_runs(traces))
+    assert cells["reached"].tolist() == [1, 0]
+
+
+def test_eos_ratio_interval_pools_reached_runs_and_clusters_by_setting():
+    runs = eos_table({("mlp", "mse", 0.1): [1.0, 1.0], ("mlp", "mse", 0.2): [1.2, math.nan],
+                      ("mlp", "ce", 0.1): [2.0, 2.0]})  # fmt: skip
+    ci = rq1.eos_ratio_interval(runs, loss="mse", resamples=RESAMPLES)
+    assert ci.estimate == pytest.approx((1.0 + 1.0 + 1.2) / 3)
+    assert ci.n == 2  # clusters, not runs
+    assert rq1.eos_ratio_interval(runs, loss="mse", arch="transformer") is None
+
+
+def test_keskar_pairs_match_seeds_at_step_sizes_where_both_batches_reached():
+    runs = grid_table(lambda_max=lambda t, b: 1.0 + (b == 1024), noise=0.0,
+                      reached=lambda b, lr, s: not (b == 1024 and lr == 0.05 and s == 2))  # fmt: skip
+    pairs = rq1.keskar_pairs(runs, 16, 1024)
+    assert sorted(pairs["lr"].unique()) == [0.1, 0.2]  # at η = 0.05 one large-batch seed missed the target
+    assert len(pairs) == 6
+    assert pairs["lambda_max_ratio"].tolist() == pytest.approx([2.0] * 6)
+    assert pairs["acc_diff"].tolist() == pytest.approx([0.0] * 6)
+
+
+def test_grid_cells_average_seeds_and_count_the_reached():
+    runs = grid_table(lambda_max=lambda t, b: 1.0, noise=0.0, reached=lambda b, lr, s: s != 0)
+    cells = rq1.grid_cells(runs)
+    assert len(cells) == 12
+    assert cells["reached"].tolist() == [2] * 12
+    assert cells["seeds"].tolist() == [3] * 12
+    assert cells["lambda_max"].tolist() == pytest.approx([1.0] * 12)
+
+
+def test_matched_runs_raises_when_too_few_reached():
+    runs = grid_table(lambda_max=lambda t, b: 1.0, reached=lambda b, lr, s: b == 16 and lr == 0.05 and s < 2)
+    with pytest.raises(RuntimeError, match="only 2 grid runs"):
+        rq1.matched_runs(runs)
+
+
+def test_escape_ends_and_paired_ratio():
+    traces = pd.DataFrame({
+        "step": [0, 10, 20] * 2, "lambda_max": [8.0, 6.0, 4.0, 8.0, 8.0, 8.0],
+        "train_loss": [0.1, 0.5, 0.3, 0.1, 0.09, 0.08], "test_loss": [1.0, 1.2, 1.1, 1.0, 1.0, 0.9],
+        "test_acc": [0.5, 0.4, 0.45, 0.5, 0.5, 0.52], "mode": ["SGD"] * 3 + ["GD"] * 3, "seed": 0,
+    })  # fmt: skip
+    ends = rq1.escape_ends(traces).set_index("mode")
+    assert ends.loc["SGD", "lmax_ratio"] == pytest.approx(0.5)
+    assert ends.loc["SGD", "train_peak"] == pytest.approx(0.5)
+    assert ends.loc["GD", "train_end"] == pytest.approx(0.08)
+    assert rq1.escape_interval(ends.reset_index()) is None  # one seed: no interval
+    ci = rq1.escape_interval(ends_table([4.0, 2.0], [8.0, 8.0]), resamples=RESAMPLES)
+    assert ci.estimate == pytest.approx(math.sqrt(0.5 * 0.25))  # geometric mean of the per-seed ratios
+
+
+def test_rescaling_spread():
+    table = pd.DataFrame({"alpha": [0.5, 1.0, 2.0], "train_loss": [0.1, 0.1, 0.1001],
+                          "lambda_max": [4.0, 1.0, 0.5],
+                          "normalized_sharpness": [2.0, 2.0, 2.0]})  # fmt: skip
+    spread = rq1.rescaling_spread(table)
+    assert spread["lambda_max"] == pytest.approx(8.0)
+    assert spread["normalized_sharpness"] == pytest.approx(1.0)
+    assert spread["loss"] == pytest.approx(1e-4)
+
+
+# --------------------------------------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "outcome"),
+    [(0.9, 1.1, SUPPORTED), (0.85, 1.15, SUPPORTED), (1.2, 1.5, REFUTED), (0.5, 0.8, REFUTED),
+     (0.9, 1.3, NOT_SUPPORTED), (0.7, 1.2, NOT_SUPPORTED), (math.nan, math.nan, NOT_TESTABLE)],
+)  # fmt: skip
+def test_verdict_in_band(low, high, outcome):
+    assert rq1.verdict_in_band(low, high).outcome == outcome
+
+
+def test_verdict_in_band_rejects_bad_bands_and_intervals():
+    with pytest.raises(ValueError, match="band"):
+        rq1.verdict_in_band(0.9, 1.1, band=(1.2, 0.8))
+    with pytest.raises(ValueError, match="low <= high"):
+        rq1.verdict_in_band(1.1, 0.9)
+
+
+def test_verdict_eos_each_outcome():
+    ok = eos_table({("mlp", "mse", lr): [0.99, 1.0, 1.01] for lr in (0.1, 0.2, 0.3, 0.4)})
+    high = eos_table({("mlp", "ce", lr): [1.5, 1.6, 1.55] for lr in (0.1, 0.2, 0.3, 0.4)})
+    wide = eos_table({("mlp", "mse", 0.1): [0.8] * 3, ("mlp", "mse", 0.2): [1.3] * 3,
+                      ("mlp", "mse", 0.3): [0.9] * 3, ("mlp", "mse", 0.4): [1.25] * 3})  # fmt: skip
+    alone = eos_table({("mlp", "ce", 0.1): [1.0, 1.0], ("mlp", "ce", 0.2): [math.nan, math.nan]})
+    assert rq1.verdict_eos(ok, "mse", resamples=RESAMPLES).outcome == SUPPORTED
+    assert rq1.verdict_eos(high, "ce", resamples=RESAMPLES).outcome == REFUTED
+    assert rq1.verdict_eos(wide, "mse", resamples=RESAMPLES).outcome == NOT_SUPPORTED
+    single = rq1.verdict_eos(alone, "ce", resamples=RESAMPLES)
+    assert single.outcome == NOT_TESTABLE
+    assert "fewer than two settings" in single.reason
+    assert rq1.verdict_eos(ok, "ce").outcome == NOT_TESTABLE  # no cross-entropy runs at all
+
+
+def correlations_of(runs):
+    return rq1.grid_correlations(rq1.matched_runs(runs), resamples=RESAMPLES)
+
+
+def test_grid_correlations_recover_a_monotone_relation():
+    corr = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: t))
+    row = corr[(corr["x"] == "temperature") & (corr["y"] == "lambda_max")].iloc[0]
+    assert row["estimate"] < -0.9
+    assert row["high"] < 0
+    assert row["n"] == 12  # clusters: the grid cells
+    assert len(corr) == 8 + 2 * len(rq1.MEASURES)
+
+
+def test_verdict_flat_and_generalise_each_outcome():
+    def sharp_at_high_noise(t, b):
+        return t
+
+    flatter = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: 1 / t))
+    sharper = correlations_of(grid_table(lambda_max=sharp_at_high_noise, gap=lambda t: t))
+    mixed = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, normalized=sharp_at_high_noise,
+                                       gap=lambda t: 1.0, noise=0.5))  # fmt: skip
+    assert rq1.verdict_flat(flatter).outcome == SUPPORTED
+    assert rq1.verdict_flat(sharper).outcome == REFUTED
+    assert rq1.verdict_flat(mixed).outcome == NOT_SUPPORTED
+    # normalised sharpness against the gap: 1/t with 1/t and t with t rise together, 1/t with t does not
+    assert rq1.verdict_generalise(flatter).outcome == SUPPORTED
+    assert rq1.verdict_generalise(sharper).outcome == SUPPORTED
+    refuted = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: t))
+    assert rq1.verdict_generalise(refuted).outcome == REFUTED
+    unrelated = correlations_of(grid_table(lambda_max=lambda t, b: 1.0, gap=lambda t: 1.0, noise=0.3, rng=3))
+    assert rq1.verdict_generalise(unrelated).outcome == NOT_SUPPORTED
+
+
+def test_verdict_correlation_and_flat_on_intervals():
+    table = pd.DataFrame([
+        {"x": "temperature", "y": "lambda_max", "estimate": -0.5, "low": -0.8, "high": -0.2},
+        {"x": "temperature", "y": "normalized_sharpness", "estimate": math.nan, "low": math.nan,
+         "high": math.nan},
+    ])  # fmt: skip
+    assert rq1.verdict_flat(table).outcome == NOT_TESTABLE
+    assert rq1.verdict_correlation(interval(-0.8, -0.2), -1, "ρ").outcome == SUPPORTED
+    assert "ρ" in rq1.verdict_correlation(interval(-0.8, 0.2), -1, "ρ").reason
+    with pytest.raises(KeyError, match="gap"):
+        rq1.verdict_generalise(table)
+
+
+def test_verdict_escape_each_outcome():
+    def verdict(sgd, gd):
+        return rq1.verdict_escape(rq1.escape_interval(ends_table(sgd, gd), resamples=RESAMPLES)).outcome
+
+    assert verdict([5.0, 5.5, 4.8, 5.2, 5.1], [10.0, 10.5, 9.8, 10.2, 10.1]) == SUPPORTED
+    assert verdict([20.0, 21.0, 19.0, 20.5, 20.2], [10.0, 10.5, 9.8, 10.2, 10.1]) == REFUTED
+    assert verdict([5.0, 21.0, 9.0, 12.0, 10.0], [10.0, 10.5, 9.8, 10.2, 10.1]) == NOT_SUPPORTED
+    assert verdict([5.0], [10.0]) == NOT_TESTABLE
+
+
+def test_verdict_keskar_each_outcome():
+    def verdict(lambda_max, normalized=None, reached=None):
+        runs = grid_table(
+            lambda_max=lambda_max, normalized=normalized, reached=reached, seeds=(0, 1, 2, 3, 4)
+        )
+        pairs = rq1.keskar_pairs(runs, 16, 1024)
+        return rq1.verdict_keskar(rq1.keskar_intervals(pairs, resamples=RESAMPLES)).outcome
+
+    assert verdict(lambda t, b: 1.0 + (b == 1024)) == SUPPORTED
+    assert verdict(lambda t, b: 1.0 + (b == 16)) == REFUTED
+    assert verdict(lambda t, b: 1.0 + (b == 1024), normalized=lambda t, b: 1.0 + (b == 16)) == NOT_SUPPORTED
+    assert verdict(lambda t, b: 1.0 + (b == 1024), reached=lambda b, lr, s: b != 1024) == NOT_TESTABLE
+
+
+def test_verdict_table_and_numbers_on_synthetic_tables():
+    sizes = replace(rq1.PROFILES["paper"], resamples=RESAMPLES)
+    runs = grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: 1 / t, seeds=sizes.seeds)
+    matched = rq1.matched_runs(runs)
+    corr = rq1.grid_correlations(matched, resamples=RESAMPLES)
+    pairs = rq1.keskar_pairs(runs, sizes.small_batch, sizes.large_batch)
+    eos = eos_table({("mlp", "mse", 0.1): [1.0, 1.01], ("mlp", "mse", 0.2): [0.99, 1.0],
+                     ("mlp", "ce", 0.1): [1.6, 1.7], ("mlp", "ce", 0.2): [1.5, 1.55]})  # fmt: skip
+    ends = ends_table([5.0, 5.5, 4.8], [10.0, 10.5, 9.8])
+    table = rq1.verdict_table(sizes, eos, corr, pairs, ends).set_index("key")
+    assert table.loc["eos", "verdict"] == "supported for the squared loss, refuted for cross-entropy"
+    assert table.loc["flat", "verdict"] == SUPPORTED
+    assert table.loc["keskar", "verdict"] == SUPPORTED
+    assert table.loc["escape", "verdict"] == SUPPORTED
+    numbers = rq1.grid_numbers(sizes, runs, rq1.grid_cells(runs), corr, pairs)
+    assert isinstance(numbers["rho_temp_lambda_max"], float)  # the paper's index formats it with :.2f
+    assert numbers["rho_temp_lambda_max_ci"].startswith("[-")
+    assert numbers["keskar_num_lrs"] == 3
+    assert numbers["unmatched_cells"] == "none"
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+
+
+def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
+    smoke = rq1.PROFILES["smoke"]
+    toy = replace(
+        smoke, seeds=(0, 1), batch_sizes=(64, 512), lrs=(0.2,), target_loss=2.25, max_steps=40,
+        check_every=10, curvature_samples=64, trace_matvecs=4, adaptive_steps=1, escape_lr=0.2,
+        escape_batch=64, escape_steps=4, escape_every=2, alphas=(1.0, 2.0), resamples=RESAMPLES,
+        eos_mlp=rq1.EosSizes((0,), 32, 4, 2, (0.5,), (0.2,)),
+        eos_transformer=rq1.EosSizes((0,), 16, 2, 2, (0.1,), (0.05,)),
+    )  # fmt: skip
+    runs, curves = rq1.run_grid(toy, tmp_path)
+    assert len(runs) == 4
+    assert set(curves["batch_size"]) == {64, 512}
+    assert (runs["lambda_max"] > 0).all()
+    escape = rq1.run_escape(toy, tmp_path)
+    assert set(escape["mode"]) == {"SGD", "GD"}
+    assert escape.groupby(["mode", "seed"])["step"].max().tolist() == [4] * 4
+    rescaled = rq1.run_rescaling(toy, tmp_path)
+    spread = rq1.rescaling_spread(rescaled)
+    assert spread["normalized_sharpness"] == pytest.approx(1.0, abs=1e-3)  # rescaling-invariant
+    assert spread["lambda_max"] > 1.01
+    traces = rq1.run_eos(toy, tmp_path)
+    assert len(rq1.eos_runs(traces)) == 4  # 2 architectures × 2 losses × 1 step size × 1 seed
+    written = sorted(p.name for p in tmp_path.glob("*.json"))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(rq1, "continue_training", no_training)
+    again, _ = rq1.run_grid(toy, tmp_path)
+    pd.testing.assert_frame_equal(again, runs)
+    pd.testing.assert_frame_equal(rq1.run_escape(toy, tmp_path), escape)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == written
+
+
+def test_docstring_examples():
+    import doctest
+
+    assert doctest.testmod(rq1).failed == 0
