@@ -289,6 +289,7 @@ def test_rerun_is_cached_until_something_changes(tmp_path, capsys):
 def test_manifest_comparison_and_timing_keys(tmp_path):
     assert is_timing_key("runtime_minutes")
     assert is_timing_key("wall_time")
+    assert is_timing_key("wall time")
     assert is_timing_key("training_minutes")
     assert not is_timing_key("lambda_max")
     assert not is_timing_key("num_seeds")

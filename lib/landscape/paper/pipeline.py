@@ -370,7 +370,7 @@ class Pipeline:
 
 
 # Glued values that measure time, not results: kept in the manifest, left out of build comparisons.
-_TIMING_KEY = re.compile(r"(^|_)(runtime|minutes|seconds|wall|timings?)(_|$)")
+_TIMING_KEY = re.compile(r"(^|[_\s-])(runtime|minutes|seconds|wall|timings?)([_\s-]|$)", re.IGNORECASE)
 # Columns of results tables that hold timings (the same rule for column names).
 _GLUE_PREFIX = "application/papermill.record/"
 
