@@ -61,6 +61,12 @@ def test_argument_errors(monkeypatch):
     assert default_workers() == 3
     monkeypatch.setenv("LANDSCAPE_THREADS", "2")
     assert parallel_map(torch_threads, [0], workers=1, progress=False) == [2]
+    assert parallel_map(torch_threads, [0], workers=1, threads=1, progress=False) == [
+        2
+    ]  # the rebuild's setting
+    monkeypatch.setenv("LANDSCAPE_WORKERS", "1")
+    with dask_executor(workers=2) as executor:
+        assert executor is None  # one worker for the whole rebuild: in-process
     monkeypatch.setenv("LANDSCAPE_THREADS", "0")
     with pytest.raises(ValueError, match="LANDSCAPE_THREADS"):
         parallel_map(torch_threads, [0], workers=1, progress=False)

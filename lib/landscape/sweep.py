@@ -6,11 +6,13 @@
 - ``client=`` given: that `distributed.Client`'s cluster, unchanged (its workers, its threads);
 - else ``address=`` or the environment variable ``DASK_SCHEDULER_ADDRESS``: a client is connected to that
   scheduler (a standalone ``dask scheduler``, a SLURM cluster started with dask-jobqueue, ...) for the call;
-- else ``workers > 1``: a `distributed.LocalCluster` of that many worker *processes* with one thread each,
+- else ``workers > 1`` (``$LANDSCAPE_WORKERS``, when set, overrides the argument for a whole rebuild): a
+  `distributed.LocalCluster` of that many worker *processes* with one thread each,
   scheduler and dashboard on 127.0.0.1 on free ports, started for the call and closed after it;
 - else (one worker): in this process, no Dask at all.
 
-Every task sets torch's thread count to ``threads`` (default 1, or ``$LANDSCAPE_THREADS``) while it runs and restores it after, in a worker
+Every task sets torch's thread count to ``threads`` (default 1; ``$LANDSCAPE_THREADS``, when set, overrides the
+argument) while it runs and restores it after, in a worker
 as in-process, so a task computes the same bits wherever it runs on one machine. The loop has
 `concurrent.futures` semantics (the client's `get_executor()`): results are returned in input order, the first
 exception is raised, a progress bar counts finished work.
@@ -90,7 +92,7 @@ def dask_executor(
         with Client(address) as connected:
             yield connected.get_executor()
         return
-    workers = _check_workers(workers)
+    workers = _check_workers(_positive_from_environment(WORKERS_VARIABLE) or workers)
     if workers == 1:
         yield None
         return
@@ -144,7 +146,8 @@ def parallel_map(
         items: its arguments, one task each.
         workers, client, address: where to run (`dask_executor`); one worker runs in this process.
         threads: torch threads of each task (default `default_threads()`; None: leave the process's setting
-            alone).
+            alone). ``$LANDSCAPE_WORKERS`` and ``$LANDSCAPE_THREADS``, when set, override `workers` and `threads`,
+            so one rebuild can be run under other settings without editing the chapters' profiles.
         units: how much each task counts on the progress bar (e.g. runs per task; default 1 each).
         desc: the progress bar's label.
         progress: show the progress bar.
@@ -157,7 +160,7 @@ def parallel_map(
     units = [1] * len(items) if units is None else list(units)
     if len(units) != len(items):
         raise ValueError(f"units must have one entry per item: {len(units)} for {len(items)} items")
-    if threads == "default":
+    if threads == "default" or THREADS_VARIABLE in os.environ:
         threads = default_threads()
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")

@@ -487,9 +487,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument("--paper-only", action="store_true",
                        help="only build the HTML paper from already executed notebooks")  # fmt: skip
     group.add_argument("--no-paper", action="store_true", help="execute notebooks, skip the paper")
+    parser.add_argument("--build-dir", type=Path, default=None,
+                        help="build into this folder instead of build/<profile> (figures too), e.g. to compare "
+                             "two builds with compare_manifests")  # fmt: skip
     parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    pipeline = Pipeline(args.profile, root=args.root)
+    pipeline = Pipeline(args.profile, root=args.root, build_dir=args.build_dir)
     start = time.perf_counter()
     try:
         timings = pipeline.run(
