@@ -210,3 +210,14 @@ def test_continue_training_from_init_matches_train_and_stops_at_the_target_loss(
     for bad in (math.nan, "0.1", True):
         with pytest.raises(ValueError, match="target_loss"):
             continue_training(init, config, data, track_every=10, target_loss=bad)
+
+
+def test_continue_training_keeps_the_configs_own_stop_rule():
+    data = _tiny_classification()
+    config = TrainConfig(model="mlp", model_config={"depth": 1, "width": 8}, optimizer="sgd", lr=0.1,
+                         momentum=0.0, batch_size=16, steps=300, dtype="float64", seed=3, stop_loss=10.0)  # fmt: skip
+    init = build_model("mlp", input_shape=(5,), num_classes=3, seed=3, dtype=torch.float64, depth=1, width=8)
+    run = continue_training(init, config, data, track_every=10, track_sharpness=False)
+    assert run.status == "reached"
+    assert run.reached_step == 0
+    assert run.target_loss == 10.0

@@ -66,8 +66,9 @@ def smoke(tmp_path_factory):
 
 
 def test_two_cold_builds_compute_the_same_numbers(smoke, tmp_path):
-    """A second smoke build, from empty caches into another folder, reproduces every glued value, figure and
-    results table of the first bit for bit (timings aside): same code, same machine, same numbers."""
+    """A second smoke build, from empty caches into another folder and with every task on a 2-worker Dask cluster
+    instead of in-process, reproduces every glued value, figure and results table of the first bit for bit
+    (timings aside): same code, same machine, same numbers, wherever the tasks ran."""
     first = json.loads(smoke["pipeline"].manifest_path.read_text())
     assert first["environment"]["torch"]
     assert first["environment"]["cpu"]
@@ -75,8 +76,18 @@ def test_two_cold_builds_compute_the_same_numbers(smoke, tmp_path):
     assert glued > 50, "the manifest holds too few glued values"
     assert first["figures"], "the manifest lists no figure"
     second_build = Pipeline("smoke", root=ROOT, build_dir=tmp_path / "build")
-    with _empty_caches(tmp_path / "cache"):
-        second_build.run(force=True, build_paper=False)
+    before = os.environ.get("LANDSCAPE_WORKERS")
+    os.environ["LANDSCAPE_WORKERS"] = (
+        "2"  # the second build's tasks run on an embedded 2-process Dask cluster
+    )
+    try:
+        with _empty_caches(tmp_path / "cache"):
+            second_build.run(force=True, build_paper=False)
+    finally:
+        if before is None:
+            os.environ.pop("LANDSCAPE_WORKERS")
+        else:
+            os.environ["LANDSCAPE_WORKERS"] = before
     second = json.loads(second_build.manifest_path.read_text())
     assert sorted(second["notebooks"]) == sorted(first["notebooks"])
     assert compare_manifests(first, second) == []

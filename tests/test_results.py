@@ -257,3 +257,48 @@ def test_sweep_argument_errors(tmp_path):
         run_sweep([CONFIG], root=tmp_path, workers=0, data={"mnist1d": DATA})
     with pytest.raises(TypeError, match="TrainConfig"):
         run_sweep([{"lr": 1}], root=tmp_path, data={"mnist1d": DATA})
+
+
+def test_cached_json_declares_the_code_it_depends_on(tmp_path):
+    """A result keyed with `depends_on` is recomputed when that code changes, and only then; modules, their names
+    and their source paths name the same code."""
+    from landscape import dynamics
+    from landscape.results import cached_json, source_version
+
+    module = tmp_path / "measure.py"
+    module.write_text("VERSION = 1\n")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
+
+    folder = tmp_path / "cache"
+    assert cached_json(folder, {"k": 1}, compute, depends_on=[module]) == {"value": 1}
+    assert cached_json(folder, {"k": 1}, compute, depends_on=[module]) == {"value": 1}
+    assert cached_json(folder, {"k": 1}, compute) == {"value": 2}  # no declared code: another entry
+    module.write_text("VERSION = 2\n")  # the declared code changed
+    assert cached_json(folder, {"k": 1}, compute, depends_on=[module]) == {"value": 3}
+    assert (
+        source_version([dynamics]) == source_version(["dynamics"]) == source_version(["landscape.dynamics"])
+    )
+    assert source_version(["dynamics"]) != source_version(["train"])
+    with pytest.raises(TypeError, match="depends_on"):
+        source_version([42])
+
+
+def test_runs_from_given_weights_are_never_stored(tmp_path):
+    start = train(CONFIG, data=DATA)
+    continued = train(CONFIG, data=DATA, start=start.state_dict)
+    assert continued.started_from == "given weights"
+    with pytest.raises(ValueError, match="given weights"):
+        save_result(continued, DATA, root=tmp_path)
+
+
+def test_schema_1_runs_still_load(tmp_path):
+    record = save_result(train(CONFIG, data=DATA), DATA, root=tmp_path)
+    stored = json.loads((record.path / "result.json").read_text())
+    del stored["reached_step"]
+    stored["schema"] = 1
+    (record.path / "result.json").write_text(json.dumps(stored))
+    assert load_run(record.path).reached_step is None

@@ -27,6 +27,11 @@ def square(x):
     return x * x
 
 
+def slow_square(x):
+    time.sleep(0.05 * (5 - x))  # the first items finish last
+    return x * x
+
+
 def fails_on_three(x):
     if x == 3:
         raise RuntimeError("task 3 failed")
@@ -88,7 +93,7 @@ def cluster():
 
 @pytest.mark.slow
 def test_map_on_a_cluster_and_by_address(cluster, monkeypatch):
-    assert parallel_map(square, range(6), client=cluster, progress=False) == [0, 1, 4, 9, 16, 25]
+    assert parallel_map(slow_square, range(6), client=cluster, progress=False) == [0, 1, 4, 9, 16, 25]
     assert set(parallel_map(torch_threads, range(4), client=cluster, threads=1, progress=False)) == {1}
     with pytest.raises(RuntimeError, match="task 3"):
         parallel_map(fails_on_three, range(5), client=cluster, progress=False)
@@ -107,6 +112,16 @@ def test_embedded_cluster_is_local_and_closed():
         assert len(client.scheduler_info()["workers"]) == 2
         assert all(w.startswith("tcp://127.0.0.1:") for w in client.scheduler_info()["workers"])
     assert client.status == "closed"
+    clients = []
+
+    def fail_inside_an_embedded_cluster():
+        with dask_executor(workers=2) as executor:
+            clients.append(executor._client)
+            parallel_map(fails_on_three, range(5), client=clients[0], progress=False)
+
+    with pytest.raises(RuntimeError, match="task 3"):
+        fail_inside_an_embedded_cluster()
+    assert clients[0].status == "closed"  # a task that raised still closes the embedded cluster
 
 
 @pytest.mark.slow
@@ -144,8 +159,8 @@ def test_killed_worker_mid_sweep_stores_every_run_once(cluster, tmp_path, capsys
 
     assert len(frame) == 6
     assert (frame["status"] == "finished").all()
-    folders = sorted(p.name for p in runs.iterdir())
-    assert folders == sorted(frame["key"])  # one folder per run, no temporary leftovers
+    folders = sorted(p.name for p in runs.iterdir() if not p.name.startswith(".tmp-"))
+    assert folders == sorted(frame["key"])  # one folder per run (a writer killed mid-save may leave a .tmp-*)
     for config, key in zip(configs, frame["key"], strict=True):
         stored = load_run(key, root=root).weights()
         in_process = parallel_map(
@@ -183,3 +198,31 @@ def test_slurm_job_script_as_the_readme_shows():
     assert address in worker
     assert "--nthreads 1" in worker
     assert "--nanny" in worker
+
+
+def test_a_stored_group_is_skipped_and_a_partial_one_retrained_whole(tmp_path, monkeypatch):
+    """`_run_group` checks the store first: a group stored completely trains nothing; a group with some runs
+    stored trains all its seeds together (so a run's numbers never depend on its companions) and stores only the
+    missing ones, leaving the stored ones untouched."""
+    from landscape import results
+
+    configs = [replace(BASE, steps=20, eval_every=20, seed=s) for s in range(3)]
+    root = str(tmp_path)
+    first = run_sweep(configs[:2], root=root, workers=1, data={"mnist1d": DATA}, progress=False)
+    stamps = {k: (tmp_path / "runs" / k / "result.json").stat().st_mtime_ns for k in first["key"]}
+    calls = []
+    real = results.train_seeds
+
+    def counting(config, seeds, **kwargs):
+        calls.append(list(seeds))
+        return real(config, seeds, **kwargs)
+
+    monkeypatch.setattr(results, "train_seeds", counting)
+    task = ([c.to_dict() for c in configs[:2]], DATA, root)
+    assert results._run_group(task) == list(first["key"])
+    assert calls == []  # nothing trained
+    frame = run_sweep(configs, root=root, workers=1, data={"mnist1d": DATA}, progress=False)
+    assert calls == [[0, 1, 2]]
+    assert frame["computed"].tolist() == [False, False, True]
+    for key, stamp in stamps.items():
+        assert (tmp_path / "runs" / key / "result.json").stat().st_mtime_ns == stamp

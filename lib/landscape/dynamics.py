@@ -326,7 +326,8 @@ def continue_training(
         sharpness_data: data of the tracked Hessian (default: the whole training split).
         tol, max_matvecs: of each λmax (see `warm_top_eigenpair`).
         track_sharpness: compute λmax at the tracked points (False: only the losses, much cheaper).
-        target_loss: stop once the full training loss is ≤ this (None: run all ``config`` steps).
+        target_loss: stop once the full training loss is ≤ this (None: ``config.stop_loss``, and with that None
+            too, run all ``config`` steps).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -354,6 +355,7 @@ def continue_training(
         return {"lambda_max": float(top.values[0]), "lambda_residual": float(top.residuals[0]),
                 "matvecs": top.num_matvecs}  # fmt: skip
 
+    target_loss = config.stop_loss if target_loss is None else target_loss  # the config's own stop rule holds
     run_config = replace(config, eval_every=track_every, stop_loss=target_loss)
     result = train(run_config, data=data, start=model, on_eval=sharpness)
     return ContinuedRun(

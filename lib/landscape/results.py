@@ -7,6 +7,9 @@ Layout under the cache root (`data.cache_root`: argument, `$LANDSCAPE_CACHE`, or
     runs/<key>/weights.safetensors              final weights
     runs/<key>/checkpoints/step_<n>.safetensors weights after n steps (config.checkpoint_steps)
 
+A writer killed mid-save can leave a ``runs/.tmp-*`` folder behind; it is never read (only folders holding a
+``result.json`` are runs) and may be deleted at any time no sweep is running.
+
 `key` hashes the full `TrainConfig`, the code version (a hash of the source of `data.py`, `models.py` and
 `train.py`: any change to how runs are produced gives new keys) and a digest of the training data. A run folder is
 written under a temporary name and renamed into place in one step, so a folder that exists is complete; a finished
@@ -237,6 +240,11 @@ def save_result(result: TrainResult, data: Dataset, root: str | os.PathLike | No
 
     If the run is already stored (another process finished it first), the stored one is kept and returned.
     """
+    if result.started_from != "initialisation":
+        raise ValueError(
+            "this run started from given weights (train(start=...)), not from its config's initialisation: its "
+            "config does not determine it, so it cannot be stored under the config's key"
+        )
     key = run_key(result.config, data)
     final_dir = _runs_dir(root) / key
     if (final_dir / RESULT_FILE).is_file():
@@ -305,7 +313,7 @@ def load_run(where: str | os.PathLike, root: str | os.PathLike | None = None) ->
             config=TrainConfig.from_dict(d["config"]),
             status=d["status"],
             diverged_step=d["diverged_step"],
-            reached_step=d["reached_step"],
+            reached_step=d.get("reached_step"),  # absent in schema-1 runs
             history=tuple(d["history"]),
             final=d["final"],
             num_parameters=d["num_parameters"],
@@ -348,18 +356,25 @@ def run(
 # Sweeps
 
 
-def _run_group(task: tuple[list[dict], Dataset, str | None]) -> list[str]:
-    """Train a group of configs (one vectorised pass if they differ only in seed) and store them; a config
-    already stored (a rerun after a worker died, or another sweep) is loaded, never trained again."""
+def _run_group(task: tuple[list[dict], Dataset, str]) -> list[str]:
+    """Train a group of configs that differ only in seed (one vectorised pass) and store the ones missing.
+
+    The whole group is trained even when some of its runs are already stored (a rerun after a worker died
+    mid-group), so a run's numbers never depend on which of its companions happened to be stored; a group that
+    is stored completely is skipped."""
     configs, data, root = task
     configs = [TrainConfig.from_dict(c) for c in configs]
-    todo = [c for c in configs if not _is_stored(run_key(c, data), root)]
-    if len(todo) == 1:
-        save_result(train(todo[0], data=data), data, root)
-    elif todo:
-        for result in train_seeds(todo[0], [c.seed for c in todo], data=data):
+    keys = [run_key(c, data) for c in configs]
+    if all(_is_stored(k, root) for k in keys):
+        return keys
+    if len(configs) == 1:
+        results = [train(configs[0], data=data)]
+    else:
+        results = train_seeds(configs[0], [c.seed for c in configs], data=data)
+    for key, result in zip(keys, results, strict=True):
+        if not _is_stored(key, root):
             save_result(result, data, root)
-    return [run_key(c, data) for c in configs]
+    return keys
 
 
 def _group_by_seed(configs: list[TrainConfig]) -> list[list[TrainConfig]]:
@@ -376,6 +391,7 @@ def run_sweep(
     workers: int | None = None,
     client=None,
     address: str | None = None,
+    threads: int | str | None = "default",
     group_seeds: bool = True,
     max_group: int | None = None,
     data: Mapping[str, Dataset] | None = None,
@@ -396,9 +412,12 @@ def run_sweep(
         root: the cache root (default `cache_root()`); it must be reachable from the workers.
         workers: processes of an embedded cluster (None: one per CPU core); 1 trains in this process.
         client, address: an existing Dask cluster to use instead (see `landscape.sweep.dask_executor`).
+        threads: torch threads of each training task (`landscape.sweep.parallel_map`; default 1, or
+            ``$LANDSCAPE_THREADS``); raise it for a few large models trained in this process.
         group_seeds: vectorise over seeds where possible.
         max_group: at most this many seeds per vectorised task (default: all seeds of a config in one task;
-            smaller groups spread one configuration's seeds over several workers).
+            smaller groups spread one configuration's seeds over several workers). Vectorised runs agree with
+            separate ones up to the rounding of batched products, so keep one grouping for one store.
         data: {dataset name: Dataset} to use instead of loading by name (e.g. a subset).
         data_root: folder of image data sets (and of the MNIST-1D cache).
         progress: progress bar over runs.
@@ -420,11 +439,15 @@ def run_sweep(
         datasets[name] = load_dataset(name, data_root)
     keys = [run_key(c, datasets[c.dataset]) for c in configs]
     unique = dict(zip(keys, configs, strict=True))
-    missing = [c for k, c in unique.items() if not _is_stored(k, root)]
-    groups = _group_by_seed(missing) if group_seeds else [[c] for c in missing]
+    missing = {k for k in unique if not _is_stored(k, root)}
+    # groups are formed over every wanted run, stored or not, so a rerun trains a partly stored group exactly as
+    # the first sweep did (its stored runs are not replaced); groups stored completely are skipped
+    everything = list(unique.values())
+    groups = _group_by_seed(everything) if group_seeds else [[c] for c in everything]
     if max_group is not None:
         groups = [g[i : i + max_group] for g in groups for i in range(0, len(g), max_group)]
-    root_arg = None if root is None else str(cache_root(root))
+    groups = [g for g in groups if any(run_key(c, datasets[c.dataset]) in missing for c in g)]
+    root_arg = str(cache_root(root).resolve())  # absolute: workers on other machines or folders see the same
     tasks = [([c.to_dict() for c in g], datasets[g[0].dataset], root_arg) for g in groups]
     done = parallel_map(
         _run_group,
@@ -432,11 +455,12 @@ def run_sweep(
         workers=workers,
         client=client,
         address=address,
-        units=[len(g) for g in groups],
+        threads=threads,
+        units=[sum(run_key(c, datasets[c.dataset]) in missing for c in g) for g in groups],
         desc="sweep (runs)",
         progress=progress,
     )
-    computed = {k for keys_of_task in done for k in keys_of_task}
+    computed = {k for keys_of_task in done for k in keys_of_task} & missing
     frame = load_sweep(list(unique), root=root)
     frame["computed"] = frame["key"].isin(computed)
     return frame

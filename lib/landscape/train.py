@@ -182,6 +182,8 @@ class TrainResult:
         num_parameters: trainable parameters of the model.
         wall_time: seconds spent (for `train_seeds`, the vectorised run's time divided by the number of seeds).
         trained_with: ``"single"`` (`train`) or ``"vmap"`` (`train_seeds`).
+        started_from: ``"initialisation"`` (the config's own) or ``"given weights"`` (``train(start=...)``: the
+            config alone does not determine the run, so `results.save_result` refuses to store it).
     """
 
     config: TrainConfig
@@ -195,6 +197,7 @@ class TrainResult:
     wall_time: float
     trained_with: str
     reached_step: int | None = None
+    started_from: str = "initialisation"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -312,8 +315,8 @@ class _RunLog:
     checkpoints, and the two rules that end a run early.
 
     - Divergence (the one rule): a minibatch loss that is non-finite or exceeds ``divergence_factor`` × the
-      first minibatch loss, or a non-finite full training loss at an evaluation. The run ends at that step with
-      the weights it had before the step's update.
+      first minibatch loss (the run ends at that step with the weights it had before the step's update), or a
+      non-finite full training loss at an evaluation (it ends there, with the weights evaluated).
     - Stop (``config.stop_loss``): the first evaluation whose full training loss is <= ``stop_loss``.
     """
 
@@ -367,7 +370,9 @@ class _RunLog:
             self.status, self.reached_step = "reached", step
         return row
 
-    def result(self, state: dict, num_parameters: int, wall_time: float, trained_with: str) -> TrainResult:
+    def result(
+        self, state: dict, num_parameters: int, wall_time: float, trained_with: str, started_from: str
+    ) -> TrainResult:
         final = dict(NAN_METRICS)
         if self.status != "diverged":
             final = {k: self.history[-1][k] for k in NAN_METRICS}
@@ -383,6 +388,7 @@ class _RunLog:
             wall_time=wall_time,
             trained_with=trained_with,
             reached_step=self.reached_step,
+            started_from=started_from,
         )
 
 
@@ -477,8 +483,10 @@ def train(
             if not log.running:
                 break
     bar.close()
+    started_from = "initialisation" if start is None else "given weights"
+    wall_time = time.perf_counter() - start_time
     return log.result(
-        _snapshot(model.state_dict()), count_parameters(model), time.perf_counter() - start_time, "single"
+        _snapshot(model.state_dict()), count_parameters(model), wall_time, "single", started_from
     )
 
 
@@ -564,7 +572,9 @@ def train_seeds(
 
     @torch.no_grad()
     def split_metrics(x: Tensor, y: Tensor) -> list[dict]:
-        chunk = max(1, 2000 // n_seeds)  # ~2000 rows of activations at a time: quick products, cache-sized
+        chunk = (
+            250  # samples per product, the same for any number of copies: a copy's metrics never depend on N
+        )
         outputs = torch.cat(
             [
                 forward(params, buffers, x[s : s + chunk].expand(n_seeds, -1, *x.shape[1:]))
@@ -622,6 +632,7 @@ def train_seeds(
             count_parameters(models[i]),
             wall_time,
             "vmap",
+            "initialisation",
         )
         for i, log in enumerate(logs)
     ]

@@ -268,8 +268,10 @@ class Pipeline:
         }
         results = {
             p.relative_to(self.results_root).as_posix(): table_digest(p)
-            for p in sorted(self.results_root.rglob("*.csv"))
-            if "cache" not in p.relative_to(self.results_root).parts
+            if p.suffix == ".csv"
+            else _file_digest(p)
+            for p in sorted(self.results_root.rglob("*"))
+            if p.suffix in RESULT_SUFFIXES and "cache" not in p.relative_to(self.results_root).parts
         }
         return {
             "profile": self.profile.name,
@@ -375,6 +377,10 @@ _TIMING_KEY = re.compile(r"(^|[_\s-])(runtime|minutes|seconds|wall|timings?)([_\
 _GLUE_PREFIX = "application/papermill.record/"
 
 
+# Raw results compared between builds (JSON is left out: it may hold timings, e.g. copied benchmark tables).
+RESULT_SUFFIXES = (".csv", ".npy", ".npz")
+
+
 def is_timing_key(key: str) -> bool:
     """Whether a glued key or a table column holds a duration (e.g. ``runtime_minutes``, ``wall_time``)."""
     return bool(_TIMING_KEY.search(key))
@@ -405,9 +411,22 @@ def _file_digest(path: Path) -> str:
 
 
 def table_digest(path: Path) -> str:
-    """SHA-256 of a CSV table without its timing columns (`is_timing_key`), so two builds that computed the same
-    numbers in different times compare equal."""
+    """SHA-256 of a results file's numbers: a CSV table without its timing columns (`is_timing_key`), so two
+    builds that computed the same numbers in different times compare equal; the arrays of a ``.npy``/``.npz``
+    file (not the archive's bytes, which carry the time it was written)."""
+    import numpy as np
     import pandas as pd
+
+    if path.suffix in (".npy", ".npz"):
+        digest = hashlib.sha256()
+        loaded = np.load(path, allow_pickle=False)
+        arrays = dict(loaded.items()) if path.suffix == ".npz" else {"": loaded}
+        if path.suffix == ".npz":
+            loaded.close()
+        for name, array in sorted(arrays.items()):
+            digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
 
     try:
         frame = pd.read_csv(path)
@@ -434,7 +453,7 @@ def environment() -> dict:
     config = torch.__config__.show()
     blas = sorted({m.group(0) for m in re.finditer(r"BLAS_INFO=\w+|LAPACK_INFO=\w+|USE_MKL=\w+", config)})
     variables = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
-                 "LANDSCAPE_WORKERS", "DASK_SCHEDULER_ADDRESS")  # fmt: skip
+                 "LANDSCAPE_WORKERS", "LANDSCAPE_THREADS", "DASK_SCHEDULER_ADDRESS")  # fmt: skip
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -443,7 +462,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "torch_blas": blas,
         "numpy": numpy.__version__,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads_default": torch.get_num_threads(),  # a kernel's, before a chapter or task sets its own
         "variables": {v: os.environ.get(v) for v in variables},
     }
 

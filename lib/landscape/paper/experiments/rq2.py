@@ -215,10 +215,9 @@ def train_networks(sizes: Sizes, *, root=None, data=None, progress: bool = False
     wanted = configs(sizes)
     mlp = [c for (label, _), c in wanted.items() if label == MLP]
     others = [c for (label, _), c in wanted.items() if label != MLP]
-    run_sweep(mlp, root=root, workers=sizes.workers, data={"mnist1d": data}, progress=progress)
-    run_sweep(
-        others, root=root, workers=sizes.workers, group_seeds=False, data={"mnist1d": data}, progress=progress
-    )
+    where = {"root": root, "workers": sizes.workers, "threads": sizes.threads, "data": {"mnist1d": data}}
+    run_sweep(mlp, **where, progress=progress)
+    run_sweep(others, **where, group_seeds=False, progress=progress)
     rows = []
     for (label, s), c in wanted.items():
         r = load_run(run_key(c, data), root)
