@@ -27,7 +27,7 @@ import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import torch
@@ -502,28 +502,40 @@ PROBE_MODULES = (
 
 def source_version(modules: Iterable) -> str:
     """A hash of the source of `modules`: module objects, dotted names (``"landscape.dynamics"``), names of
-    modules of this package (``"dynamics"``) or paths of source files. Any change to one gives a new value."""
+    modules of this package (``"dynamics"``) or paths of source files. Any change to one gives a new value.
+
+    A module's source is read once per process, when it is first hashed (right after it was imported, in
+    practice), so the hash describes the code this process runs even if the file is edited later; a path is
+    read at every call."""
     import importlib
     import types
 
     h = hashlib.sha256()
     for item in modules:
         if isinstance(item, types.ModuleType):
-            module = item
+            name = item.__name__
         elif isinstance(item, (str, os.PathLike)) and Path(item).suffix == ".py":
             h.update(Path(item).name.encode())
             h.update(Path(item).read_bytes())
             continue
         elif isinstance(item, str):
             name = item if "." in item else f"{__package__}.{item}"
-            module = importlib.import_module(name)
+            importlib.import_module(name)
         else:
             raise TypeError(f"depends_on entries must be modules, module names or .py paths, got {item!r}")
-        if getattr(module, "__file__", None) is None:
-            raise ValueError(f"module {module.__name__} has no source file to hash")
-        h.update(module.__name__.encode())
-        h.update(Path(module.__file__).read_bytes())
+        h.update(name.encode())
+        h.update(_module_source(name))
     return h.hexdigest()[:12]
+
+
+@cache
+def _module_source(name: str) -> bytes:
+    import sys
+
+    module = sys.modules[name]
+    if getattr(module, "__file__", None) is None:
+        raise ValueError(f"module {name} has no source file to hash")
+    return Path(module.__file__).read_bytes()
 
 
 @lru_cache(maxsize=1)
