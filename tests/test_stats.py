@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import inspect
 import itertools
 import math
 
@@ -15,6 +16,8 @@ from statsmodels.api import OLS, add_constant
 
 from landscape.paper import stats as paper_stats
 from landscape.paper.stats import (
+    SMALL_SAMPLE,
+    GroupMeansCorrelation,
     Interval,
     bootstrap_ci,
     cluster_bootstrap_ci,
@@ -24,6 +27,7 @@ from landscape.paper.stats import (
     paired_difference_ci,
     partial_rank_correlation,
     rank_correlation,
+    rank_correlation_of_means,
     rank_correlation_test,
     ratio_ci,
     robust_sign_error,
@@ -32,7 +36,7 @@ from landscape.paper.stats import (
 
 def test_docstring_examples():
     result = doctest.testmod(paper_stats, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 8
+    assert result.attempted >= 14
     assert result.failed == 0
 
 
@@ -106,7 +110,7 @@ def test_bootstrap_ci_rejects_bad_input():
     with pytest.raises(ValueError, match=r"level must be a number in \(0, 1\), e.g. 0.95, got 1.5"):
         bootstrap_ci([1.0, 2.0], level=1.5)
     with pytest.raises(
-        ValueError, match=r"method must be one of \('BCa', 'percentile', 'basic'\), got 'bca'"
+        ValueError, match=r"method must be one of \('BCa', 'percentile', 'basic', 't'\), got 'bca'"
     ):
         bootstrap_ci([1.0, 2.0], method="bca")
     with pytest.raises(ValueError, match=r"n_resamples must be an integer >= 2, got 1"):
@@ -115,6 +119,142 @@ def test_bootstrap_ci_rejects_bad_input():
         bootstrap_ci([1.0, 2.0], seed=0.5)
     with pytest.raises(TypeError, match=r"values must be numbers, got list"):
         bootstrap_ci(["a", "b"])
+    with pytest.raises(ValueError, match=r"method='t' is the Student-t interval of the mean.*got 'median'"):
+        bootstrap_ci([1.0, 2.0, 3.0], np.median, method="t")
+    with pytest.raises(TypeError, match=r"allow_small must be True or False, got 1"):
+        bootstrap_ci([1.0, 2.0], allow_small=1)
+
+
+# ----------------------------------------------------------------------------------------------- small samples
+
+
+def _coverage(intervals, truth):
+    return np.mean([interval.low <= truth <= interval.high for interval in intervals])
+
+
+def test_small_sample_threshold_is_ten():
+    assert SMALL_SAMPLE == 10
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_mean_of_a_small_sample_gets_the_t_interval_and_covers(n):
+    samples = [np.random.default_rng(2000 + s).normal(size=n) for s in range(2000)]
+    intervals = [bootstrap_ci(sample) for sample in samples]
+    assert {interval.method for interval in intervals} == {"Student t"}
+    assert 0.93 <= _coverage(intervals, 0.0) <= 0.97
+    sample = samples[0]  # by hand: x̄ ± t_{0.975, n−1} s/√n
+    half = stats.t.ppf(0.975, n - 1) * sample.std(ddof=1) / math.sqrt(n)
+    assert (intervals[0].low, intervals[0].high) == pytest.approx(
+        (sample.mean() - half, sample.mean() + half)
+    )
+    assert bootstrap_ci(sample, np.nanmean).method == "Student t"
+
+
+def test_the_bootstrap_undercovers_at_three_observations():
+    # What the t-interval replaces: the percentile bootstrap of 3 values covers ~75 % at nominal 95 %.
+    intervals = [
+        bootstrap_ci(
+            np.random.default_rng(2000 + s).normal(size=3), method="percentile", n_resamples=300, seed=s,
+            allow_small=True,
+        )
+        for s in range(300)
+    ]  # fmt: skip
+    assert {interval.method for interval in intervals} == {"bootstrap percentile"}
+    assert _coverage(intervals, 0.0) < 0.88
+
+
+def test_explicit_t_method_at_any_n():
+    values = np.random.default_rng(3).normal(size=40)
+    interval = bootstrap_ci(values, method="t", level=0.9)
+    assert interval.method == "Student t"
+    assert (interval.low, interval.high) == pytest.approx(
+        stats.t.interval(0.9, 39, loc=values.mean(), scale=stats.sem(values))
+    )
+
+
+def test_other_statistics_of_small_samples_have_no_interval():
+    values = [1.0, 4.0, 2.0, 8.0]
+    interval = bootstrap_ci(values, np.median)
+    assert interval.estimate == 3.0
+    assert math.isnan(interval.low)
+    assert math.isnan(interval.high)
+    assert (interval.n, interval.method) == (4, "too few observations for a bootstrap (n < 10)")
+    assert math.isnan(bootstrap_ci([2.0, 2.0, 2.0], np.median).low)  # constant, still no interval
+    assert math.isnan(bootstrap_ci(values, lambda v: float(np.mean(v))).low)  # only np.mean is "the mean"
+    # allow_small=True: the bootstrap as for large samples, bit for bit scipy's
+    forced = bootstrap_ci(values, np.median, n_resamples=500, method="percentile", seed=1, allow_small=True)
+    expected = stats.bootstrap(
+        (np.array(values),), np.median, n_resamples=500, method="percentile", rng=np.random.default_rng(1)
+    ).confidence_interval
+    assert (forced.low, forced.high) == (expected.low, expected.high)
+    assert forced.method == "bootstrap percentile"
+    mean = bootstrap_ci(values, n_resamples=500, method="percentile", seed=1, allow_small=True)
+    assert mean.method == "bootstrap percentile"
+    assert bootstrap_ci(np.arange(10.0), np.median).method == "bootstrap BCa"  # n = SMALL_SAMPLE: bootstrap
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_paired_difference_of_few_pairs_is_the_paired_t_interval(n):
+    intervals = []
+    for s in range(1000):
+        rng = np.random.default_rng(5000 + s)
+        shared = rng.normal(scale=3.0, size=n)  # seed effect both conditions share
+        a, b = 1.0 + shared + rng.normal(size=n), shared + rng.normal(size=n)
+        intervals.append(paired_difference_ci(a, b))
+    assert {interval.method for interval in intervals} == {"Student t"}
+    assert 0.93 <= _coverage(intervals, 1.0) <= 0.97
+    d = a - b
+    assert (intervals[-1].low, intervals[-1].high) == pytest.approx(
+        stats.t.interval(0.95, n - 1, loc=d.mean(), scale=stats.sem(d))
+    )
+    assert math.isnan(paired_difference_ci(a, b, np.median).low)
+
+
+@pytest.mark.parametrize("n", [3, 5])
+def test_paired_ratio_of_few_pairs_is_the_t_interval_of_log_ratios(n):
+    intervals = []
+    for s in range(1000):
+        rng = np.random.default_rng(6000 + s)
+        shared = rng.normal(size=n)
+        a, b = np.exp(0.5 + shared + 0.3 * rng.normal(size=n)), np.exp(shared + 0.3 * rng.normal(size=n))
+        intervals.append(ratio_ci(a, b))
+    assert {interval.method for interval in intervals} == {
+        "Student t on log ratios (geometric mean of paired ratios)"
+    }
+    assert 0.93 <= _coverage(intervals, math.exp(0.5)) <= 0.97
+    logs = np.log(a / b)
+    low, high = stats.t.interval(0.95, n - 1, loc=logs.mean(), scale=stats.sem(logs))
+    assert (intervals[-1].low, intervals[-1].high) == pytest.approx((math.exp(low), math.exp(high)))
+    assert intervals[-1].estimate == pytest.approx(stats.gmean(a / b))
+    forced = ratio_ci(a, b, n_resamples=300, allow_small=True)
+    assert forced.method == "bootstrap BCa (geometric mean of paired ratios)"
+
+
+@pytest.mark.parametrize(("n_a", "n_b", "spread_a"), [(3, 5, 0.2), (5, 4, 0.6)])
+def test_unpaired_ratio_of_small_samples_is_welch_on_logs(n_a, n_b, spread_a):
+    # Log-normal samples: the estimand is the ratio of geometric means exp(0.5 − 0) (the ratio of arithmetic
+    # means would be exp(0.5 + spread_a²/2 − 0.2²/2)). Welch's interval is near exact here; it undercovers a
+    # little (≈ 93.6 %) when the smaller sample (3) has the larger spread (3×), a known limit of Welch at n = 3.
+    intervals = []
+    for s in range(2000):
+        rng = np.random.default_rng(7000 + s)
+        a, b = np.exp(rng.normal(0.5, spread_a, size=n_a)), np.exp(rng.normal(0.0, 0.2, size=n_b))
+        intervals.append(ratio_ci(a, b, paired=False))
+    assert {interval.method for interval in intervals} == {"Welch t on log values (ratio of geometric means)"}
+    assert 0.93 <= _coverage(intervals, math.exp(0.5)) <= 0.98
+    last = intervals[-1]
+    assert last.estimate == pytest.approx(stats.gmean(a) / stats.gmean(b), rel=1e-12)
+    welch = stats.ttest_ind(np.log(a), np.log(b), equal_var=False).confidence_interval(0.95)
+    assert (last.low, last.high) == pytest.approx((math.exp(welch.low), math.exp(welch.high)), rel=1e-10)
+    assert last.n == n_a + n_b
+    forced = ratio_ci(a, b, paired=False, n_resamples=300, allow_small=True)
+    assert forced.method == "bootstrap BCa (ratio of means)"
+    assert forced.estimate == pytest.approx(a.mean() / b.mean())
+    with pytest.raises(ValueError, match=r"ratio of geometric means and needs positive a, got a\[1\] = 0.0"):
+        ratio_ci([1.0, 0.0, 2.0], [1.0, 2.0, 3.0], paired=False)
+    constant = ratio_ci([4.0, 4.0], [2.0, 2.0, 2.0], paired=False)
+    assert (constant.estimate, constant.low, constant.high) == pytest.approx((2.0, 2.0, 2.0))
+    assert math.isnan(ratio_ci([4.0], [2.0, 3.0], paired=False).low)
 
 
 # ------------------------------------------------------------------------------------ paired differences, ratios
@@ -157,6 +297,7 @@ def test_unpaired_ratio_is_the_ratio_of_means_resampled_independently():
     rng = np.random.default_rng(4)
     a, b = rng.gamma(4.0, size=30), rng.gamma(2.0, size=18)
     interval = ratio_ci(a, b, level=0.9, n_resamples=500, seed=2, paired=False)
+    assert interval.method == "bootstrap BCa (ratio of means)"
     expected = stats.bootstrap(
         (a, b), lambda x, y, axis: x.mean(axis) / y.mean(axis), n_resamples=500, confidence_level=0.9,
         rng=np.random.default_rng(2),
@@ -175,11 +316,46 @@ def test_cluster_bootstrap_pools_the_rows_of_drawn_clusters():
     # Cluster A: three rows of 0, cluster B: one row of 1. Drawing (A, A), (A, B) or (B, A), (B, B) gives the
     # pooled means 0, 1/4, 1 with probabilities 1/4, 1/2, 1/4 (the mean of cluster means would give 1/2).
     frame = pd.DataFrame({"v": [0.0, 0.0, 0.0, 1.0], "c": ["A", "A", "A", "B"]})
-    narrow = cluster_bootstrap_ci(frame, "v", "c", level=0.4, n_resamples=2000, seed=0)
+    narrow = cluster_bootstrap_ci(frame, "v", "c", level=0.4, n_resamples=2000, seed=0, allow_small=True)
     assert (narrow.estimate, narrow.low, narrow.high, narrow.n) == (0.25, 0.25, 0.25, 2)
-    wide = cluster_bootstrap_ci(frame, "v", "c", level=0.95, n_resamples=2000, seed=0)
+    wide = cluster_bootstrap_ci(frame, "v", "c", level=0.95, n_resamples=2000, seed=0, allow_small=True)
     assert (wide.low, wide.high) == (0.0, 1.0)
     assert wide.method == "cluster bootstrap percentile"
+
+
+def test_few_clusters_mean_is_the_t_interval_over_cluster_means():
+    # The same two clusters without allow_small: cluster means 0 and 1, so the mean of cluster means is 1/2
+    # and the interval 1/2 ± t_{0.975, 1}·(1/√2)/√2, not the bootstrap's [0, 1].
+    frame = pd.DataFrame({"v": [0.0, 0.0, 0.0, 1.0], "c": ["A", "A", "A", "B"]})
+    interval = cluster_bootstrap_ci(frame, "v", "c")
+    half = stats.t.ppf(0.975, 1) * 0.5
+    assert (interval.estimate, interval.n, interval.method) == (0.5, 2, "Student t over cluster means")
+    assert (interval.low, interval.high) == pytest.approx((0.5 - half, 0.5 + half))
+    # Coverage with 4 clusters of 3 correlated runs each: the cluster means are the independent units.
+    intervals = []
+    for s in range(1000):
+        rng = np.random.default_rng(8000 + s)
+        values = np.repeat(rng.normal(size=4), 3) + 0.5 * rng.normal(size=12)
+        intervals.append(
+            cluster_bootstrap_ci(pd.DataFrame({"v": values, "c": np.repeat(range(4), 3)}), "v", "c")
+        )
+    assert 0.93 <= _coverage(intervals, 0.0) <= 0.97
+
+
+def test_few_clusters_other_statistics_have_no_interval():
+    rng = np.random.default_rng(9)
+    frame = pd.DataFrame({"v": rng.normal(size=24), "c": np.repeat(range(8), 3)})
+    median = cluster_bootstrap_ci(frame, "v", "c", np.median)
+    assert median.estimate == np.median(frame["v"])
+    assert math.isnan(median.low)
+    assert math.isnan(median.high)
+    assert (median.n, median.method) == (8, "too few clusters for a cluster bootstrap (G < 10)")
+    of_frame = cluster_bootstrap_ci(frame, None, "c", lambda d: d["v"].mean())
+    assert math.isnan(of_frame.low)
+    assert of_frame.method == "too few clusters for a cluster bootstrap (G < 10)"
+    forced = cluster_bootstrap_ci(frame, "v", "c", np.median, n_resamples=300, allow_small=True)
+    assert forced.low < forced.estimate < forced.high
+    assert forced.method == "cluster bootstrap percentile"
 
 
 def test_cluster_bootstrap_is_wider_than_the_naive_one_for_duplicated_rows():
@@ -296,6 +472,94 @@ def test_rank_correlation_is_deterministic_and_undefined_for_constant_input():
     assert math.isnan(constant.low)
     assert constant.n == 10
     assert all(math.isnan(v) for v in rank_correlation_test(np.arange(5.0), np.full(5, 2.0)))
+
+
+def test_rank_correlation_needs_ten_pairs_or_clusters():
+    x, y = _bivariate(40, 0.5, seed=11)
+    few = rank_correlation(x[:8], y[:8])
+    assert few.estimate == pytest.approx(stats.spearmanr(x[:8], y[:8]).statistic)
+    assert math.isnan(few.low)
+    assert math.isnan(few.high)
+    assert few.method == "too few observations for a bootstrap (n < 10)"
+    clustered = rank_correlation(x, y, clusters=np.arange(40) // 5)  # 8 clusters of 5 pairs
+    assert clustered.estimate == pytest.approx(stats.spearmanr(x, y).statistic)
+    assert math.isnan(clustered.low)
+    assert (clustered.n, clustered.method) == (8, "too few clusters for a cluster bootstrap (G < 10)")
+    forced = rank_correlation(x, y, clusters=np.arange(40) // 5, n_resamples=300, allow_small=True)
+    assert forced.low < forced.estimate < forced.high
+    assert forced.method == "cluster bootstrap percentile"
+    assert rank_correlation(x[:8], y[:8], n_resamples=300, allow_small=True).method == "bootstrap BCa"
+    assert not math.isnan(rank_correlation(x, y, clusters=np.arange(40) // 4, n_resamples=200).low)  # 10
+    partial = partial_rank_correlation(x[:8], y[:8], np.arange(8.0))
+    assert math.isnan(partial.low)
+    assert partial.method == "too few observations for a bootstrap (n < 10)"
+
+
+# ------------------------------------------------------------------------------------ correlation of group means
+
+
+def test_rank_correlation_of_means_hand_computed():
+    # Groups a, b, c with x = 1, 2, 3; y: a = {0, 10} (mean 5), b = {4, 4}, c = {6, 6}. Means 5, 4, 6:
+    # ρ = 1 − 6·(1 + 1 + 0)/(3·8) = 0.5, τ_b = (2 − 1)/3. Resampling a gives its mean 0, 5, 10 with
+    # probabilities 1/4, 1/2, 1/4 and ρ* = 1, 0.5, −0.5 (b and c are constant).
+    frame = pd.DataFrame(
+        {"g": ["a", "a", "b", "b", "c", "c"], "x": [1, 1, 2, 2, 3, 3], "y": [0.0, 10, 4, 4, 6, 6]}
+    )
+    result = rank_correlation_of_means(frame, "x", "y", "g", n_resamples=4000, seed=1)
+    assert isinstance(result, GroupMeansCorrelation)
+    assert (result.estimate, result.low, result.high, result.n) == (0.5, -0.5, 1.0, 3)
+    narrow = rank_correlation_of_means(frame, "x", "y", "g", level=0.4, n_resamples=4000, seed=1)
+    assert (narrow.low, narrow.high) == (0.5, 0.5)
+    # Exact permutation null over 3! orderings of (5, 4, 6) against (1, 2, 3): ρ = 1, ½, ½, −½, −½, −1.
+    assert result.exact
+    assert result.pvalue == pytest.approx(1.0)  # two-sided: 2 · min(3/6, 5/6), capped at 1
+    assert result.min_pvalue == pytest.approx(2 / 6)
+    greater = rank_correlation_of_means(frame, "x", "y", "g", alternative="greater", n_resamples=200)
+    assert greater.pvalue == pytest.approx(3 / 6)
+    assert greater.min_pvalue == pytest.approx(1 / 6)
+    assert result.means.to_dict("list") == {"g": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "y": [5.0, 4.0, 6.0],
+                                            "n": [2, 2, 2]}  # fmt: skip
+    kendall = rank_correlation_of_means(frame, "x", "y", "g", method="kendall", n_resamples=200)
+    assert kendall.estimate == pytest.approx(1 / 3)
+    assert kendall.method == "stratified bootstrap percentile (within 3 groups)"
+    assert str(result) == "0.5 [-0.5, 1]"
+    assert rank_correlation_of_means(frame, "x", "y", "g", n_resamples=4000, seed=1) == result
+
+
+def test_rank_correlation_of_means_four_groups_coarse_pvalues():
+    # Four well separated groups: every resample keeps the order (interval [1, 1]) but the permutation test
+    # cannot go below 1/4! one-sided, 2/4! two-sided.
+    frame = pd.DataFrame({"g": np.repeat(list("abcd"), 3), "x": np.repeat([1.0, 2, 3, 4], 3)})
+    frame["y"] = frame["x"] * 10 + np.tile([0.0, 0.5, 1.0], 4)
+    result = rank_correlation_of_means(frame, "x", "y", "g", n_resamples=300)
+    assert (result.estimate, result.low, result.high) == (1.0, 1.0, 1.0)
+    assert result.pvalue == pytest.approx(2 / 24)
+    assert result.min_pvalue == pytest.approx(2 / 24)
+    assert rank_correlation_of_means(frame, "x", "y", "g", alternative="greater").pvalue == pytest.approx(
+        1 / 24
+    )
+    assert rank_correlation_of_means(frame, "x", "y", "g", alternative="less").pvalue == pytest.approx(1.0)
+    monte_carlo = rank_correlation_of_means(frame, "x", "y", "g", max_permutations=10, n_resamples=300)
+    assert not monte_carlo.exact
+    assert monte_carlo.pvalue >= 1 / 11  # the observed ordering counts: never 0
+
+
+def test_rank_correlation_of_means_undefined_and_bad_input():
+    frame = pd.DataFrame({"g": list("aabbcc"), "x": [1.0, 1, 2, 2, 3, 3], "y": [1.0, 1, 1, 1, 1, 1]})
+    flat = rank_correlation_of_means(frame, "x", "y", "g")
+    assert math.isnan(flat.estimate)
+    assert math.isnan(flat.pvalue)
+    single = rank_correlation_of_means(frame.iloc[1:].assign(y=[1.0, 2, 2, 4, 4]), "x", "y", "g")
+    assert single.estimate == 1.0  # group a has one observation: no within-group spread to resample
+    assert math.isnan(single.low)
+    with pytest.raises(ValueError, match=r"need at least 3 groups .*got 2"):
+        rank_correlation_of_means(frame.iloc[:4], "x", "y", "g")
+    with pytest.raises(ValueError, match=r"group column 'h' is not in the frame"):
+        rank_correlation_of_means(frame, "x", "y", "h")
+    with pytest.raises(ValueError, match=r"alternative must be one of"):
+        rank_correlation_of_means(frame, "x", "y", "g", alternative="up")
+    with pytest.raises(ValueError, match=r"max_permutations must be a positive integer, got 0"):
+        rank_correlation_of_means(frame, "x", "y", "g", max_permutations=0)
 
 
 def test_rank_correlation_rejects_bad_input():
@@ -467,16 +731,34 @@ def test_conditional_mutual_information_on_synthetic_populations():
     frame["random"] = rng.normal(size=len(frame))
     frame["only_a"] = frame["a"].astype(float)
     same = conditional_mutual_information(frame, "copy", "gap", axes)
-    assert len(same["per_set"]) == 1 + 4 + 6
+    assert list(same["per_set"]) == list(itertools.combinations(axes, 2))  # the paper's |S| = 2 only
+    assert same["condition_sizes"] == (2,)
     assert all(value == pytest.approx(1.0, abs=1e-9) for value in same["per_set"].values())
     assert same["score"] == pytest.approx(1.0, abs=1e-9)
-    independent = conditional_mutual_information(frame, "random", "gap", axes)
+    up_to_two = conditional_mutual_information(frame, "copy", "gap", axes, max_condition=2)
+    assert len(up_to_two["per_set"]) == 1 + 4 + 6
+    assert up_to_two["condition_sizes"] == (0, 1, 2)
+    independent = conditional_mutual_information(frame, "random", "gap", axes, max_condition=2)
     assert max(independent["per_set"].values()) < 0.05
-    shortcut = conditional_mutual_information(frame, "only_a", "gap", axes)
+    shortcut = conditional_mutual_information(frame, "only_a", "gap", axes, max_condition=2)
     assert shortcut["per_set"][()] > 0.3  # a looks predictive on its own ...
     assert shortcut["per_set"][("a",)] == pytest.approx(0.0, abs=1e-12)  # ... and explains nothing given a
     assert shortcut["score"] == pytest.approx(0.0, abs=1e-12)
     assert "a" in shortcut["worst_set"]
+    paper = conditional_mutual_information(frame, "only_a", "gap", axes)
+    assert paper["score"] == pytest.approx(0.0, abs=1e-12)  # every S ∋ a of size 2 explains it away too
+    assert "a" in paper["worst_set"]
+    assert len(paper["worst_set"]) == 2
+    # |S| = 2 and |S| ≤ 2 differ for a measure against the gap's main axis a: unconditioned, its order is
+    # nearly independent of the gap's (Î_∅ ≈ 0), while within fixed values of two axes it tracks b and c.
+    frame["against_a"] = (-frame["a"] + frame["b"] + frame["c"]).astype(float)
+    two = conditional_mutual_information(frame, "against_a", "gap", axes)
+    at_most_two = conditional_mutual_information(frame, "against_a", "gap", axes, max_condition=2)
+    assert two["score"] == min(v for subset, v in at_most_two["per_set"].items() if len(subset) == 2)
+    assert at_most_two["worst_set"] == ()
+    assert at_most_two["score"] < 0.01 < two["score"]
+    custom = conditional_mutual_information(frame, "copy", "gap", axes, condition_sizes=(1, 2))
+    assert len(custom["per_set"]) == 4 + 6
     assert conditional_mutual_information(frame, "only_a", "gap", axes, max_condition=1)[
         "per_set"
     ].keys() == {
@@ -516,8 +798,14 @@ def test_conditional_mutual_information_undefined_sets_and_bad_input():
     assert result["score"] == min(result["per_set"][()], result["per_set"][("k",)])
     with pytest.raises(ValueError, match=r"max_condition must be a non-negative integer, got -1"):
         conditional_mutual_information(frame, "mu", "g", ["h"], max_condition=-1)
+    with pytest.raises(ValueError, match=r"got 2 in \(2,\) \(the paper's \|S\| = 2 needs at least 2 axes"):
+        conditional_mutual_information(frame, "mu", "g", ["h"])
+    with pytest.raises(ValueError, match=r"pass condition_sizes or max_condition, not both"):
+        conditional_mutual_information(frame, "mu", "g", ["h", "k"], condition_sizes=(1,), max_condition=1)
+    with pytest.raises(ValueError, match=r"condition_sizes must be a non-empty sequence"):
+        conditional_mutual_information(frame, "mu", "g", ["h", "k"], condition_sizes=())
     with pytest.raises(ValueError, match=r"gap column 'gap' is not in the frame"):
-        conditional_mutual_information(frame, "mu", "gap", ["h"])
+        conditional_mutual_information(frame, "mu", "gap", ["h", "k"])
     with pytest.raises(ValueError, match=r"axes must not repeat a column, got \['h', 'h'\]"):
         conditional_mutual_information(frame, "mu", "g", ["h", "h"])
 
@@ -538,8 +826,9 @@ def test_robust_sign_error_on_synthetic_populations():
     frame["random"] = rng.normal(size=len(frame))
     kwargs = {"environment_columns": ["a", "b"], "num_test": 10_000}
     good = robust_sign_error(frame, "good", "gap", **kwargs)
-    assert (good["mean"], good["robust"], good["worst_environment"]) == (0.0, 0.0, 0.0)
+    assert (good["mean"], good["robust"], good["max_over_axes"]) == (0.0, 0.0, 0.0)
     assert good["per_axis"] == {"a": 0.0, "b": 0.0}
+    assert (good["n_environments"], good["n_environments_eligible"], good["min_ess"]) == (100, 100, 12.0)
     # Pairs differ in exactly one of a, b: per axis 5 groups × C(5, 2) configuration pairs × 4² seed pairs.
     assert good["n_pairs_per_axis"] == {"a": 800, "b": 800}
     assert good["n_pairs"] == 1600
@@ -551,9 +840,37 @@ def test_robust_sign_error_on_synthetic_populations():
     assert (bad["mean"], bad["robust"]) == (1.0, 1.0)
     coin = robust_sign_error(frame, "random", "gap", **kwargs)
     assert abs(coin["mean"] - 0.5) < 0.1
-    assert coin["robust"] == max(coin["per_axis"].values())
-    assert coin["robust"] >= coin["mean"]
-    assert coin["worst_environment"] >= coin["robust"]
+    assert coin["max_over_axes"] == max(coin["per_axis"].values())
+    assert coin["max_over_axes"] >= coin["mean"]
+    # The paper's robust sign error: the worst single environment (each has 16 pairs ≥ 12 here).
+    assert coin["robust"] == coin["environments"]["sign_error"].max()
+    assert coin["robust"] > coin["max_over_axes"]
+    assert coin["worst_environment"] == coin["robust"]  # the former name, kept
+    worst = coin["robust_environment"]
+    assert worst["sign_error"] == coin["robust"]
+    assert worst["n_effective"] == 16.0
+    assert worst["axis"] in ("a", "b")
+
+
+def test_robust_sign_error_needs_min_ess_per_environment():
+    assert inspect.signature(robust_sign_error).parameters["min_ess"].default == 12  # Dziugaite et al.
+    frame, rng = _coupled(seeds=3)  # 3 × 3 = 9 pairs per environment, below 12
+    frame["random"] = rng.normal(size=len(frame))
+    kwargs = {"environment_columns": ["a", "b"], "num_test": 10_000}
+    default = robust_sign_error(frame, "random", "gap", **kwargs)
+    assert math.isnan(default["robust"])
+    assert default["robust_environment"] is None
+    assert (default["n_environments"], default["n_environments_eligible"]) == (100, 0)
+    assert not math.isnan(default["max_over_axes"])  # pooled per axis: still defined
+    nine = robust_sign_error(frame, "random", "gap", min_ess=9, **kwargs)
+    assert nine["n_environments_eligible"] == 100
+    assert nine["robust"] == nine["environments"]["sign_error"].max()
+    # An environment left with fewer resolvable pairs (the others dropped by the Hoeffding filter) drops out.
+    frame.loc[(frame["a"] == 1) & (frame["b"] == 0), "gap"] = frame.loc[
+        (frame["a"] == 0) & (frame["b"] == 0), "gap"
+    ].to_numpy()
+    thinned = robust_sign_error(frame, "random", "gap", min_ess=9, **kwargs)
+    assert thinned["n_environments_eligible"] == 99
 
 
 def test_robust_sign_error_drops_pairs_the_test_set_cannot_resolve():
