@@ -3,6 +3,7 @@ tables, and one toy end-to-end measurement sweep (cached)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -10,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landscape.paper.experiments import rq2
-from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED, Verdict
+from landscape.paper.experiments import rq2, rq2_tasks
+from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED
 
 MLP, RESNET, NOSKIP, TRANSFORMER = rq2.MLP, rq2.RESNET, rq2.NOSKIP, rq2.TRANSFORMER
 SEEDS = range(6)
@@ -39,19 +40,7 @@ def frames(column: str, means: dict[str, float], **extra) -> pd.DataFrame:
     return frame
 
 
-# ---------------------------------------------------------------------------------------------- combine, compare
-
-
-def test_combine_is_a_conjunction():
-    s, r = Verdict(SUPPORTED, "a"), Verdict(REFUTED, "b")
-    n, t = Verdict(NOT_SUPPORTED, "c"), Verdict(NOT_TESTABLE, "d")
-    assert rq2.combine({"x": s, "y": s}).outcome == SUPPORTED
-    assert rq2.combine({"x": s, "y": r, "z": t}).outcome == REFUTED
-    assert rq2.combine({"x": s, "y": t, "z": n}).outcome == NOT_TESTABLE
-    assert rq2.combine({"x": s, "y": n}).outcome == NOT_SUPPORTED
-    assert rq2.combine({"x": s, "y": n}).reason == "x: supported (a); y: not supported (c)"
-    with pytest.raises(ValueError, match="at least one part"):
-        rq2.combine({})
+# ---------------------------------------------------------------------------------------------- compare
 
 
 def test_loss_confound_needs_the_loss_ratio_inside_the_band():
@@ -59,9 +48,10 @@ def test_loss_confound_needs_the_loss_ratio_inside_the_band():
     unmatched = table("train loss", {MLP: 1e-5, RESNET: 1e-2})
     reason = rq2.loss_confound(unmatched, MLP, RESNET, **KW)
     assert reason.startswith("training losses not matched: MLP/ResNet-18 = 0.001")
-    # a factor 1.5 is inside [1/2, 2]; a factor 3 is not
-    assert rq2.loss_confound(table("train loss", {MLP: 0.015, RESNET: 0.01}), MLP, RESNET, **KW) is None
-    assert rq2.loss_confound(table("train loss", {MLP: 0.03, RESNET: 0.01}), MLP, RESNET, **KW) is not None
+    # a factor 1.15 is inside [0.8, 1.25]; a factor 1.5 (inside the old band [1/2, 2]) is not
+    assert rq2.LOSS_MATCH_FACTOR == 1.25
+    assert rq2.loss_confound(table("train loss", {MLP: 0.0115, RESNET: 0.01}), MLP, RESNET, **KW) is None
+    assert rq2.loss_confound(table("train loss", {MLP: 0.015, RESNET: 0.01}), MLP, RESNET, **KW) is not None
 
 
 def test_ratio_interval_pairs_the_twin_by_seed():
@@ -188,18 +178,35 @@ def test_verdict_transformer_outcomes():
     assert verdict(curvature, rough, unmatched) == NOT_TESTABLE
 
 
+def gap_table(gaps, residuals) -> pd.DataFrame:
+    """MLP rows with relative gaps (λ1 − λ2)/λ1 and residual sums (r1 + r2)/λ1."""
+    gaps, residuals = np.asarray(gaps, float), np.broadcast_to(np.asarray(residuals, float), np.shape(gaps))
+    return pd.DataFrame({"architecture": MLP, "seed": range(len(gaps)), "gap_margin": gaps - residuals,
+                         "gap_bound": gaps + residuals, "top_residuals": residuals})  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("margins", "outcome"),
+    ("gaps", "residuals", "outcome", "words"),
     [
-        ([-0.01, -0.02, -0.015, -0.01], SUPPORTED),  # λ1 − λ2 within the residuals
-        ([0.2, 0.3, 0.25, 0.22], REFUTED),  # λ1 ≠ λ2 proven on every seed
-        ([-0.2, 0.3, -0.1, 0.25], NOT_SUPPORTED),
-        ([0.2], NOT_TESTABLE),
+        ([0.2, 0.3, 0.25, 0.22], 0.01, REFUTED, "λ1 ≠ λ2 shown"),  # the gap is resolved on every seed
+        ([2e-5, 4e-5, 3e-5, 1e-5], 5e-5, SUPPORTED, "within δ"),  # equal to 0.1 % with residuals ≪ 0.1 %
+        ([-0.01, 0.02, 0.0, 0.01], 0.05, NOT_TESTABLE, "do not resolve"),  # the old rule said "supported"
+        ([2e-4, 1.5e-3, 5e-4, 1.2e-3], 5e-5, NOT_SUPPORTED, "not below δ"),  # resolved, but up to ≈ δ
+        ([0.2], 0.01, NOT_TESTABLE, "at least two"),
     ],
 )
-def test_verdict_mlp_repeated_top(margins, outcome):
-    curvature = pd.DataFrame({"architecture": MLP, "seed": range(len(margins)), "gap_margin": margins})
-    assert rq2.verdict_mlp_repeated_top(curvature, **KW).outcome == outcome
+def test_verdict_mlp_repeated_top(gaps, residuals, outcome, words):
+    v = rq2.verdict_mlp_repeated_top(gap_table(gaps, residuals), **KW)
+    assert v.outcome == outcome
+    assert words in v.reason
+
+
+def test_verdict_mlp_repeated_top_needs_residuals_below_a_tenth_of_delta():
+    # the same tiny gaps: resolved with residuals 5e-5 (≤ 1e-4), not with 2e-4 although the bound may still fit
+    gaps = [2e-5, 4e-5, 3e-5, 1e-5]
+    assert rq2.verdict_mlp_repeated_top(gap_table(gaps, 5e-5), **KW).outcome == SUPPORTED
+    assert rq2.verdict_mlp_repeated_top(gap_table(gaps, 2e-4), **KW).outcome == NOT_TESTABLE
+    assert rq2.verdict_mlp_repeated_top(gap_table(gaps, 2e-4), delta=1e-2, **KW).outcome == SUPPORTED
 
 
 DIMS = {MLP: 1e4, RESNET: 5e5, NOSKIP: 4e5, TRANSFORMER: 1e5}
@@ -211,54 +218,110 @@ def trace_table(traces: dict[str, float], noise=NOISE) -> pd.DataFrame:
     return frame
 
 
-def test_verdict_trace_grows_with_dimension_outcomes():
+def test_verdict_trace_grows_with_dimension_not_testable_with_four_architectures():
     growing = {MLP: 1.0, TRANSFORMER: 3.0, NOSKIP: 10.0, RESNET: 20.0}
-    shrinking = {MLP: 20.0, TRANSFORMER: 10.0, NOSKIP: 3.0, RESNET: 1.0}
-    assert rq2.verdict_trace_grows_with_dimension(trace_table(growing), matched(), **KW).outcome == SUPPORTED
-    assert rq2.verdict_trace_grows_with_dimension(trace_table(shrinking), matched(), **KW).outcome == REFUTED
-    noisy = trace_table(
-        dict.fromkeys(DIMS, 1.0)
-    )  # the same mean for every architecture, then seed-level scatter
-    noisy["trace"] = np.random.default_rng(0).uniform(0.2, 1.8, len(noisy))
-    assert rq2.verdict_trace_grows_with_dimension(noisy, matched(), **KW).outcome == NOT_SUPPORTED
-    unmatched = table("train loss", {MLP: 1e-5, RESNET: 0.01, NOSKIP: 0.3, TRANSFORMER: 0.1})
-    v = rq2.verdict_trace_grows_with_dimension(trace_table(growing), unmatched, **KW)
+    v = rq2.verdict_trace_grows_with_dimension(trace_table(growing), matched(), **KW)
     assert v.outcome == NOT_TESTABLE
-
-
-def test_rank_correlation_of_means_estimate_and_degenerate_cases():
-    growing = trace_table({MLP: 1.0, TRANSFORMER: 3.0, NOSKIP: 10.0, RESNET: 20.0})
-    rho = rq2.rank_correlation_of_means(growing, "D", "trace", n_resamples=200)
+    assert v.reason.startswith("4 architectures: no rank test at 5 %")
+    rho = rq2.trace_dimension_correlation(trace_table(growing), **KW)
     assert rho.estimate == pytest.approx(1.0)
-    assert rho.low == pytest.approx(1.0)  # the ordering survives every resample of seeds
-    swapped = trace_table({MLP: 1.0, TRANSFORMER: 10.0, NOSKIP: 3.0, RESNET: 20.0})  # one pair out of order
-    assert rq2.rank_correlation_of_means(swapped, "D", "trace", n_resamples=200).estimate == pytest.approx(
-        0.8
+    assert rho.pvalue == pytest.approx(1 / 12)  # the most extreme of the 4! orderings, two-sided
+
+
+GROUPS = {f"net {i}": 10.0**i for i in range(1, 7)}  # six architectures of growing D
+
+
+def group_trace_table(traces) -> pd.DataFrame:
+    frame = pd.DataFrame([{"architecture": g, "seed": s, "D": d, "trace": t * NOISE[s]}
+                          for (g, d), t in zip(GROUPS.items(), traces, strict=True) for s in SEEDS])  # fmt: skip
+    return frame
+
+
+@pytest.mark.parametrize(
+    ("traces", "outcome"),
+    [
+        ([1, 2, 3, 4, 5, 6], SUPPORTED),  # p = 2/720
+        ([6, 5, 4, 3, 2, 1], REFUTED),
+        ([3, 1, 6, 2, 5, 4], NOT_SUPPORTED),
+    ],
+)
+def test_verdict_trace_grows_with_dimension_with_six_groups(traces, outcome):
+    training = table("train loss", dict.fromkeys(GROUPS, 0.01))
+    assert (
+        rq2.verdict_trace_grows_with_dimension(group_trace_table(traces), training, **KW).outcome == outcome
     )
-    single = growing[growing["seed"] == 0]
-    assert math.isnan(rq2.rank_correlation_of_means(single, "D", "trace", n_resamples=200).low)
 
 
-def barrier_table(heights: dict[str, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([
-        {"architecture": label, "seed a": 0, "seed b": i + 1, "variant": "raw", "loss barrier": h,
-         "error barrier": 0.1}
-        for label, values in heights.items() for i, h in enumerate(values)
-    ])  # fmt: skip
+def test_verdict_trace_grows_with_dimension_not_testable_for_unmatched_losses():
+    training = table("train loss", {g: 0.01 * (1 + 2 * (g == "net 3")) for g in GROUPS})
+    v = rq2.verdict_trace_grows_with_dimension(group_trace_table([1, 2, 3, 4, 5, 6]), training, **KW)
+    assert v.outcome == NOT_TESTABLE
+    assert "training losses not matched" in v.reason
+
+
+def barrier_table(
+    heights: dict[str, list[float]], end: float = 0.1, seeds: int | None = None
+) -> pd.DataFrame:
+    """Raw barriers over the pairs of `seeds` seeds (default: pairs (0, i + 1)), the line's losses [end, end + h,
+    end] (so relative barrier h/end and peak loss end + h)."""
+    rows = []
+    for label, values in heights.items():
+        pairs = (
+            list(itertools.combinations(range(seeds), 2))
+            if seeds
+            else [(0, i + 1) for i in range(len(values))]
+        )
+        for (a, b), h in zip(pairs, values, strict=True):
+            rows.append({"architecture": label, "seed a": a, "seed b": b, "variant": "raw", "loss barrier": h,
+                         "error barrier": 0.1, "alphas": [0.0, 0.5, 1.0], "losses": [end, end + h, end]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+PAIRS = 45  # pairs of 10 seeds
+SPREAD = 1 + 0.1 * np.sin(np.arange(PAIRS))  # ±10 % pair-to-pair scatter
 
 
 @pytest.mark.parametrize(
     ("heights", "outcome"),
     [
-        ({MLP: [0.4, 0.5, 0.45], RESNET: [0.2, 0.25, 0.3]}, SUPPORTED),
-        ({MLP: [0.4, 0.5, 0.45], RESNET: [1e-5, 2e-5, 1e-5]}, REFUTED),  # one basin for ResNet-18
-        ({MLP: [0.4, 0.5, 0.45], RESNET: [3.0, 4.0, 3.5]}, REFUTED),  # above ln 10: not nearby
-        ({MLP: [0.4, 0.5, 0.45], RESNET: [0.0, 0.5, 0.0]}, NOT_SUPPORTED),
-        ({MLP: [0.4]}, NOT_TESTABLE),
+        ({MLP: 0.3, RESNET: 0.4}, SUPPORTED),  # relative barrier 3 and 4, peak ≈ 0.5 < ln 10
+        ({MLP: 0.3, RESNET: 0.01}, REFUTED),  # ResNet-18: barrier a tenth of the end points' loss
+        ({MLP: 0.3, RESNET: 3.0}, REFUTED),  # peak above ln 10: not nearby
+        ({MLP: 0.3, RESNET: 0.1}, NOT_SUPPORTED),  # relative barrier ≈ 1
     ],
 )
 def test_verdict_barriers_moderate(heights, outcome):
-    assert rq2.verdict_barriers_moderate(barrier_table(heights), **KW).outcome == outcome
+    frame = barrier_table({label: list(h * SPREAD) for label, h in heights.items()}, seeds=10)
+    assert rq2.verdict_barriers_moderate(frame, **KW).outcome == outcome
+
+
+def test_verdict_barriers_moderate_not_testable_below_ten_seeds():
+    v = rq2.verdict_barriers_moderate(barrier_table({MLP: [0.3, 0.4, 0.35]}, seeds=3), **KW)
+    assert v.outcome == NOT_TESTABLE
+    assert "too few seeds for an interval over pairs" in v.reason
+
+
+def test_pair_bootstrap_resamples_seeds_not_pairs():
+    from landscape.paper.stats import bootstrap_ci
+
+    # seed 0 is an outlier: its 9 pairs have barrier 10, the other 36 pairs 0 — a property of one network
+    frame = barrier_table({MLP: [10.0 * (a == 0) for a, _ in itertools.combinations(range(10), 2)]}, seeds=10)
+    ci = rq2.pair_bootstrap_ci(frame, "loss barrier", n_resamples=1000)
+    assert ci.estimate == pytest.approx(2.0)  # 9 × 10 / 45
+    assert ci.low <= 2.0 <= ci.high
+    naive = bootstrap_ci(frame["loss barrier"].to_numpy(), n_resamples=1000)  # pairs as if independent
+    assert ci.high - ci.low > 1.5 * (naive.high - naive.low)
+    few = rq2.pair_bootstrap_ci(barrier_table({MLP: [1.0, 2.0, 3.0]}, seeds=3), "loss barrier")
+    assert few.estimate == pytest.approx(2.0)
+    assert math.isnan(few.low)
+    assert few.method.startswith("too few seeds for an interval over pairs")
+
+
+def test_barrier_table_relative_barrier_and_peak():
+    raw = rq2.barrier_table(barrier_table({MLP: [0.3]}, end=0.2))
+    assert raw["relative barrier"].tolist() == pytest.approx([1.5])
+    assert raw["peak loss"].tolist() == pytest.approx([0.5])
+    assert "losses" not in raw
 
 
 # ---------------------------------------------------------------------------------------------- summaries
@@ -280,6 +343,8 @@ def test_curvature_row_derived_columns():
     assert (row["largest_ratio"], row["largest_ratio_at"]) == (8.0, 2)
     assert row["relative_gap"] == pytest.approx(0.2)
     assert row["gap_margin"] == pytest.approx(0.1)
+    assert row["gap_bound"] == pytest.approx(0.3)
+    assert row["top_residuals"] == pytest.approx(0.1)
     assert row["max_relative_residual"] == pytest.approx(0.05)
 
 
@@ -310,6 +375,8 @@ def test_training_and_barrier_numbers_by_hand():
     assert numbers["dim_noskip"] == 90
     assert numbers["training_minutes"] == pytest.approx(3.0)
     assert "acc_mlp" not in numbers
+    assert numbers["loss_match_skip"] == "not inside"  # the twin's loss is ≈ 20× ResNet-18's
+    assert numbers["loss_ratio_skip_ci"].startswith("25.8 [")  # geometric mean of 50 and 13.3
     barriers = barrier_table({MLP: [0.2, 0.4]})
     barriers = pd.concat([barriers, barriers.assign(variant="aligned", **{"loss barrier": 0.05})])
     b = rq2.barrier_numbers(barriers)
@@ -318,6 +385,8 @@ def test_training_and_barrier_numbers_by_hand():
     assert (b["barrier_min"], b["barrier_max"]) == (0.2, 0.4)
     assert b["err_barrier_mlp"] == pytest.approx(10.0)
     assert b["ln_classes"] == pytest.approx(math.log(10))
+    assert b["rel_barrier_mlp"] == pytest.approx(3.0)  # mean of 0.2/0.1 and 0.4/0.1
+    assert b["peak_loss_mlp"] == pytest.approx(0.4)
 
 
 def test_profiles_and_sizes_checks():
@@ -367,8 +436,10 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
     data = load_dataset("mnist1d")
     records = [run(rq2.recipe(MLP, s, sizes), root=tmp_path / "store", data=data) for s in sizes.seeds]
     training = pd.DataFrame({"architecture": MLP, "seed": list(sizes.seeds), "key": [r.key for r in records]})
-    tasks = rq2.measurement_tasks(training, sizes, tmp_path / "cache", root=tmp_path / "store")
+    tasks = rq2.measurement_tasks(training, sizes, root=tmp_path / "store")
     assert [t.kind for t in tasks] == ["curvature", "curvature", "barrier", "slices", "slices", "plane"]
+    assert tasks[2].settings["aligned"] is True
+    assert tasks[2].seeds == (0, 1)
 
     raw = rq2.measure_networks(training, sizes, tmp_path / "cache", root=tmp_path / "store")
     assert len(raw["curvature"]) == 2
@@ -377,10 +448,10 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
     assert raw["barriers"]["variant"].tolist() == ["raw", "aligned"]
     assert np.array(raw["planes"]["losses"][0]).shape == (3, 3)
 
-    def recompute(task):
-        raise AssertionError(f"{task.kind} recomputed although cached")
+    def recompute(key, root=None):
+        raise AssertionError(f"run {key} loaded again although its measurements are cached")
 
-    monkeypatch.setattr(rq2, "_compute", recompute)
+    monkeypatch.setattr(rq2_tasks, "load_run", recompute)
     again = rq2.measure_networks(training, sizes, tmp_path / "cache", root=tmp_path / "store")
     pd.testing.assert_frame_equal(again["curvature"], raw["curvature"])
     import matplotlib.pyplot as plt

@@ -11,22 +11,25 @@ Pieces, in the order the chapter uses them:
 - `Sizes` and `PROFILES`: every size and budget of the chapter per profile.
 - Experiments: `train_networks` (the training sweep through `run_sweep`: the MLP seeds as one vectorised task,
   every other network a task of its own) and `measure_networks` (every per-network measurement as one task of
-  a `parallel_map` sweep, each cached by `cached_json`). Both return raw DataFrames.
+  a `run_cached` sweep of `rq2_tasks.measure_task`, cached under the code of `rq2_tasks` only, so editing a
+  summary, figure or verdict here recomputes nothing). Both return raw DataFrames.
 - Summaries of those tables: `recipe_table`, `per_run_curvature`, `ruggedness_table`, `mean_std_table`, and the
   numbers the text glues (`settings_numbers`, `training_numbers`, `curvature_numbers`, `ruggedness_numbers`,
-  `barrier_numbers`).
+  `barrier_numbers`), `barrier_table` (relative barriers, peak losses).
 - Verdicts: `verdict_mlp_smoother`, `verdict_resnet_skips`, `verdict_transformer`, `verdict_mlp_repeated_top`,
   `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, each a `landscape.paper.verdicts.Verdict`.
 - Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_ruggedness`.
 
 How comparisons are made. A claim that one architecture has more of a quantity than another is the ratio of
-the two means over seeds with a bootstrap interval (`landscape.paper.stats.ratio_ci`) against 1. ResNet-18 and
-its twin are paired by seed (same seed: same initialisation stream and data order, the twin only lacks the
-shortcuts); other architectures share nothing but the seed number and are compared unpaired. Curvature and
-ruggedness of cross-entropy networks shrink with the training loss, so two architectures are compared only when
-their training losses are matched (the interval of the ratio of mean training losses lies inside
-[1/`LOSS_MATCH_FACTOR`, `LOSS_MATCH_FACTOR`]); otherwise the comparison is not testable here. A claim with
-several parts is decided by `combine`.
+the two over seeds with an interval (`landscape.paper.stats.ratio_ci`) against 1. ResNet-18 and its twin are
+paired by seed (same seed: same initialisation stream and data order, the twin only lacks the shortcuts; the
+geometric mean of the paired ratios); other architectures share nothing but the seed number and are compared
+unpaired (below 10 seeds the ratio of geometric means). Curvature and ruggedness of cross-entropy networks
+shrink with the training loss, so two architectures are compared only when their training losses are matched
+(the interval of the ratio of training losses lies inside [1/`LOSS_MATCH_FACTOR`, `LOSS_MATCH_FACTOR`] =
+[0.8, 1.25]); otherwise the comparison is not testable here. A claim with k parts is decided by
+`landscape.paper.verdicts.combine` (``rule="conjunction"``: one refuted part refutes it) on parts whose
+intervals are made at `family_level`(0.95, k).
 """
 
 from __future__ import annotations
@@ -48,20 +51,26 @@ from ..verdicts import (
     REFUTED,
     SUPPORTED,
     Verdict,
+    combine,
+    family_level,
     not_testable,
     verdict_from_interval,
 )
+from . import rq2_tasks as tasks
 
 __all__ = [
     "ADAPTIVE_RADIUS",
     "ARCHITECTURES",
+    "GAP_EQUIVALENCE",
     "KEYS",
     "LOCAL_RADIUS",
     "LOSS_MATCH_FACTOR",
     "PROFILES",
+    "RELATIVE_BARRIER",
+    "RESOLUTION",
     "Sizes",
     "barrier_numbers",
-    "combine",
+    "barrier_table",
     "compare",
     "configs",
     "curvature_numbers",
@@ -71,13 +80,13 @@ __all__ = [
     "mean_std_table",
     "measure_networks",
     "measurement_tasks",
+    "pair_bootstrap_ci",
     "per_run_curvature",
     "plot_barriers",
     "plot_planes",
     "plot_ruggedness",
     "plot_slices",
     "plot_spectra",
-    "rank_correlation_of_means",
     "ratio_interval",
     "recipe",
     "recipe_table",
@@ -85,6 +94,7 @@ __all__ = [
     "ruggedness_table",
     "save_table",
     "settings_numbers",
+    "trace_dimension_correlation",
     "train_networks",
     "training_numbers",
     "verdict_barriers_moderate",
@@ -106,14 +116,16 @@ ARCHITECTURES = {  # label: (recipe name, model_config overrides of the recipe)
 }
 KEYS = {MLP: "mlp", RESNET: "resnet", NOSKIP: "noskip", TRANSFORMER: "transformer"}  # glue-key stems
 PAIRED = frozenset({RESNET, NOSKIP})  # architectures whose runs are paired by seed
-ADAPTIVE_RADIUS = 0.01  # adaptive ℓ∞ sharpness: each weight moves by at most 1% of its magnitude
-LOCAL_RADIUS = 0.1  # the local slice window α ∈ [−0.1, 0.1]
-WINDOWS = {"wide": 1.0, "local": LOCAL_RADIUS}  # slice windows: name → radius r of α ∈ [−r, r]
-PLANE_RADIUS = 1.0  # the 2-D slice covers α, β ∈ [−1, 1]
+ADAPTIVE_RADIUS, LOCAL_RADIUS = tasks.ADAPTIVE_RADIUS, tasks.LOCAL_RADIUS  # the measurements' constants
+WINDOWS, PLANE_RADIUS = tasks.WINDOWS, tasks.PLANE_RADIUS
 NUM_CLASSES = 10  # MNIST-1D; Papyan's picture predicts C outliers
-LOSS_MATCH_FACTOR = 2.0  # training losses are matched when their ratio's interval lies inside [1/2, 2]
-DISTINCT_BARRIER = 1e-3  # a barrier above this separates two basins
-LEVEL = 0.95  # confidence level of every interval
+# training losses are matched when their ratio's interval lies inside [1/1.25, 1.25] = [0.8, 1.25]: a factor 2
+# would be as large as the effects compared
+LOSS_MATCH_FACTOR = 1.25
+GAP_EQUIVALENCE = 1e-3  # claim 4: λ1 and λ2 "repeated" when they agree to 0.1 % of λ1
+RESOLUTION = 0.1  # claim 4: the residuals resolve the gap when (r1 + r2)/λ1 ≤ 0.1·GAP_EQUIVALENCE
+RELATIVE_BARRIER = 1.0  # claim 6: "distinct" basins when the barrier exceeds the end points' mean loss
+LEVEL = 0.95  # confidence level of every interval (no shared constant in stats or verdicts yet)
 
 
 @dataclass(frozen=True)
@@ -245,57 +257,25 @@ def recipe_table(sizes: Sizes, training: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Measurements: one cached task per network (curvature, slices, plane) or seed pair (barrier)
+# Measurements: one cached task per network (curvature, slices, plane) or seed pair (barrier), in `rq2_tasks`
 
 
 @dataclass(frozen=True)
-class _Task:
-    kind: str  # "curvature", "slices", "plane" or "barrier"
+class MeasurementTask:
+    """One measurement: which networks it is of, and the settings `rq2_tasks.measure_task` computes it from."""
+
     architecture: str
     seeds: tuple[int, ...]  # the network's seed (two for a barrier)
-    keys: tuple[str, ...]  # their run keys
-    sizes: Sizes
-    cache: str  # folder of the cached results
-    root: str | None  # run store root
-    seed: int  # seed of every random direction, probe and start
+    settings: Mapping  # the task's settings (its cache key with the task's name and declared code)
+
+    @property
+    def kind(self) -> str:
+        return self.settings["probe"]
 
 
-def measurement_tasks(
-    training: pd.DataFrame, sizes: Sizes, cache, *, root=None, seed: int = 0
-) -> list[_Task]:
-    """Every measurement of the chapter as a task: curvature and slices of each network, the 2-D slice of each
-    architecture's first seed, the barrier of each pair of seeds of an architecture. Costliest kinds first."""
-    tasks = {kind: [] for kind in ("curvature", "barrier", "slices", "plane")}
-    root = None if root is None else str(root)
-    for label in ARCHITECTURES:
-        rows = training[training["architecture"] == label].sort_values("seed")
-        seeds, keys = rows["seed"].tolist(), rows["key"].tolist()
-
-        def task(kind, idx, label=label, seeds=seeds, keys=keys):
-            return _Task(kind, label, tuple(seeds[i] for i in idx), tuple(keys[i] for i in idx), sizes, str(cache),
-                         root, seed)  # fmt: skip
-
-        for i in range(len(seeds)):
-            tasks["curvature"].append(task("curvature", (i,)))
-            tasks["slices"].append(task("slices", (i,)))
-        if seeds:
-            tasks["plane"].append(task("plane", (0,)))
-        tasks["barrier"] += [task("barrier", (i, j)) for i, j in itertools.combinations(range(len(seeds)), 2)]
-    return [t for kind in tasks.values() for t in kind]
-
-
-def _probe_data(sizes: Sizes):
-    from ...data import load_dataset
-
-    data = load_dataset("mnist1d")
-    x, y = data.x_train[: sizes.eval_samples], data.y_train[: sizes.eval_samples]
-    return [(x[: sizes.hessian_samples], y[: sizes.hessian_samples])], [(x, y)]
-
-
-def _settings(task: _Task) -> dict:
-    s = task.sizes
-    common = {"probe": task.kind, "seed": task.seed}
-    if task.kind == "curvature":
+def _task_settings(kind: str, architecture: str, keys: Sequence[str], sizes: Sizes, root, seed: int) -> dict:
+    common = {"probe": kind, "runs": list(keys), "seed": seed, **({"root": root} if root is not None else {})}
+    if kind == "curvature":
         budgets = (
             "hessian_samples",
             "k",
@@ -305,95 +285,50 @@ def _settings(task: _Task) -> dict:
             "slq_steps",
             "adaptive_steps",
         )
-        return {
-            "run": task.keys[0],
-            **common,
-            "radius": ADAPTIVE_RADIUS,
-            **{b: getattr(s, b) for b in budgets},
-        }
-    if task.kind == "slices":
-        return {"run": task.keys[0], **common, "points": s.slice_points, "windows": WINDOWS,
-                "hessian_samples": s.hessian_samples, "tol": s.tol}  # fmt: skip
-    if task.kind == "plane":
-        return {"run": task.keys[0], **common, "grid": s.grid_points, "radius": PLANE_RADIUS,
-                "hessian_samples": s.hessian_samples}  # fmt: skip
-    if task.kind == "barrier":
-        return {"runs": list(task.keys), **common, "points": s.barrier_points, "eval_samples": s.eval_samples,
-                "aligned": task.architecture == MLP}  # fmt: skip
-    raise ValueError(f"unknown measurement {task.kind!r}")
+        return {**common, "radius": tasks.ADAPTIVE_RADIUS, **{b: getattr(sizes, b) for b in budgets}}
+    if kind == "slices":
+        return {**common, "points": sizes.slice_points, "windows": tasks.WINDOWS,
+                "hessian_samples": sizes.hessian_samples, "tol": sizes.tol}  # fmt: skip
+    if kind == "plane":
+        return {**common, "grid": sizes.grid_points, "radius": tasks.PLANE_RADIUS,
+                "hessian_samples": sizes.hessian_samples}  # fmt: skip
+    return {**common, "points": sizes.barrier_points, "eval_samples": sizes.eval_samples,
+            "aligned": architecture == MLP}  # fmt: skip
 
 
-def _compute(task: _Task) -> dict:
-    """The measurement of one task (uncached)."""
-    import torch
+def measurement_tasks(
+    training: pd.DataFrame, sizes: Sizes, *, root=None, seed: int = 0
+) -> list[MeasurementTask]:
+    """Every measurement of the chapter as a task: curvature and slices of each network, the 2-D slice of each
+    architecture's first seed, the barrier of each pair of seeds of an architecture. Costliest kinds first. A
+    run store `root` other than the default is made absolute (workers may run elsewhere)."""
+    by_kind = {kind: [] for kind in ("curvature", "barrier", "slices", "plane")}
+    root = None if root is None else str(Path(root).resolve())
+    for label in ARCHITECTURES:
+        rows = training[training["architecture"] == label].sort_values("seed")
+        seeds, keys = rows["seed"].tolist(), rows["key"].tolist()
 
-    from ... import (
-        HessianOperator,
-        align_permutation,
-        interpolation_barrier,
-        normalize_direction,
-        random_direction,
-        ruggedness,
-        slice_2d,
-        top_eigenvalues,
-    )
-    from ...geometry import measure_curvature
-    from ...results import load_run
-    from ...ruggedness import count_local_minima
-    from ...train import loss_function
+        def task(kind, idx, label=label, seeds=seeds, keys=keys):
+            settings = _task_settings(kind, label, [keys[i] for i in idx], sizes, root, seed)
+            return MeasurementTask(label, tuple(seeds[i] for i in idx), settings)
 
-    s, loss_fn = task.sizes, loss_function("ce")
-    hessian_data, eval_data = _probe_data(s)
-    models = [load_run(key, task.root).model() for key in task.keys]
-    model = models[0]
-    if task.kind == "curvature":
-        return measure_curvature(
-            model, loss_fn, hessian_data, k=s.k, tol=s.tol, trace_matvecs=s.trace_matvecs, slq_probes=s.slq_probes,
-            slq_steps=s.slq_steps, adaptive_radius=ADAPTIVE_RADIUS, adaptive_steps=s.adaptive_steps, seed=task.seed,
-        ).to_dict()  # fmt: skip
-    if task.kind == "slices":
-        random_dir = random_direction(model, "filter", seed=task.seed)
-        top = top_eigenvalues(HessianOperator(model, loss_fn, hessian_data), 1, tol=s.tol, seed=task.seed)
-        eigen_dir = normalize_direction(model, top.vectors[:, 0], "filter")
-        out = {}
-        for name, direction in (("random", random_dir), ("eigen", eigen_dir)):
-            for window, radius in WINDOWS.items():
-                alphas = torch.linspace(-radius, radius, s.slice_points, dtype=torch.float64)
-                rough = ruggedness(model, loss_fn, hessian_data, direction, alphas)
-                out[f"{name}_{window}"] = {
-                    "ruggedness": rough.value, "local_minima": count_local_minima(rough.losses),
-                    "alphas": alphas.tolist(), "losses": rough.losses.tolist(), "quadratic": rough.quadratic.tolist(),
-                }  # fmt: skip
-        return out
-    if task.kind == "plane":
-        grid = torch.linspace(-PLANE_RADIUS, PLANE_RADIUS, s.grid_points, dtype=torch.float64)
-        first = random_direction(model, "filter", seed=task.seed)
-        second = random_direction(model, "filter", seed=task.seed + 1)
-        plane = slice_2d(model, loss_fn, hessian_data, first, second, grid, grid)
-        return {"grid": grid.tolist(), "losses": plane.losses.tolist()}
-    variants = {"raw": models[1]}
-    if task.architecture == MLP:
-        variants["aligned"] = align_permutation(model, models[1], seed=task.seed)
-    out = {}
-    for name, other in variants.items():
-        barrier = interpolation_barrier(model, other, loss_fn, eval_data, num_points=s.barrier_points)
-        out[name] = {"height": barrier.height, "instability": barrier.instability,
-                     "losses": barrier.losses.tolist(), "alphas": barrier.alphas.tolist()}  # fmt: skip
-    return out
-
-
-def _measure(task: _Task) -> dict:
-    """One task, cached by its settings, the probes' code and this module's code (runs on a Dask worker)."""
-    from ...results import cached_json
-
-    return cached_json(Path(task.cache), _settings(task), lambda: _compute(task), depends_on=[__name__])
+        for i in range(len(seeds)):
+            by_kind["curvature"].append(task("curvature", (i,)))
+            by_kind["slices"].append(task("slices", (i,)))
+        if seeds:
+            by_kind["plane"].append(task("plane", (0,)))
+        by_kind["barrier"] += [
+            task("barrier", (i, j)) for i, j in itertools.combinations(range(len(seeds)), 2)
+        ]
+    return [t for kind in by_kind.values() for t in kind]
 
 
 def measure_networks(
     training: pd.DataFrame, sizes: Sizes, cache, *, root=None, seed: int = 0, progress: bool = False
 ) -> dict[str, pd.DataFrame]:
-    """Every per-network measurement (`measurement_tasks`) as one `parallel_map` sweep on `sizes.workers` Dask
-    workers (`sizes.threads` torch threads each), each task cached under `cache`.
+    """Every per-network measurement (`measurement_tasks`) as one `run_cached` sweep of
+    `rq2_tasks.measure_task` on `sizes.workers` Dask workers (`sizes.threads` torch threads each), each task
+    cached under `cache` with `rq2_tasks.DEPENDS_ON` as its code.
 
     Returns:
         Raw tables (list-valued columns hold curves):
@@ -402,20 +337,22 @@ def measure_networks(
           as D) and the derived columns ``lambda_min_bound`` = (|λmin| + r)/λmax, ``largest_ratio`` and
           ``largest_ratio_at`` (the largest λi/λi+1 of the positive top eigenvalues and its i),
           ``relative_gap`` = (λ1 − λ2)/λ1, ``gap_margin`` = (λ1 − λ2 − r1 − r2)/λ1 (> 0: λ1 ≠ λ2 proven by the
-          residuals) and ``max_relative_residual``.
+          residuals), ``gap_bound`` = (λ1 − λ2 + r1 + r2)/λ1 (the largest relative gap the residuals allow),
+          ``top_residuals`` = (r1 + r2)/λ1 and ``max_relative_residual``.
         - ``"slices"``: one row per network, direction (random, eigen) and window (wide, local): ruggedness,
           local_minima, alphas, losses, quadratic.
         - ``"planes"``: one row per architecture (first seed): grid, losses (grid × grid).
         - ``"barriers"``: one row per pair of seeds and variant (raw; aligned for the MLP): loss barrier, error
           barrier, alphas, losses.
     """
-    from ...sweep import parallel_map
+    from .common import run_cached
 
-    tasks = measurement_tasks(training, sizes, cache, root=root, seed=seed)
-    results = parallel_map(_measure, tasks, workers=sizes.workers, threads=sizes.threads, desc="rq2 measurements",
-                           progress=progress)  # fmt: skip
+    wanted = measurement_tasks(training, sizes, root=root, seed=seed)
+    results = run_cached(tasks.measure_task, [t.settings for t in wanted], cache=cache, depends_on=tasks.DEPENDS_ON,
+                         workers=sizes.workers, threads=sizes.threads, desc="rq2 measurements",
+                         progress=progress)  # fmt: skip
     rows = {"curvature": [], "slices": [], "planes": [], "barriers": []}
-    for t, r in zip(tasks, results, strict=True):
+    for t, r in zip(wanted, results, strict=True):
         base = {"architecture": t.architecture, "seed": t.seeds[0]}
         if t.kind == "curvature":
             rows["curvature"].append({**base, **_curvature_row(r)})
@@ -460,6 +397,8 @@ def _curvature_row(p: Mapping) -> dict:
         "largest_ratio_at": at,
         "relative_gap": (top[0] - top[1]) / top[0],
         "gap_margin": (top[0] - top[1] - res[0] - res[1]) / top[0],
+        "gap_bound": (top[0] - top[1] + res[0] + res[1]) / top[0],
+        "top_residuals": (res[0] + res[1]) / top[0],
         "max_relative_residual": max(res) / lmax,
     }
 
@@ -541,9 +480,11 @@ def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
     }  # fmt: skip
 
 
-def training_numbers(training: pd.DataFrame) -> dict:
+def training_numbers(training: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Glue values of the training table: accuracy (%, mean and std over seeds), D, the range of training
-    losses per architecture, the accuracy drop without skips, and the training compute in minutes."""
+    losses per architecture, the accuracy drop without skips, the twin's training loss over ResNet-18's
+    (``loss_ratio_skip_ci``, paired) and whether it is matched (``loss_match_skip``: "inside" or "not inside"
+    the band of `loss_confound`), and the training compute in minutes."""
     out = {}
     acc, acc_std = (
         _per_architecture(training, "test acc", "mean"),
@@ -566,16 +507,25 @@ def training_numbers(training: pd.DataFrame) -> dict:
         }
     if RESNET in acc and NOSKIP in acc:
         out["acc_drop_skips"] = 100 * (acc[RESNET] - acc[NOSKIP])
+        kw = {"n_resamples": n_resamples, "seed": seed}
+        out["loss_ratio_skip_ci"] = format_estimate(
+            ratio_interval(training, "train loss", NOSKIP, RESNET, **kw)
+        )
+        out["loss_match_skip"] = (
+            "inside" if loss_confound(training, NOSKIP, RESNET, **kw) is None else "not inside"
+        )
     out["training_minutes"] = float(training["wall time"].sum()) / 60
     return out
 
 
 def curvature_numbers(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Glue values of the curvature table: per-architecture means (λmax with its std, tr(H), tr(H)/D,
-    |λmin/λmax|, outliers, effective rank, normalised sharpness), the no-skip/skip ratios of λmax and normalised
-    sharpness, the MLP's certified gaps, mean relative gap and certified margin (with its interval), Spearman ρ
-    between D and the mean trace (with its interval), and how many networks have their largest eigenvalue ratio
-    at i = C."""
+    |λmin/λmax|, outliers, effective rank, normalised sharpness) and the factor between the largest and smallest
+    mean tr(H)/D; the no-skip/skip ratios of λmax and normalised sharpness (``*_skip_ratio``: the geometric mean
+    of the paired ratios, the estimand of ``*_skip_ratio_ci``); the MLP's certified gaps, mean relative gap,
+    certified margin and gap bound (with their intervals) and largest (r1 + r2)/λ1; Spearman ρ between D and the
+    mean trace with its interval and permutation p-values; and how many networks have their largest eigenvalue
+    ratio at i = C."""
     from ..stats import bootstrap_ci
 
     mean = {col: _per_architecture(curvature, col, "mean") for col in CURVATURE_COLUMNS.values()}
@@ -587,16 +537,23 @@ def curvature_numbers(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed:
         if label in mean["lambda_max"]:
             out |= {f"{name}_{key}": mean[col][label] for name, col in names.items()}
             out[f"lmax_{key}_std"] = _nan_to_zero(lmax_std[label])
+    trace_d = np.array(list(mean["trace_per_param"].values()))
+    out["trace_d_spread"] = float(trace_d.max() / trace_d.min()) if (trace_d > 0).all() else math.nan
+    kw = {"level": LEVEL, "n_resamples": n_resamples, "seed": seed}
     if RESNET in mean["lambda_max"] and NOSKIP in mean["lambda_max"]:
-        out["lmax_skip_ratio"] = mean["lambda_max"][NOSKIP] / mean["lambda_max"][RESNET]
-        out["ns_skip_ratio"] = mean["normalized_sharpness"][NOSKIP] / mean["normalized_sharpness"][RESNET]
+        for name, col in (("lmax", "lambda_max"), ("ns", "normalized_sharpness")):
+            ratio = ratio_interval(curvature, col, NOSKIP, RESNET, **kw)
+            out[f"{name}_skip_ratio"], out[f"{name}_skip_ratio_ci"] = ratio.estimate, format_estimate(ratio)
     mlp = curvature[curvature["architecture"] == MLP]
     out["certified_mlp"] = int(mlp["top_gap_certified"].sum())
     out["mlp_rel_gap"] = float(mlp["relative_gap"].mean())
-    margin = bootstrap_ci(mlp["gap_margin"].to_numpy(float), level=LEVEL, n_resamples=n_resamples, seed=seed)
-    out["mlp_margin_ci"] = format_estimate(margin)
-    rho = rank_correlation_of_means(curvature, "D", "trace", n_resamples=n_resamples, seed=seed)
-    out["rank_corr"], out["rank_corr_ci"] = rho.estimate, format_estimate(rho)
+    out["mlp_margin_ci"] = format_estimate(bootstrap_ci(mlp["gap_margin"].to_numpy(float), **kw))
+    out["mlp_bound_ci"] = format_estimate(bootstrap_ci(mlp["gap_bound"].to_numpy(float), **kw))
+    out["mlp_top_residuals"] = float(mlp["top_residuals"].max()) if len(mlp) else math.nan
+    out["gap_delta"], out["gap_resolution"] = GAP_EQUIVALENCE, RESOLUTION * GAP_EQUIVALENCE
+    rho = trace_dimension_correlation(curvature, n_resamples=n_resamples, seed=seed)
+    out |= {"rank_corr": rho.estimate, "rank_corr_ci": format_estimate(rho.interval), "rank_corr_p": rho.pvalue,
+            "rank_corr_min_p": rho.min_pvalue, "num_architectures": rho.n}  # fmt: skip
     out["gap_at_c"] = int((curvature["largest_ratio_at"] == NUM_CLASSES).sum())
     out["num_runs"] = len(curvature)
     return out
@@ -613,19 +570,26 @@ def ruggedness_numbers(rugged: pd.DataFrame) -> dict:
                 out[f"{prefix}_{key}"], out[f"{prefix}_{key}_std"] = mean[label], _nan_to_zero(std[label])
     minima = _per_architecture(rugged, "minima random, r=1", "mean")
     out |= {f"minima_{key}": minima[label] for label, key in KEYS.items() if label in minima}
+    out["minima_max"] = max(minima.values()) if minima else math.nan
     return out
 
 
 def barrier_numbers(barriers: pd.DataFrame) -> dict:
-    """Glue values of the barrier table: mean and std of the raw loss barrier and the mean error barrier (%) per
-    architecture, the MLP's aligned barrier, the range of raw barriers, and ln C."""
-    raw = barriers[barriers["variant"] == "raw"]
+    """Glue values of the barrier table (descriptive, over the seed pairs): mean and std of the raw loss barrier,
+    the mean relative barrier and peak loss (`barrier_table`) and the mean error barrier (%) per architecture,
+    the MLP's aligned barrier, the range of raw barriers, and ln C."""
+    raw = barrier_table(barriers)
     mean, std = _per_architecture(raw, "loss barrier", "mean"), _per_architecture(raw, "loss barrier", "std")
+    relative, peak = (
+        _per_architecture(raw, "relative barrier", "mean"),
+        _per_architecture(raw, "peak loss", "mean"),
+    )
     err = _per_architecture(raw, "error barrier", "mean")
-    out = {"ln_classes": math.log(NUM_CLASSES)}
+    out = {"ln_classes": math.log(NUM_CLASSES), "relative_barrier": RELATIVE_BARRIER}
     for label, key in KEYS.items():
         if label in mean:
             out |= {f"barrier_{key}": mean[label], f"barrier_{key}_std": _nan_to_zero(std[label]),
+                    f"rel_barrier_{key}": relative[label], f"peak_loss_{key}": peak[label],
                     f"err_barrier_{key}": 100 * err[label]}  # fmt: skip
     aligned = barriers[(barriers["variant"] == "aligned") & (barriers["architecture"] == MLP)]
     out["barrier_mlp_aligned"] = float(aligned["loss barrier"].mean()) if len(aligned) else math.nan
@@ -640,23 +604,6 @@ def _nan_to_zero(value: float) -> float:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Verdicts
-
-
-def combine(parts: Mapping[str, Verdict]) -> Verdict:
-    """The verdict of a claim that is the conjunction of `parts`: refuted if any part is refuted, else not
-    testable if any part is, supported if every part is, not supported otherwise. The reason lists the parts."""
-    if not parts:
-        raise ValueError("a claim needs at least one part")
-    outcomes = [v.outcome for v in parts.values()]
-    if REFUTED in outcomes:
-        outcome = REFUTED
-    elif NOT_TESTABLE in outcomes:
-        outcome = NOT_TESTABLE
-    elif all(o == SUPPORTED for o in outcomes):
-        outcome = SUPPORTED
-    else:
-        outcome = NOT_SUPPORTED
-    return Verdict(outcome, "; ".join(f"{name}: {v.outcome} ({v.reason})" for name, v in parts.items()))
 
 
 def decide(interval, expected_sign: int, null: float, what: str, *, null_name: str | None = None) -> Verdict:
@@ -675,10 +622,12 @@ def _by_seed(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
     return pd.Series(rows[column].to_numpy(float), index=rows["seed"].to_numpy()).sort_index()
 
 
-def ratio_interval(frame: pd.DataFrame, column: str, numerator: str, denominator: str, *, n_resamples: int = 2000,
-                   seed: int = 0):  # fmt: skip
-    """The interval of mean(column of `numerator`) / mean(column of `denominator`) over seeds: bootstrap over
-    seeds, paired by seed for ResNet-18 and its twin (seeds both lack are dropped), unpaired otherwise."""
+def ratio_interval(frame: pd.DataFrame, column: str, numerator: str, denominator: str, *, level: float = LEVEL,
+                   n_resamples: int = 2000, seed: int = 0):  # fmt: skip
+    """The interval of the ratio of `column` of `numerator` to that of `denominator` over seeds
+    (`landscape.paper.stats.ratio_ci`): paired by seed for ResNet-18 and its twin (seeds both lack are dropped;
+    the geometric mean of the paired ratios), unpaired otherwise (below 10 seeds the ratio of geometric means,
+    Welch's t on the logs). The interval's ``estimate`` is the estimand its ``method`` names."""
     from ..stats import ratio_ci
 
     a, b = _by_seed(frame, column, numerator), _by_seed(frame, column, denominator)
@@ -687,17 +636,16 @@ def ratio_interval(frame: pd.DataFrame, column: str, numerator: str, denominator
         common = a.index.intersection(b.index)
         a, b = a.loc[common], b.loc[common]
     return ratio_ci(
-        a.to_numpy(), b.to_numpy(), level=LEVEL, n_resamples=n_resamples, seed=seed, paired=paired
+        a.to_numpy(), b.to_numpy(), level=level, n_resamples=n_resamples, seed=seed, paired=paired
     )
 
 
-def loss_confound(
-    training: pd.DataFrame, a: str, b: str, *, n_resamples: int = 2000, seed: int = 0
-) -> str | None:
+def loss_confound(training: pd.DataFrame, a: str, b: str, *, level: float = LEVEL, n_resamples: int = 2000,
+                  seed: int = 0) -> str | None:  # fmt: skip
     """Why architectures `a` and `b` cannot be compared (their training losses are not shown to be matched:
-    the interval of the ratio of mean training losses is not inside [1/`LOSS_MATCH_FACTOR`,
-    `LOSS_MATCH_FACTOR`]), or None when they can."""
-    interval = ratio_interval(training, "train loss", a, b, n_resamples=n_resamples, seed=seed)
+    the interval of the ratio of their training losses (`ratio_interval`) is not inside
+    [1/`LOSS_MATCH_FACTOR`, `LOSS_MATCH_FACTOR`] = [0.8, 1.25]), or None when they can."""
+    interval = ratio_interval(training, "train loss", a, b, level=level, n_resamples=n_resamples, seed=seed)
     if interval.low >= 1 / LOSS_MATCH_FACTOR and interval.high <= LOSS_MATCH_FACTOR:
         return None
     return (f"training losses not matched: {a}/{b} = {format_estimate(interval)}, not inside "
@@ -705,19 +653,29 @@ def loss_confound(
 
 
 def compare(frame: pd.DataFrame, column: str, larger: str, smaller: str, training: pd.DataFrame, *,
-            n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
-    """The claim "`larger` has a larger mean `column` than `smaller`": the interval of their ratio against 1
+            level: float = LEVEL, n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
+    """The claim "`larger` has a larger `column` than `smaller`": the `level` interval of their ratio against 1
     (`ratio_interval`), not testable when their training losses are not matched (`loss_confound`) or when a
-    value is not positive (a ratio of means then says nothing)."""
-    confound = loss_confound(training, larger, smaller, n_resamples=n_resamples, seed=seed)
+    value is not positive (a ratio then says nothing)."""
+    kw = {"level": level, "n_resamples": n_resamples, "seed": seed}
+    confound = loss_confound(training, larger, smaller, **kw)
     if confound is not None:
         return not_testable(confound)
     a, b = _by_seed(frame, column, larger), _by_seed(frame, column, smaller)
     if len(a) == 0 or len(b) == 0 or (a <= 0).any() or (b <= 0).any():
         return not_testable(f"{column} needs positive values of both architectures for a ratio")
-    interval = ratio_interval(frame, column, larger, smaller, n_resamples=n_resamples, seed=seed)
+    interval = ratio_interval(frame, column, larger, smaller, **kw)
     name = {col: display for display, col in CURVATURE_COLUMNS.items()}.get(column, column)
     return decide(interval, +1, 1.0, f"{name} {larger}/{smaller}")
+
+
+def _claim(parts: Mapping[str, tuple], *, n_resamples: int, seed: int) -> Verdict:
+    """A claim that is the conjunction of `parts` ({name: (frame, column, larger, smaller, training)}), each
+    part a `compare` at `family_level` (Bonferroni over the parts), decided by `verdicts.combine` with
+    ``rule="conjunction"`` (one refuted part refutes the claim)."""
+    level = family_level(LEVEL, len(parts))
+    return combine({name: compare(*args, level=level, n_resamples=n_resamples, seed=seed)
+                    for name, args in parts.items()}, rule="conjunction")  # fmt: skip
 
 
 def verdict_mlp_smoother(rugged: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
@@ -725,10 +683,8 @@ def verdict_mlp_smoother(rugged: pd.DataFrame, training: pd.DataFrame, *, n_resa
     """Claim 1, "MLP landscapes are smoother": the random-direction ruggedness (r = 1) of every other
     architecture is larger than the MLP's (old rule: the MLP's mean + std below every other's mean − std)."""
     others = [label for label in ARCHITECTURES if label != MLP and label in set(rugged["architecture"])]
-    return combine({
-        f"R {o} > MLP": compare(rugged, "R random, r=1", o, MLP, training, n_resamples=n_resamples, seed=seed)
-        for o in others
-    })  # fmt: skip
+    parts = {f"R {o} > MLP": (rugged, "R random, r=1", o, MLP, training) for o in others}
+    return _claim(parts, n_resamples=n_resamples, seed=seed)
 
 
 def _lambda_min_unresolved(curvature: pd.DataFrame, labels: Sequence[str]) -> str | None:
@@ -746,16 +702,17 @@ def verdict_resnet_skips(curvature: pd.DataFrame, rugged: pd.DataFrame, training
     ResNet-18's λmax is larger than every other architecture's, and without skips the random-direction
     ruggedness and |λmin/λmax| are larger (paired by seed). Old rule: point-estimate largest λmax and mean ± std
     separation, "partly supported" when some parts held."""
-    kw = {"n_resamples": n_resamples, "seed": seed}
-    parts = {f"λmax ResNet-18 > {o}": compare(curvature, "lambda_max", RESNET, o, training, **kw)
+    parts = {f"λmax ResNet-18 > {o}": (curvature, "lambda_max", RESNET, o, training)
              for o in ARCHITECTURES if o != RESNET}  # fmt: skip
-    parts["R no skips > skips"] = compare(rugged, "R random, r=1", NOSKIP, RESNET, training, **kw)
+    parts["R no skips > skips"] = (rugged, "R random, r=1", NOSKIP, RESNET, training)
+    parts["|λmin/λmax| no skips > skips"] = (curvature, "convexity_ratio", NOSKIP, RESNET, training)
     unresolved = _lambda_min_unresolved(curvature, [RESNET, NOSKIP])
-    parts["|λmin/λmax| no skips > skips"] = (
-        not_testable(unresolved) if unresolved
-        else compare(curvature, "convexity_ratio", NOSKIP, RESNET, training, **kw)
-    )  # fmt: skip
-    return combine(parts)
+    level = family_level(LEVEL, len(parts))  # a part not measured still counts in the family
+    return combine({
+        name: not_testable(unresolved) if unresolved and name.startswith("|λmin")
+        else compare(*args, level=level, n_resamples=n_resamples, seed=seed)
+        for name, args in parts.items()
+    }, rule="conjunction")  # fmt: skip
 
 
 def verdict_transformer(curvature: pd.DataFrame, rugged: pd.DataFrame, training: pd.DataFrame, *,
@@ -763,105 +720,177 @@ def verdict_transformer(curvature: pd.DataFrame, rugged: pd.DataFrame, training:
     """Claim 3, "Transformers show near-zero average curvature but rugged local slices": the Transformer's
     tr(H)/D is smaller and its local-window ruggedness larger than every other architecture's (old rule: the
     point estimates are the smallest and largest of the four)."""
-    kw = {"n_resamples": n_resamples, "seed": seed}
     parts = {}
     for o in (label for label in ARCHITECTURES if label != TRANSFORMER):
-        parts[f"tr(H)/D {o} > Transformer"] = compare(
-            curvature, "trace_per_param", o, TRANSFORMER, training, **kw
-        )
-        parts[f"local R Transformer > {o}"] = compare(
-            rugged, "R random, local", TRANSFORMER, o, training, **kw
-        )
-    return combine(parts)
+        parts[f"tr(H)/D {o} > Transformer"] = (curvature, "trace_per_param", o, TRANSFORMER, training)
+        parts[f"local R Transformer > {o}"] = (rugged, "R random, local", TRANSFORMER, o, training)
+    return _claim(parts, n_resamples=n_resamples, seed=seed)
 
 
-def verdict_mlp_repeated_top(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Verdict:
-    """Claim 4, "the MLP's top eigenvalue is repeated": the mean certified margin (λ1 − λ2 − r1 − r2)/λ1 over MLP
-    seeds is below 0 (the gap is within the Lanczos residuals, as for a repeated eigenvalue); an interval above 0
-    proves λ1 ≠ λ2 on average and refutes the claim (old rule: a count of seeds whose residual intervals are
-    disjoint, refuted only when all were)."""
+def verdict_mlp_repeated_top(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
+                             delta: float = GAP_EQUIVALENCE) -> Verdict:  # fmt: skip
+    """Claim 4, "the MLP's top eigenvalue is repeated (no explicit Hessian gap)", from the top two Ritz values
+    θ1 ≥ θ2 of each MLP seed and their Lanczos residuals r1, r2 (each interval [θi − ri, θi + ri] holds an exact
+    eigenvalue), intervals of the mean over seeds (Student t below 10 seeds):
+
+    - REFUTED when the certified margin (λ1 − λ2 − r1 − r2)/λ1 has its interval above 0: the residual intervals
+      are disjoint on average, λ1 ≠ λ2 shown;
+    - SUPPORTED only by an equivalence test: the largest relative gap the residuals allow,
+      (λ1 − λ2 + r1 + r2)/λ1, has its interval's upper bound below `delta` (default `GAP_EQUIVALENCE` = 10⁻³:
+      λ1 and λ2 agree to 0.1 %), with every seed's residuals (r1 + r2)/λ1 at most `RESOLUTION` · δ (≪ δ);
+    - NOT_TESTABLE when the residuals are not that small ("the residuals do not resolve the gap"): an
+      unresolved gap is no evidence of a repeated eigenvalue (a looser Lanczos tolerance would make it so);
+    - NOT_SUPPORTED otherwise (resolved residuals, but a gap neither shown to be > 0 nor < δ).
+
+    Single-vector Lanczos sees one direction of each eigenspace, so an exactly repeated eigenvalue is returned
+    once: these Ritz values cannot show a multiplicity; the test is whether the top two distinct Ritz values
+    are separated. Old rule: supported when the margin's interval was below 0, i.e. whenever the gap was not
+    resolved.
+    """
     from ..stats import bootstrap_ci
 
-    margins = curvature.loc[curvature["architecture"] == MLP, "gap_margin"].to_numpy(float)
-    if len(margins) < 2:
-        return not_testable(f"{len(margins)} MLP network(s): an interval needs at least two")
-    interval = bootstrap_ci(margins, level=LEVEL, n_resamples=n_resamples, seed=seed)
-    return decide(interval, -1, 0.0, "mean (λ1 − λ2 − r1 − r2)/λ1")
+    mlp = curvature[curvature["architecture"] == MLP]
+    if len(mlp) < 2:
+        return not_testable(f"{len(mlp)} MLP network(s): an interval needs at least two")
+    kw = {"level": LEVEL, "n_resamples": n_resamples, "seed": seed}
+    margin = bootstrap_ci(mlp["gap_margin"].to_numpy(float), **kw)
+    if verdict_from_interval(margin.low, margin.high, +1).outcome == SUPPORTED:
+        return Verdict(REFUTED, f"mean (λ1 − λ2 − r1 − r2)/λ1 = {format_estimate(margin)} lies above 0: λ1 ≠ λ2 "
+                                "shown by the residuals")  # fmt: skip
+    resolution = float(mlp["top_residuals"].max())
+    if not resolution <= RESOLUTION * delta:
+        return not_testable(f"the residuals do not resolve the gap: max (r1 + r2)/λ1 = {resolution:.2g}, not "
+                            f"≤ {RESOLUTION * delta:g} (≪ δ = {delta:g})")  # fmt: skip
+    bound = bootstrap_ci(mlp["gap_bound"].to_numpy(float), **kw)
+    equivalence = verdict_from_interval(bound.low, bound.high, -1, null=delta)
+    if equivalence.outcome == SUPPORTED:
+        return Verdict(SUPPORTED, f"mean (λ1 − λ2 + r1 + r2)/λ1 = {format_estimate(bound)} lies below δ = "
+                                  f"{delta:g}: λ1 and λ2 agree to within δ")  # fmt: skip
+    return Verdict(NOT_SUPPORTED, f"the margin {format_estimate(margin)} is not above 0 and the bound "
+                                  f"{format_estimate(bound)} not below δ = {delta:g}")  # fmt: skip
 
 
-def rank_correlation_of_means(frame: pd.DataFrame, x: str, y: str, *, level: float = LEVEL,
-                              n_resamples: int = 2000, seed: int = 0):  # fmt: skip
-    """Spearman ρ between the architectures' `x` (the first value of each: a property of the architecture such
-    as D) and their mean `y` over seeds, with a stratified bootstrap over seeds: each architecture's networks
-    are resampled on their own (the architectures stay the four they are) and the interval is the percentile
-    interval of ρ, widened to contain the estimate where the discrete bootstrap distribution of ρ leaves it
-    out. NaN bounds when an architecture has fewer than 2 networks or ρ is undefined on a resample.
+def trace_dimension_correlation(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0):
+    """Spearman ρ between D and the mean tr(H) of the architectures (`landscape.paper.stats.
+    rank_correlation_of_means`: stratified bootstrap interval over seeds, exact permutation p-value over the
+    architectures, two-sided)."""
+    from ..stats import rank_correlation_of_means
 
-    Written here because `landscape.paper.stats` resamples observations or whole clusters, not within strata.
-    """
-    from scipy import stats as scipy_stats
-
-    from ..stats import Interval
-
-    groups = [g for _, g in frame.groupby("architecture", sort=False)]
-    xs = np.array([g[x].iloc[0] for g in groups], dtype=float)
-    ys = [g[y].to_numpy(float) for g in groups]
-    method = "stratified bootstrap percentile"
-    if len(groups) < 3 or np.all(xs == xs[0]):
-        return Interval(math.nan, math.nan, math.nan, level, len(groups), method)
-    means = np.array([v.mean() for v in ys])
-    estimate = math.nan if np.all(means == means[0]) else float(scipy_stats.spearmanr(xs, means).statistic)
-    if min(len(v) for v in ys) < 2 or math.isnan(estimate):
-        return Interval(estimate, math.nan, math.nan, level, len(groups), method)
-    rng = np.random.default_rng(seed)
-    resampled = np.stack([v[rng.integers(len(v), size=(n_resamples, len(v)))].mean(1) for v in ys], axis=1)
-    ranks_x = scipy_stats.rankdata(xs) - (len(xs) + 1) / 2
-    ranks_y = scipy_stats.rankdata(resampled, axis=1) - (len(xs) + 1) / 2
-    spread = np.sqrt((ranks_y**2).sum(1) * (ranks_x**2).sum())
-    if np.any(spread == 0):
-        return Interval(estimate, math.nan, math.nan, level, len(groups), method)
-    rho = (ranks_y @ ranks_x) / spread
-    low, high = np.quantile(rho, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(
-        estimate, float(min(low, estimate)), float(max(high, estimate)), level, len(groups), method
-    )
+    return rank_correlation_of_means(curvature, "D", "trace", "architecture", level=LEVEL, n_resamples=n_resamples,
+                                     seed=seed)  # fmt: skip
 
 
 def verdict_trace_grows_with_dimension(curvature: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
                                        seed: int = 0) -> Verdict:  # fmt: skip
-    """Claim 5, "trace grows with parameter dimension": Spearman ρ between D and the mean tr(H) of the
-    architectures (`rank_correlation_of_means`, bootstrap over seeds) above 0; not testable unless every pair of
-    architectures is at matched training loss (old rule: the same ρ, as a point estimate, > 0.5)."""
-    labels = [label for label in ARCHITECTURES if label in set(curvature["architecture"])]
+    """Claim 5, "trace grows with parameter dimension", a claim about architectures in general, so tested over
+    the architectures (the groups), not over seeds: the exact permutation test of Spearman ρ(D, mean tr H)
+    (`trace_dimension_correlation`) at 1 − `LEVEL` (two-sided): supported when p < 0.05 and ρ > 0, refuted when
+    p < 0.05 and ρ < 0, not supported otherwise. Not testable when no ordering of the groups could reach
+    p < 0.05 (with 4 architectures the smallest two-sided p is 1/12) or when some pair of architectures is not at
+    matched training loss. Old rules: ρ > 0.5 as a point estimate; then a bootstrap interval over seeds, which
+    says how reliably these 4 means are ordered, not whether trace grows with D."""
+    alpha = 1 - LEVEL
+    rho = trace_dimension_correlation(curvature, n_resamples=n_resamples, seed=seed)
+    if math.isnan(rho.estimate):
+        return not_testable("ρ is undefined (the mean traces or the dimensions are all equal)")
+    if not rho.min_pvalue < alpha:
+        return not_testable(f"{rho.n} architectures: no rank test at {100 * alpha:g} % (smallest two-sided "
+                            f"permutation p = {rho.min_pvalue:.3g})")  # fmt: skip
+    labels = list(dict.fromkeys(curvature["architecture"]))
     for a, b in itertools.combinations(labels, 2):
         confound = loss_confound(training, a, b, n_resamples=n_resamples, seed=seed)
         if confound is not None:
             return not_testable(confound)
-    rho = rank_correlation_of_means(curvature, "D", "trace", n_resamples=n_resamples, seed=seed)
-    return decide(rho, +1, 0.0, "Spearman ρ(D, mean tr H)")
+    text = (
+        f"Spearman ρ(D, mean tr H) = {rho.estimate:.3g}, permutation p = {rho.pvalue:.3g} over {rho.n} groups"
+    )
+    if rho.pvalue < alpha:
+        return Verdict(SUPPORTED if rho.estimate > 0 else REFUTED, f"{text} < {alpha:g}")
+    return Verdict(NOT_SUPPORTED, f"{text} ≥ {alpha:g}")
+
+
+def barrier_table(barriers: pd.DataFrame) -> pd.DataFrame:
+    """The raw barriers with, per pair of seeds, the mean loss of the two end points (``end loss``), the
+    ``relative barrier`` = loss barrier / end loss, and the ``peak loss`` max_α L(θ(α)) on the line."""
+    raw = barriers[barriers["variant"] == "raw"].copy()
+    raw["end loss"] = [(v[0] + v[-1]) / 2 for v in raw["losses"]]
+    raw["relative barrier"] = raw["loss barrier"] / raw["end loss"]
+    raw["peak loss"] = [max(v) for v in raw["losses"]]
+    return raw.drop(columns=["alphas", "losses"]).reset_index(drop=True)
+
+
+def pair_bootstrap_ci(pairs: pd.DataFrame, value: str, *, level: float = LEVEL, n_resamples: int = 2000,
+                      seed: int = 0):  # fmt: skip
+    """Interval of the mean of `value` over every pair of distinct seeds (columns ``seed a``, ``seed b``), by a
+    bootstrap over seeds: each resample draws n seeds with replacement and averages `value` over every pair of
+    distinct drawn seeds (the pairs share networks, so pairs are not resampled as if independent); percentile
+    interval, widened to contain the estimate. NaN bounds below `SMALL_SAMPLE` seeds ("too few seeds for an
+    interval over pairs") or when a pair of the seeds is missing."""
+    from ..stats import SMALL_SAMPLE, Interval
+
+    seeds = sorted(set(pairs["seed a"]) | set(pairs["seed b"]))
+    n, index = len(seeds), {s: i for i, s in enumerate(seeds)}
+    matrix = np.full((n, n), np.nan)
+    for a, b, v in zip(pairs["seed a"], pairs["seed b"], pairs[value].to_numpy(float), strict=True):
+        matrix[index[a], index[b]] = matrix[index[b], index[a]] = v
+    upper = matrix[np.triu_indices(n, 1)]
+    estimate = float(upper.mean()) if upper.size else math.nan
+    if n < SMALL_SAMPLE or np.isnan(upper).any():
+        why = (
+            f"too few seeds for an interval over pairs (n < {SMALL_SAMPLE})"
+            if n < SMALL_SAMPLE
+            else "pairs missing"
+        )
+        return Interval(estimate, math.nan, math.nan, level, n, why)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(n, size=(n_resamples, n))
+    means = np.empty(n_resamples)
+    for r, idx in enumerate(draws):
+        distinct = (
+            idx[:, None] < idx[None, :]
+        )  # each unordered pair of distinct drawn seeds, with multiplicity
+        means[r] = matrix[np.ix_(idx, idx)][distinct].mean() if distinct.any() else np.nan
+    means = means[~np.isnan(means)]
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(estimate, float(min(low, estimate)), float(max(high, estimate)), level, n,
+                    "bootstrap over seeds, every pair of distinct drawn seeds (percentile)")  # fmt: skip
 
 
 def verdict_barriers_moderate(barriers: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Verdict:
-    """Claim 6, "barriers are moderate: distinct but nearby basins": for every architecture the interval of the
-    mean raw barrier over seed pairs lies above `DISTINCT_BARRIER` (distinct) and below ln C, the loss of a
-    uniform prediction (nearby). Old rule: every single barrier inside (10⁻³, ln 10)."""
-    from ..stats import bootstrap_ci
+    """Claim 6, "barriers are moderate: distinct but nearby basins", for every architecture (the parts' intervals
+    from `pair_bootstrap_ci` at `family_level`, decided by `verdicts.combine`, ``rule="conjunction"``):
 
-    raw = barriers[barriers["variant"] == "raw"]
-    parts = {}
-    for label in (label for label in ARCHITECTURES if label in set(raw["architecture"])):
-        heights = raw.loc[raw["architecture"] == label, "loss barrier"].to_numpy(float)
-        if len(heights) < 2:
-            parts[label] = not_testable(f"{len(heights)} seed pair(s): an interval needs at least two")
-            continue
-        interval = bootstrap_ci(heights, level=LEVEL, n_resamples=n_resamples, seed=seed)
-        parts[f"{label} distinct"] = decide(interval, +1, DISTINCT_BARRIER, "mean barrier")
-        parts[f"{label} nearby"] = decide(
-            interval, -1, math.log(NUM_CLASSES), "mean barrier", null_name="ln C"
-        )
-    if not parts:
+    - distinct: the mean relative barrier (loss barrier / mean loss of the two end points) lies above
+      `RELATIVE_BARRIER` = 1. A barrier is large or small only against the loss of the networks it joins (10⁻³
+      is a wall between networks at loss 10⁻⁵ and nothing between networks at loss 1): above 1, the loss on the
+      line exceeds the linear interpolation of the end points by more than their own loss, at least doubling it.
+    - nearby: the mean peak loss on the line lies below ln C, the loss of a uniform prediction: the line never
+      passes through networks that predict no better than chance.
+
+    Not testable below `SMALL_SAMPLE` seeds per architecture ("too few seeds for an interval over pairs"): the
+    C(n, 2) pairs of n seeds share networks, so they are not n(n − 1)/2 independent observations; the barriers
+    are then reported descriptively. Old rules: every single barrier inside (10⁻³, ln 10); then a bootstrap
+    over the pairs as if independent, against the fixed 10⁻³.
+    """
+    from ..stats import SMALL_SAMPLE
+
+    raw = barrier_table(barriers) if "losses" in barriers else barriers[barriers["variant"] == "raw"]
+    labels = [label for label in ARCHITECTURES if label in set(raw["architecture"])]
+    if not labels:
         return not_testable("no raw barriers")
-    return combine(parts)
+    counts = {label: len(set(g["seed a"]) | set(g["seed b"])) for label, g in raw.groupby("architecture")}
+    if min(counts.values()) < SMALL_SAMPLE:
+        return not_testable(f"too few seeds for an interval over pairs ({min(counts.values())} seeds, fewer than "
+                            f"{SMALL_SAMPLE})")  # fmt: skip
+    kw = {"level": family_level(LEVEL, 2 * len(labels)), "n_resamples": n_resamples, "seed": seed}
+    parts = {}
+    for label in labels:
+        pairs = raw[raw["architecture"] == label]
+        parts[f"{label} distinct"] = decide(pair_bootstrap_ci(pairs, "relative barrier", **kw), +1,
+                                            RELATIVE_BARRIER, "mean relative barrier")  # fmt: skip
+        parts[f"{label} nearby"] = decide(pair_bootstrap_ci(pairs, "peak loss", **kw), -1, math.log(NUM_CLASSES),
+                                          "mean peak loss", null_name="ln C")  # fmt: skip
+    return combine(parts, rule="conjunction")
 
 
 def verdicts(
