@@ -54,6 +54,7 @@ from statsmodels.stats.multitest import multipletests
 from landscape.paper.glue import format_estimate
 
 __all__ = [
+    "LEVEL",
     "SMALL_SAMPLE",
     "GroupMeansCorrelation",
     "Interval",
@@ -75,6 +76,9 @@ BOOTSTRAP_METHODS = ("BCa", "percentile", "basic")  # scipy.stats.bootstrap's me
 INTERVAL_METHODS = (*BOOTSTRAP_METHODS, "t")  # bootstrap_ci: scipy's bootstrap or the Student-t interval
 ALTERNATIVES = ("two-sided", "greater", "less")
 
+LEVEL = (
+    0.95  # the confidence level of every interval the paper reports (a claim's parts: verdicts.family_level)
+)
 SMALL_SAMPLE = 10
 """Fewest observations (pairs, clusters) for a bootstrap interval. Below it the mean gets a Student-t interval
 and other statistics NaN bounds (unless ``allow_small=True``): at n = 3–5 a bootstrap interval covers 70–85 %

@@ -230,7 +230,7 @@ def combine(parts: Sequence[Verdict] | Mapping[str, Verdict], *, rule: str = "al
 
     ``rule="conjunction"``: the claim is the logical AND of separate sub-claims, so one refuted part refutes it:
     REFUTED iff some part is refuted; else SUPPORTED iff every part is; else NOT_TESTABLE iff some part is not
-    testable; else NOT_SUPPORTED (the rule `landscape.paper.experiments.rq2.combine` used).
+    testable; else NOT_SUPPORTED (for claims whose parts are separate sub-claims, e.g. RQ2's).
 
     Truth table, by the set of outcomes among the parts (S supported, R refuted, N not supported, T not
     testable; how many parts have each outcome does not matter):

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..glue import format_estimate
+from ..stats import LEVEL
 from ..verdicts import (
     NOT_SUPPORTED,
     NOT_TESTABLE,
@@ -125,7 +126,6 @@ LOSS_MATCH_FACTOR = 1.25
 GAP_EQUIVALENCE = 1e-3  # claim 4: λ1 and λ2 "repeated" when they agree to 0.1 % of λ1
 RESOLUTION = 0.1  # claim 4: the residuals resolve the gap when (r1 + r2)/λ1 ≤ 0.1·GAP_EQUIVALENCE
 RELATIVE_BARRIER = 1.0  # claim 6: "distinct" basins when the barrier exceeds the end points' mean loss
-LEVEL = 0.95  # confidence level of every interval (no shared constant in stats or verdicts yet)
 
 
 @dataclass(frozen=True)
