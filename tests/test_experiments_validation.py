@@ -9,14 +9,17 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from landscape.paper import probe_checks as pc
 from landscape.paper.experiments import validation as v
+from landscape.paper.experiments import validation_tasks as vt
+from landscape.paper.glue import format_estimate
 from landscape.trace import TRACE_METHODS
 
 TOY = v.Sizes(in_dim=3, hidden=(4,), relu_hidden=(4, 4), num_classes=2, num_samples=24, train_steps=5, k=2,
-              budgets=(6, 12), trace_seeds=3, slq_probes=2, slq_steps=5, alphas=(0.5, 1.0, 2.0), threads=1,
-              workers=1)  # fmt: skip
+              budgets=(6, 12), trace_seeds=3, slq_probes=2, slq_steps=5, alphas=(0.5, 1.0, 2.0), n_resamples=100,
+              threads=1, workers=1)  # fmt: skip
 
 
 def test_profiles_are_complete_and_runnable():
@@ -33,29 +36,42 @@ def test_profiles_are_complete_and_runnable():
 
 
 def test_task_settings_name_what_the_result_depends_on():
-    spectrum, *traces, rescaling = v.tasks(TOY, 0, "cache")
-    assert [t.kind for t in v.tasks(TOY, 0, "cache")] == ["spectrum", "trace", "trace", "trace", "rescaling"]
-    assert [t.method for t in traces] == list(TRACE_METHODS)
-    settings = v.task_settings(spectrum)
-    assert "threads" not in settings
-    assert "workers" not in settings
-    assert "alphas" not in settings
-    assert v.task_settings(rescaling)["alphas"] == [0.5, 1.0, 2.0]
-    json.dumps(v.task_settings(traces[0]))  # JSON-serialisable
-    # where a task runs does not change its key, what it measures does
-    elsewhere = dataclasses.replace(TOY, workers=None, threads=None)
-    assert v.task_settings(v.tasks(elsewhere, 0, "cache")[0]) == settings
-    assert v.task_settings(v.tasks(TOY, 1, "cache")[0]) != settings
+    spectrum, *traces, rescaling = v.task_settings(TOY, 0)
+    assert [t["kind"] for t in v.task_settings(TOY, 0)] == [
+        "spectrum",
+        "trace",
+        "trace",
+        "trace",
+        "rescaling",
+    ]
+    assert [t["method"] for t in traces] == list(TRACE_METHODS)
+    for key in ("threads", "workers", "n_resamples", "alphas"):
+        assert key not in spectrum
+    assert rescaling["alphas"] == [0.5, 1.0, 2.0]
+    assert rescaling["testbed"]["activation"] == "relu"
+    assert rescaling["testbed"]["hidden"] == [4, 4]
+    json.dumps(v.task_settings(TOY, 0))  # JSON-serialisable
+    # where a task runs and how its intervals are bootstrapped do not change its key, what it measures does
+    elsewhere = dataclasses.replace(TOY, workers=None, threads=None, n_resamples=5000)
+    assert v.task_settings(elsewhere, 0) == v.task_settings(TOY, 0)
+    assert v.task_settings(TOY, 1)[0] != spectrum
+    # the declared code is the task module and the probe checks, not the chapter module
+    assert v not in v.DEPENDS_ON
+    assert set(v.DEPENDS_ON) == {vt, pc}
     with pytest.raises(ValueError, match="unknown task kind 'slices'"):
-        v.run_task(v.Task("slices", TOY, 0, "cache"))
+        vt.measurement({"kind": "slices"})
     with pytest.raises(ValueError, match="needs a method"):
-        v.run_task(v.Task("trace", TOY, 0, "cache"))
+        vt.measurement({**traces[0], "method": None})
+    with pytest.raises(ValueError, match=r"trace settings lack \['budgets'\]"):
+        vt.measurement({k: x for k, x in traces[0].items() if k != "budgets"})
+    with pytest.raises(ValueError, match="unknown testbed activation 'gelu'"):
+        v.testbed_settings(TOY, "gelu", 0)
 
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     cache = tmp_path_factory.mktemp("validation-cache")
-    return cache, v.measure(TOY, 0, cache, progress=False)
+    return cache, v.measure(TOY, 0, cache)
 
 
 def test_measure_end_to_end_at_toy_size(toy):
@@ -80,29 +96,42 @@ def test_measure_end_to_end_at_toy_size(toy):
 def test_measure_reads_the_cache_back(toy, monkeypatch):
     cache, m = toy
 
-    def fail(task):
-        raise AssertionError(f"{task.kind} recomputed although cached")
+    def fail(settings):
+        raise AssertionError(f"{settings['kind']} recomputed although cached")
 
-    monkeypatch.setattr(v, "_COMPUTE", dict.fromkeys(v._COMPUTE, fail))
-    again = v.measure(TOY, 0, cache, progress=False)
+    monkeypatch.setattr(vt, "KINDS", dict.fromkeys(vt.KINDS, fail))
+    again = v.measure(dataclasses.replace(TOY, n_resamples=7), 0, cache)
     pd.testing.assert_frame_equal(again.trace, m.trace)
     np.testing.assert_array_equal(again.exact, m.exact)
-    with pytest.raises(AssertionError, match="recomputed"):
-        v.measure(dataclasses.replace(TOY, k=3), 0, cache, progress=False)
+    with pytest.raises(AssertionError, match="spectrum recomputed"):
+        v.measure(dataclasses.replace(TOY, k=3), 0, cache)
 
 
 def test_chapter_checks_at_toy_size(toy):
     _, m = toy
     methods = v.trace_method_summary(m.trace, n_resamples=200)
+    groups = v.chapter_check_groups(m, methods)
+    assert list(groups) == ["operator", "eigenvalues", "trace rates", "trace error bars", "SLQ", "rescaling"]
     checks = v.chapter_checks(m, methods)
     assert len(checks) == 15
+    assert checks == [c for group in groups.values() for c in group]
     by_name = {c.name: c for c in checks}
     assert by_name["HessianOperator products against the dense Hessian (relative difference)"].passed
     assert by_name["Lanczos: largest relative error of the top-k eigenvalues"].passed
     assert by_name["residuals bound the distance to an exact eigenvalue (largest ratio)"].passed
     assert by_name["rescaling: relative spread of normalised sharpness"].passed
+    # three seeds: the slopes' cluster bootstrap is undefined, so the rate checks say "not testable", with why;
+    # the coverages (means) get Student's t over seeds and are decided
+    assert [c.outcome for c in groups["trace rates"]] == ["not testable"] * 3
+    assert all("too few clusters" in c.reason for c in groups["trace rates"])
+    assert all(c.passed is not None and c.has_interval for c in groups["trace error bars"])
     table = pc.checks_table(checks)
-    assert set(table["outcome"]) <= {"pass", "fail"}
+    assert set(table["outcome"]) <= {"pass", "fail", "not testable"}
+    outcomes = v.group_outcomes(groups)
+    assert "not testable here (too few clusters" in outcomes["outcome_trace_rates"]
+    assert "): hutchinson: slope" in outcomes["outcome_trace_rates"]
+    assert outcomes["outcome_trace_rates"].startswith("0 of 3 checks pass")
+    assert "not testable here" in outcomes["checks_summary"]
 
 
 def _eigs():
@@ -118,10 +147,52 @@ def _eigs():
     return pd.DataFrame(rows)
 
 
+def test_checks_sentence_says_what_passed_failed_and_could_not_be_tested():
+    ok = pc.at_most("a", 0.0, 1.0)
+    bad = pc.at_most("b", 2.0, 1.0)
+    untested = pc.check_trace_rate("xtrace", -1.0, float("nan"), float("nan"), reason="too few seeds")
+    assert v.checks_sentence([ok, ok]) == "all 2 checks pass"
+    assert v.checks_sentence([ok]) == "the check passes"
+    assert v.checks_sentence([ok, bad]) == "1 of 2 checks pass; failing: b"
+    assert v.checks_sentence([ok, bad, untested, untested]) == (
+        "1 of 4 checks pass; failing: b; not testable here (too few seeds): xtrace: slope of log RMS error "
+        "against log budget; xtrace: slope of log RMS error against log budget"
+    )
+    assert v.checks_sentence([untested]) == "the check is not testable here (too few seeds)"
+    assert v.group_outcomes({"x y": [ok], "z": [bad]}) == {
+        "outcome_x_y": "the check passes", "outcome_z": "the check fails",
+        "checks_summary": "1 of 2 checks pass; failing: b",
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="at least one check"):
+        v.checks_sentence([])
+
+
+def test_calibration_summary_groups_the_estimators_by_finding():
+    table = pd.DataFrame({"method": ["hutchinson", "hutch++", "xtrace"],
+                          "calibration": ["calibrated", "calibrated", "optimistic"]})  # fmt: skip
+    assert v.calibration_summary(table) == "calibrated for Hutchinson and Hutch++ and optimistic for XTrace"
+    table["calibration"] = ["conservative", "untested", "calibrated"]
+    assert v.calibration_summary(table) == (
+        "conservative for Hutchinson, not testable here for Hutch++ and calibrated for XTrace"
+    )
+    table["calibration"] = ["calibrated"] * 3
+    assert v.calibration_summary(table) == "calibrated for Hutchinson, Hutch++ and XTrace"
+    with pytest.raises(ValueError, match="unknown calibration 'fine'"):
+        v.calibration_summary(table.assign(calibration="fine"))
+    with pytest.raises(ValueError, match=r"lacks columns \['calibration'\]"):
+        v.calibration_summary(table[["method"]])
+
+
 def test_eigen_summary_and_top_values_on_a_hand_table():
     summary = v.eigen_summary(_eigs())
     assert summary == {"k": 3, "lanczos_max_rel_error": 0.0, "lanczos_matvecs": 12,
                        "power_max_rel_error": pytest.approx(0.1 / 3), "power_matvecs": 40}  # fmt: skip
+    with pytest.raises(ValueError, match="no rows of method 'Lanczos'"):
+        v.eigen_summary(_eigs().query("method != 'Lanczos'"))
+    with pytest.raises(ValueError, match=r"lacks columns \['num_matvecs'\]"):
+        v.eigen_summary(_eigs().drop(columns="num_matvecs"))
+    with pytest.raises(ValueError, match="needs 4 eigenvalues"):
+        v.top_values(_eigs(), np.array([-1.0, 2.0, 3.0, 4.0]), 4)
     table, text = v.top_values(_eigs(), np.array([-1.0, 2.0, 3.0, 4.0]), 2)
     assert table.index.tolist() == [1, 2]
     assert table["exact (eigvalsh)"].tolist() == [4.0, 3.0]
@@ -129,18 +200,23 @@ def test_eigen_summary_and_top_values_on_a_hand_table():
                     "deflated_values": "3.9000, 3.1000", "lanczos_values": "4.0000, 3.0000"}  # fmt: skip
 
 
-def test_trace_method_summary_on_a_hand_table():
+def _hand_errors(num_seeds: int = 3) -> pd.DataFrame:
     rows = []
     for method, rate in [("hutchinson", -0.5), ("xtrace", -1.0)]:
-        for seed in range(3):
+        for seed in range(num_seeds):
             for budget in (4, 16, 64):
                 error = (seed + 1) * budget**rate  # exact power law: slope = rate whatever the seeds
-                stderr = abs(error) / (1.0 if seed < 2 else 4.0)  # the third seed's error bars are optimistic
+                stderr = abs(error) / (
+                    1.0 if seed % 3 < 2 else 4.0
+                )  # every third seed's error bars are optimistic
                 rows.append({"method": method, "budget": budget, "seed": seed, "estimate": 10 + error,
                              "stderr": stderr, "error": error, "rel_error": error / 10,
                              "rel_stderr": stderr / 10})  # fmt: skip
-    errors = pd.DataFrame(rows)
-    methods = v.trace_method_summary(errors, n_resamples=200)
+    return pd.DataFrame(rows)
+
+
+def test_trace_method_summary_on_a_hand_table():
+    methods = v.trace_method_summary(_hand_errors(), n_resamples=200)
     assert methods["method"].tolist() == ["hutchinson", "xtrace"]
     hutch = methods.iloc[0]
     assert hutch["budget"] == 64
@@ -148,8 +224,18 @@ def test_trace_method_summary_on_a_hand_table():
         np.sqrt(np.mean([(s * 64**-0.5 / 10) ** 2 for s in (1, 2, 3)]))
     )
     assert hutch["coverage"] == pytest.approx(2 / 3)
-    assert hutch["coverage_low"] <= 2 / 3 <= hutch["coverage_high"]
+    # three seeds: Student's t over the seeds' coverages (1, 1, 0), clipped to [0, 1]; no interval for the slope
+    half = stats.t.ppf(0.975, 2) * np.std([1, 1, 0], ddof=1) / np.sqrt(3)
+    assert 2 / 3 - half < 0
+    assert 2 / 3 + half > 1
+    assert hutch["coverage_low"] == 0.0
+    assert hutch["coverage_high"] == 1.0
+    assert hutch["coverage_method"] == "Student t over cluster means"
+    assert hutch["calibration"] == "calibrated"  # the wide interval contains the honest coverage
     assert hutch["slope"] == pytest.approx(-0.5)
+    assert np.isnan(hutch["slope_low"])
+    assert np.isnan(hutch["slope_high"])
+    assert "too few clusters" in hutch["slope_method"]
     assert methods.iloc[1]["slope"] == pytest.approx(-1.0)
     assert hutch["nominal_coverage"] == pytest.approx(pc.nominal_coverage("hutchinson", [4, 16, 64] * 3))
     mean_stderr = np.mean([1, 2, 3 / 4]) / 10  # relative stderr at budget b, times b^0.5
@@ -158,5 +244,32 @@ def test_trace_method_summary_on_a_hand_table():
     glue = v.trace_glue(methods)
     assert glue["trace_max_budget"] == 64
     assert glue["slope_xtrace"] == pytest.approx(-1.0)
-    assert glue["coverage_hutchinson_ci"].startswith("[")
+    assert glue["coverage_hutchinson_ci"] == format_estimate(2 / 3, 0.0, 1.0, digits=2) == "0.67 [0, 1]"
+    assert glue["slope_hutchinson_ci"] == "-0.5 [n/a, n/a]"
+    assert glue["calibration_summary"] == "calibrated for Hutchinson and XTrace"
     assert {f"nominal_coverage_{k}" for k in ("hutchinson", "xtrace")} <= set(glue)
+    with pytest.raises(ValueError, match=r"lacks columns \['slope_method'\]"):
+        v.trace_glue(methods.drop(columns="slope_method"))
+    with pytest.raises(ValueError, match=r"unknown trace methods \['exact'\]"):
+        v.trace_method_summary(_hand_errors().replace({"method": {"xtrace": "exact"}}), n_resamples=10)
+
+
+def test_trace_method_summary_with_enough_seeds_bootstraps_and_finds_optimism():
+    methods = v.trace_method_summary(_hand_errors(30), n_resamples=300)
+    hutch = methods.iloc[0]
+    assert hutch["coverage_method"] == hutch["slope_method"] == "cluster bootstrap percentile"
+    assert hutch["slope_low"] == pytest.approx(-0.5)  # an exact power law for every seed
+    assert hutch["slope_high"] == pytest.approx(-0.5)
+    assert (
+        hutch["coverage_high"] < hutch["nominal_coverage"]
+    )  # a third of the seeds' error bars are too small
+    assert hutch["calibration"] == "optimistic"
+    m = v.Measurements(problem={"operator_vs_dense": 0.0}, exact=np.array([2.0, 3.0, 4.0]), eigenvalues=_eigs(),
+                       trace=_hand_errors(30), trace_operator_diff=0.0, density={"slq_l1": 0.01},
+                       rescaling=pd.DataFrame({"alpha": [0.5, 1.0, 2.0], "loss": [1.0] * 3,
+                                               "lambda_max": [1.0, 4.0, 16.0],
+                                               "normalized_sharpness": [2.0] * 3}))  # fmt: skip
+    groups = v.chapter_check_groups(m, methods)
+    assert [c.outcome for c in groups["trace rates"]] == ["pass", "pass"]  # −½ meets −½, −1 meets ≤ −½
+    assert [c.outcome for c in groups["trace error bars"]] == ["fail", "fail"]
+    assert v.group_outcomes(groups)["outcome_trace_error_bars"].startswith("0 of 2 checks pass; failing:")

@@ -230,13 +230,21 @@ def test_rate_interval_on_an_exact_power_law_and_on_noisy_ones():
     budgets = [8, 16, 32, 64]
     exact = pd.DataFrame([
         {"method": "hutchinson", "budget": b, "seed": s, "rel_error": (1 + s) * b**-0.5}
-        for s in range(4) for b in budgets
+        for s in range(12) for b in budgets
     ])  # fmt: skip
     rate = pc.rate_interval(exact, "hutchinson", n_resamples=200)
     assert rate.estimate == pytest.approx(-0.5)
     assert rate.low == pytest.approx(-0.5)
     assert rate.high == pytest.approx(-0.5)
-    assert rate.n == 4
+    assert rate.n == 12
+    # a slope is not a mean: with fewer than SMALL_SAMPLE seeds no interval, and the method says why
+    few = pc.rate_interval(exact[exact["seed"] < 4], "hutchinson", n_resamples=200)
+    assert few.estimate == pytest.approx(-0.5)
+    assert np.isnan(few.low)
+    assert np.isnan(few.high)
+    assert "too few clusters" in few.method
+    with pytest.raises(ValueError, match=r"lacks columns \['rel_error'\]"):
+        pc.rate_interval(exact.drop(columns="rel_error"), "hutchinson")
     noisy = pc.rate_interval(_synthetic_errors("hutchinson", -0.5), "hutchinson", n_resamples=500)
     assert noisy.low < -0.5 < noisy.high
     assert noisy.high - noisy.low < 0.3
@@ -258,7 +266,15 @@ def test_check_trace_rate_both_outcomes():
     fast = pc.rate_interval(_synthetic_errors("hutch++", -1.4), "hutch++", n_resamples=500)
     assert pc.check_trace_rate("hutch++", fast.estimate, fast.low, fast.high).passed
     assert not pc.check_trace_rate("xtrace", -0.2, -0.3, -0.1).passed
-    assert not pc.check_trace_rate("hutchinson", float("nan"), float("nan"), float("nan")).passed
+    nan = float("nan")
+    few_reason = "too few clusters (G < 10)"
+    untested = pc.check_trace_rate("hutchinson", -0.5, nan, nan, reason=few_reason)
+    assert untested.passed is None
+    assert untested.outcome == "not testable"
+    assert untested.reason == few_reason
+    assert not untested.has_interval
+    assert str(untested).endswith(f"not testable ({few_reason})")
+    assert pc.check_trace_rate("hutchinson", nan, -0.6, nan).outcome == "not testable"
     with pytest.raises(ValueError, match="no theoretical rate"):
         pc.check_trace_rate("exact", -0.5, -0.6, -0.4)
 
@@ -291,6 +307,34 @@ def test_coverage_interval_and_check_coverage_both_outcomes():
     assert optimistic.high < pc.NOMINAL_COVERAGE
     # a nominal below 1 for few samples: the same interval can pass against it
     assert pc.check_coverage("xtrace", 0.86, 0.8, 0.9, nominal=0.88).passed
+    # few seeds: the coverage is a mean, so Student's t over the seeds' coverages decides it
+    few = pc.coverage_interval(_synthetic_errors("xtrace", -1, seeds=4, within=0.7), "xtrace")
+    assert few.method == "Student t over cluster means"
+    assert 0.0 <= few.low < few.estimate < few.high <= 1.0
+    # a fraction's t-interval is clipped to [0, 1]: three seeds covering 1, 1 and 0
+    clipped = pd.DataFrame({"method": "xtrace", "budget": 8, "seed": [0, 1, 2], "error": [1.0, 1.0, 3.0],
+                            "stderr": 1.0})  # fmt: skip
+    interval = pc.coverage_interval(clipped, "xtrace")
+    assert (interval.low, interval.estimate, interval.high) == (0.0, pytest.approx(2 / 3), 1.0)
+    nan = float("nan")
+    assert pc.check_coverage("xtrace", 0.9, nan, nan, reason="no seeds").outcome == "not testable"
+    with pytest.raises(ValueError, match=r"lacks columns \['stderr'\]"):
+        pc.coverage_interval(_synthetic_errors("xtrace", -1).drop(columns="stderr"), "xtrace")
+
+
+def test_calibration_reads_the_coverage_interval_three_ways():
+    assert pc.calibration(0.77, 0.87, 0.93) == "optimistic"
+    assert pc.calibration(0.90, 0.97, 0.95) == "calibrated"
+    assert pc.calibration(0.96, 0.99, 0.95) == "conservative"
+    assert pc.calibration(float("nan"), 0.99, 0.95) == "untested"
+    assert set(pc.CALIBRATIONS) == {"calibrated", "optimistic", "conservative", "untested"}
+
+
+def test_check_needs_a_reason_when_not_testable():
+    with pytest.raises(ValueError, match="say why it is not testable"):
+        pc.Check("x", 1.0, "≤ 2", None)
+    with pytest.raises(TypeError, match="passed must be True, False or None"):
+        pc.Check("x", 1.0, "≤ 2", 1)
 
 
 def test_rescaling_summary_and_checks():
@@ -310,14 +354,20 @@ def test_rescaling_summary_and_checks():
     assert [c.passed for c in pc.check_rescaling(broken)] == [False, False, False]
     with pytest.raises(ValueError, match="α = 1"):
         pc.rescaling_summary(table[table["alpha"] != 1.0])
+    with pytest.raises(ValueError, match=r"rescaling table lacks columns \['lambda_max'\]"):
+        pc.rescaling_summary(table.drop(columns="lambda_max"))
 
 
 def test_checks_table():
-    checks = [pc.at_most("a", 1e-12, 1e-10), pc.check_coverage("xtrace", 0.8, 0.75, 0.85)]
+    nan = float("nan")
+    checks = [pc.at_most("a", 1e-12, 1e-10), pc.check_coverage("xtrace", 0.8, 0.75, 0.85),
+              pc.check_trace_rate("xtrace", -0.7, nan, nan, reason="too few seeds")]  # fmt: skip
     table = pc.checks_table(checks)
-    assert list(table.columns) == ["check", "measured", "interval", "criterion", "outcome"]
-    assert table["outcome"].tolist() == ["pass", "fail"]
-    assert table["interval"].tolist() == ["", "[0.75, 0.85]"]
+    assert list(table.columns) == ["check", "measured", "with interval", "criterion", "outcome", "reason"]
+    assert table["outcome"].tolist() == ["pass", "fail", "not testable"]
+    assert table["with interval"].tolist() == ["", "0.8 [0.75, 0.85]", ""]
+    assert table["reason"].tolist() == ["", "", "too few seeds"]
+    assert pc.checks_table([]).empty
 
 
 def test_docstring_examples():

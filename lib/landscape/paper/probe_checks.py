@@ -6,8 +6,9 @@ whose D x D Hessian `dense_hessian` computes exactly. Nothing here depends on th
 modules of the experiments.
 
 Each check of a probe against its exact answer is a function returning a `Check`: what was checked, the
-measured number (with its confidence interval where it is a rate over seeds), the threshold and whether it
-passed.
+measured number (with its confidence interval where it is a rate over seeds), the threshold and its outcome:
+pass, fail, or "not testable" where the interval it rests on is undefined (e.g. a cluster bootstrap of a
+non-mean statistic over fewer than `landscape.paper.stats.SMALL_SAMPLE` seeds), with the reason.
 
 References:
     Z. Yao et al. (2020), PyHessian (power iteration, SLQ); M. F. Hutchinson (1989); R. A. Meyer et al.
@@ -21,7 +22,7 @@ import itertools
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,16 +37,20 @@ from ..operators import HessianOperator, LinearOperator, make_generator
 from ..sharpness import normalized_sharpness
 from ..trace import TRACE_METHODS, hessian_trace
 from . import stats
+from .glue import format_estimate
 
 __all__ = [
     "ACTIVATIONS",
+    "CALIBRATIONS",
     "NOMINAL_COVERAGE",
+    "NOT_TESTABLE",
     "TRACE_RATES",
     "Check",
     "Testbed",
     "at_least",
     "at_most",
     "benchmark_tables",
+    "calibration",
     "check_coverage",
     "check_lanczos_error",
     "check_rescaling",
@@ -59,6 +64,7 @@ __all__ = [
     "mlp",
     "nominal_coverage",
     "rate_interval",
+    "require_columns",
     "rescale_layers",
     "rescaling_study",
     "rescaling_summary",
@@ -165,6 +171,21 @@ def make_testbed(
     return Testbed(name, model, inputs, targets, losses)
 
 
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """Raise a ValueError naming the columns of `columns` that `frame` (a `what`) lacks.
+
+    >>> require_columns(pd.DataFrame({"a": [1]}), ["a", "b"], "trace table")
+    Traceback (most recent call last):
+    ...
+    ValueError: the trace table lacks columns ['b'] (it has ['a'])
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"the {what} must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the {what} lacks columns {missing} (it has {list(frame.columns)})")
+
+
 def compare_eigenvalues(
     op: LinearOperator,
     exact: Tensor | np.ndarray,
@@ -232,6 +253,9 @@ def trace_errors(
 def trace_summary(errors: pd.DataFrame) -> pd.DataFrame:
     """Per (method, budget): RMS relative error over seeds, mean reported relative stderr, and the coverage —
     the fraction of seeds whose error lies within two reported standard errors."""
+    require_columns(
+        errors, ["method", "budget", "seed", "error", "stderr", "rel_error", "rel_stderr"], "trace table"
+    )
     within = (errors["error"].abs() <= 2 * errors["stderr"]).rename("within")
     frame = errors.assign(sq=errors["rel_error"] ** 2, within=within)
     grouped = frame.groupby(["method", "budget"], sort=False)
@@ -327,6 +351,10 @@ average; at least as fast for the low-rank methods (−1 for a positive semi-def
 faster on a fast-decaying spectrum and as the budget nears D; Meyer et al. 2021, Epperly et al. 2024)."""
 
 
+NOT_TESTABLE = "not testable"
+"""The outcome of a check whose interval is undefined (`Check.passed` is None)."""
+
+
 @dataclass(frozen=True)
 class Check:
     """One check of a probe against its exact answer.
@@ -335,25 +363,47 @@ class Check:
         name: what is checked, in words.
         measured: the measured number.
         criterion: the rule it must meet, with the threshold (e.g. ``"≤ 1e-06"``).
-        passed: whether it met it.
-        low, high: a confidence interval of `measured` where it is a rate over seeds (NaN otherwise).
+        passed: whether it met it; None when it cannot be decided here (its interval is undefined).
+        low, high: a confidence interval of `measured` where it is a rate over seeds (NaN otherwise, or when
+            the interval is undefined).
+        reason: why the check is not testable (empty otherwise).
+
+    >>> print(Check("slope", -0.5, "interval meets -0.5", None, reason="too few seeds"))
+    slope: -0.5 (interval meets -0.5): not testable (too few seeds)
     """
 
     name: str
     measured: float
     criterion: str
-    passed: bool
+    passed: bool | None
     low: float = math.nan
     high: float = math.nan
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.passed is None and not self.reason:
+            raise ValueError(f"check {self.name!r}: say why it is not testable (reason)")
+        if self.passed is not None and not isinstance(self.passed, bool):
+            raise TypeError(f"check {self.name!r}: passed must be True, False or None, got {self.passed!r}")
 
     @property
     def outcome(self) -> str:
-        """``"pass"`` or ``"fail"``."""
-        return "pass" if self.passed else "fail"
+        """``"pass"``, ``"fail"`` or `NOT_TESTABLE`."""
+        return NOT_TESTABLE if self.passed is None else "pass" if self.passed else "fail"
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the check carries a (defined) confidence interval."""
+        return not (math.isnan(self.low) or math.isnan(self.high))
 
     def __str__(self) -> str:
-        interval = "" if math.isnan(self.low) else f" [{self.low:.3g}, {self.high:.3g}]"
-        return f"{self.name}: {self.measured:.3g}{interval} ({self.criterion}): {self.outcome}"
+        text = (
+            format_estimate(self.measured, self.low, self.high)
+            if self.has_interval
+            else f"{self.measured:.3g}"
+        )
+        outcome = f"{self.outcome} ({self.reason})" if self.passed is None else self.outcome
+        return f"{self.name}: {text} ({self.criterion}): {outcome}"
 
 
 def at_most(name: str, measured: float, tol: float) -> Check:
@@ -373,18 +423,20 @@ def at_least(name: str, measured: float, bound: float) -> Check:
 
 
 def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
-    """One row per check: check, measured, interval (text, empty without one), criterion, outcome."""
+    """One row per check: check, measured, with interval (``format_estimate`` text: the measured number and
+    its interval where it has one), criterion, outcome, reason (why not testable; empty otherwise)."""
     return pd.DataFrame([
         {
             "check": c.name, "measured": c.measured,
-            "interval": "" if math.isnan(c.low) else f"[{c.low:.3g}, {c.high:.3g}]",
-            "criterion": c.criterion, "outcome": c.outcome,
+            "with interval": format_estimate(c.measured, c.low, c.high) if c.has_interval else "",
+            "criterion": c.criterion, "outcome": c.outcome, "reason": c.reason,
         }
         for c in checks
-    ])  # fmt: skip
+    ], columns=["check", "measured", "with interval", "criterion", "outcome", "reason"])  # fmt: skip
 
 
 def _rows(eigs: pd.DataFrame, method: str) -> pd.DataFrame:
+    require_columns(eigs, ["method", "index", "value", "exact", "rel_error", "residual"], "eigenvalue table")
     rows = eigs[eigs["method"] == method]
     if rows.empty:
         raise ValueError(
@@ -412,6 +464,7 @@ def check_residuals_certify(eigs: pd.DataFrame, exact: Tensor | np.ndarray) -> C
     to each residual. Measured: the largest ratio distance / (residual + rounding) over all methods and rows
     of a `compare_eigenvalues` table; passes at ≤ 1.
     """
+    require_columns(eigs, ["value", "residual"], "eigenvalue table")
     exact = torch.as_tensor(exact, dtype=torch.float64).reshape(-1).numpy()
     values = eigs["value"].to_numpy(dtype=float)
     nearest = np.abs(values[:, None] - exact[None, :]).min(axis=1)
@@ -445,7 +498,8 @@ def check_undeflated_copies(eigs: pd.DataFrame, tol: float = 1e-2) -> Check:
     )
 
 
-def _method_rows(errors: pd.DataFrame, method: str) -> pd.DataFrame:
+def _method_rows(errors: pd.DataFrame, method: str, columns: Sequence[str]) -> pd.DataFrame:
+    require_columns(errors, ["method", "budget", "seed", *columns], "trace table")
     rows = errors[errors["method"] == method]
     if rows.empty:
         raise ValueError(f"no trace estimates for method {method!r}; has {sorted(set(errors['method']))}")
@@ -453,12 +507,15 @@ def _method_rows(errors: pd.DataFrame, method: str) -> pd.DataFrame:
 
 
 def rate_interval(
-    errors: pd.DataFrame, method: str, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+    errors: pd.DataFrame, method: str, *, level: float = stats.LEVEL, n_resamples: int = 2000, seed: int = 0
 ) -> stats.Interval:
     """The slope of log RMS relative error against log budget (a `trace_errors` table, one method), with a
     cluster-bootstrap interval over seeds (a seed's estimates at all budgets are resampled together: they
-    share probes)."""
-    rows = _method_rows(errors, method)
+    share probes).
+
+    The slope is not a mean, so with fewer than `stats.SMALL_SAMPLE` seeds its bounds are NaN and the
+    interval's ``method`` says why (`check_trace_rate` is then not testable)."""
+    rows = _method_rows(errors, method, ["rel_error"])
     budgets, budget_code = np.unique(rows["budget"].to_numpy(), return_inverse=True)
     if budgets.size < 2:
         raise ValueError(f"a rate needs at least two budgets, got {budgets.tolist()}")
@@ -478,15 +535,22 @@ def rate_interval(
 
 
 def coverage_interval(
-    errors: pd.DataFrame, method: str, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0
+    errors: pd.DataFrame, method: str, *, level: float = stats.LEVEL, n_resamples: int = 2000, seed: int = 0
 ) -> stats.Interval:
     """The fraction of estimates (all budgets) within two reported standard errors of the exact trace, with a
-    cluster-bootstrap interval over seeds (a seed's estimates share probes across budgets)."""
-    rows = _method_rows(errors, method)
+    cluster-bootstrap interval over seeds (a seed's estimates share probes across budgets).
+
+    With fewer than `stats.SMALL_SAMPLE` seeds: the Student-t interval over the seeds' coverages (every seed
+    has the same budgets, so its estimate is still the pooled fraction). A fraction lies in [0, 1], so the
+    bounds are clipped to it (the t-interval of few seeds can reach past 1)."""
+    rows = _method_rows(errors, method, ["error", "stderr"])
     within = rows.assign(within=(rows["error"].abs() <= 2 * rows["stderr"]).astype(float))
-    return stats.cluster_bootstrap_ci(
+    interval = stats.cluster_bootstrap_ci(
         within, "within", "seed", level=level, n_resamples=n_resamples, seed=seed
     )
+    if math.isnan(interval.low) or math.isnan(interval.high):
+        return interval
+    return replace(interval, low=max(interval.low, 0.0), high=min(interval.high, 1.0))
 
 
 def stderr_samples(method: str, budget: int) -> int:
@@ -518,17 +582,30 @@ def nominal_coverage(method: str, budgets: Sequence[int]) -> float:
     return float(np.mean(2 * student.cdf(2.0, dof) - 1))
 
 
+def _undefined(low: float, high: float) -> bool:
+    return math.isnan(float(low)) or math.isnan(float(high))
+
+
 def check_trace_rate(
-    method: str, slope: float, low: float, high: float, *, theory: tuple[float, float] | None = None
+    method: str,
+    slope: float,
+    low: float,
+    high: float,
+    *,
+    theory: tuple[float, float] | None = None,
+    reason: str = "the slope's interval is undefined",
 ) -> Check:
     """The error of a trace estimator falls with the budget as its theory says: the interval [low, high] of
     the slope of log error against log budget (`rate_interval`) meets the theoretical range (`TRACE_RATES`,
-    or `theory`). A NaN interval fails.
+    or `theory`). A NaN bound (e.g. too few seeds for a bootstrap) makes the check not testable, for
+    `reason` (pass the interval's ``method``).
 
     >>> check_trace_rate("hutchinson", -0.48, -0.55, -0.41).outcome
     'pass'
     >>> check_trace_rate("hutchinson", -0.1, -0.2, -0.05).outcome
     'fail'
+    >>> check_trace_rate("hutchinson", -0.5, float("nan"), float("nan"), reason="too few seeds").outcome
+    'not testable'
     """
     if theory is None and method not in TRACE_RATES:
         raise ValueError(f"no theoretical rate for method {method!r}; expected one of {sorted(TRACE_RATES)}")
@@ -539,33 +616,66 @@ def check_trace_rate(
         criterion = (
             f"interval meets [{fast:g}, {slow:g}]" if math.isfinite(fast) else f"interval meets ≤ {slow:g}"
         )
-    passed = low <= slow and high >= fast
     name = f"{method}: slope of log RMS error against log budget"
+    if _undefined(low, high):
+        return Check(name, float(slope), criterion, None, reason=reason)
+    passed = low <= slow and high >= fast
     return Check(name, float(slope), criterion, bool(passed), float(low), float(high))
 
 
 def check_coverage(
-    method: str, coverage: float, low: float, high: float, *, nominal: float = NOMINAL_COVERAGE
+    method: str,
+    coverage: float,
+    low: float,
+    high: float,
+    *,
+    nominal: float = NOMINAL_COVERAGE,
+    reason: str = "the coverage's interval is undefined",
 ) -> Check:
     """A trace estimator's error bars are not optimistic: the interval [low, high] of the coverage of ±2
     reported standard errors (`coverage_interval`) reaches the coverage honest error bars have
     (`nominal_coverage` of the estimates' budgets; 95.4% for many samples). Fails when the whole interval lies
-    below it (or is NaN).
+    below it; not testable (for `reason`) when a bound is NaN. See `calibration` for the three-way reading.
 
     >>> check_coverage("xtrace", 0.82, 0.77, 0.87, nominal=0.93).outcome
     'fail'
     """
     name = f"{method}: coverage of ±2 reported standard errors"
+    if _undefined(low, high):
+        return Check(name, float(coverage), f"interval reaches {nominal:.3f}", None, reason=reason)
     passed = high >= nominal
     return Check(
         name, float(coverage), f"interval reaches {nominal:.3f}", bool(passed), float(low), float(high)
     )
 
 
+CALIBRATIONS = ("calibrated", "optimistic", "conservative", "untested")
+"""What `calibration` finds of an estimator's error bars."""
+
+
+def calibration(low: float, high: float, nominal: float) -> str:
+    """What the coverage interval [low, high] of ±2 reported standard errors says about the error bars:
+    ``"optimistic"`` (the whole interval below the coverage honest error bars have, `nominal`),
+    ``"conservative"`` (the whole interval above it), ``"calibrated"`` (it contains it) or ``"untested"`` (a
+    NaN bound).
+
+    >>> calibration(0.77, 0.87, 0.93), calibration(0.9, 0.97, 0.95), calibration(0.98, 1.0, 0.95)
+    ('optimistic', 'calibrated', 'conservative')
+    """
+    if _undefined(low, high):
+        return "untested"
+    if high < nominal:
+        return "optimistic"
+    if low > nominal:
+        return "conservative"
+    return "calibrated"
+
+
 def rescaling_summary(rescaled: pd.DataFrame) -> dict[str, float]:
     """The numbers of a `rescaling_study` table (it must contain α = 1, the reference): the range of α, the
     largest change of the loss, the factor by which λmax moves (max/min) and the relative spread of the
     normalised sharpness ((max − min) / value at α = 1)."""
+    require_columns(rescaled, ["alpha", "loss", "lambda_max", "normalized_sharpness"], "rescaling table")
     reference = rescaled.loc[np.isclose(rescaled["alpha"], 1.0)]
     if reference.empty:
         raise ValueError(

@@ -2,8 +2,9 @@
 
 Two small float64 MLPs trained on teacher data (`landscape.paper.probe_checks.make_testbed`): a tanh MLP whose
 D x D Hessian is computed densely and diagonalised by `torch.linalg.eigvalsh`, and a ReLU MLP for Dinh et
-al.'s rescaling. The measurements are five tasks of one sweep (`landscape.sweep.parallel_map`), each cached by
-its settings and code (`landscape.results.cached_json`):
+al.'s rescaling. The measurements are five tasks of one cached sweep (`experiments.common.run_cached`), whose
+code lives in `validation_tasks` (declared as their code, with `probe_checks`; this module's summaries, checks
+and figures are not, so editing them recomputes nothing):
 
 - ``spectrum``: the exact spectrum, the operator's products against the dense Hessian, Lanczos and power
   iteration against the exact top-k eigenvalues, SLQ against the exact smoothed density;
@@ -13,42 +14,46 @@ its settings and code (`landscape.results.cached_json`):
 
 The chapter has pass/fail checks rather than verdicts: `chapter_checks` lists them (`probe_checks.Check`:
 measured number, threshold, outcome), with cluster-bootstrap intervals over seeds for the trace estimators'
-rates and coverages.
+rates and coverages. With fewer than `stats.SMALL_SAMPLE` seeds (the smoke profile) the rate's interval is
+undefined and its check "not testable"; the coverage (a mean) gets the Student-t interval over seeds.
+`checks_sentence`, `calibration_summary` and `group_outcomes` turn the checks' outcomes into the chapter's
+verdict text.
 """
 
 from __future__ import annotations
 
-import functools
-import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ... import DenseOperator, HessianOperator, dense_hessian, effective_rank, spectral_density
-from ...results import cached_json
-from ...sweep import parallel_map
 from ...trace import TRACE_METHODS
 from .. import probe_checks as pc
+from ..glue import format_estimate
+from . import validation_tasks as vt
+from .common import run_cached
 
 __all__ = [
+    "DEPENDS_ON",
     "GLUE_NAMES",
+    "LABELS",
     "PROFILES",
     "Measurements",
     "Sizes",
-    "Task",
+    "calibration_summary",
+    "chapter_check_groups",
     "chapter_checks",
+    "checks_sentence",
     "eigen_summary",
+    "group_outcomes",
     "measure",
     "plot_density",
     "plot_eigenvalues",
     "plot_rescaling",
     "plot_trace",
-    "run_task",
     "task_settings",
-    "tasks",
     "testbed_settings",
     "top_values",
     "trace_glue",
@@ -68,10 +73,13 @@ class Sizes:
     train_steps: int  # full-batch Adam steps before probing
     k: int  # top eigenvalues compared with the exact ones
     budgets: tuple[int, ...]  # Hessian-vector products per trace estimate
-    trace_seeds: int  # seeds per (estimator, budget)
+    trace_seeds: (
+        int  # seeds per (estimator, budget); below stats.SMALL_SAMPLE the rate checks are not testable
+    )
     slq_probes: int  # SLQ probe vectors
     slq_steps: int  # Lanczos steps per SLQ probe
     alphas: tuple[float, ...]  # Dinh rescaling factors (must include 1, the reference)
+    n_resamples: int  # bootstrap resamples of every interval over seeds
     threads: int | None  # torch threads per task (None: leave the process's setting)
     workers: int | None  # Dask workers: 1 runs in this process, None one per core
 
@@ -79,166 +87,55 @@ class Sizes:
 PROFILES = {
     "smoke": Sizes(in_dim=6, hidden=(12,), relu_hidden=(12, 12), num_classes=3, num_samples=128,
                    train_steps=150, k=3, budgets=(12, 24, 48), trace_seeds=4, slq_probes=2, slq_steps=30,
-                   alphas=(0.1, 1.0, 10.0), threads=1, workers=1),
+                   alphas=(0.1, 1.0, 10.0), n_resamples=500, threads=1, workers=1),
     "paper": Sizes(in_dim=12, hidden=(24, 24), relu_hidden=(24, 24), num_classes=4, num_samples=1024,
                    train_steps=300, k=5, budgets=(8, 16, 32, 64, 128, 256, 512), trace_seeds=100,
-                   slq_probes=8, slq_steps=80, alphas=tuple(np.logspace(-2, 2, 9).tolist()), threads=1,
-                   workers=None),
+                   slq_probes=8, slq_steps=80, alphas=tuple(np.logspace(-2, 2, 9).tolist()), n_resamples=2000,
+                   threads=1, workers=None),
     "full": Sizes(in_dim=32, hidden=(64, 64), relu_hidden=(64, 64), num_classes=10, num_samples=4096,
                   train_steps=1000, k=10, budgets=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), trace_seeds=200,
-                  slq_probes=16, slq_steps=150, alphas=tuple(np.logspace(-3, 3, 13).tolist()), threads=None,
-                  workers=None),
+                  slq_probes=16, slq_steps=150, alphas=tuple(np.logspace(-3, 3, 13).tolist()), n_resamples=5000,
+                  threads=None, workers=None),
 }  # fmt: skip
 
-LANCZOS_TOL = 1e-8  # tolerance Lanczos and the rescaling study run at
-POWER_TOL = 1e-3  # PyHessian's stopping rule for power iteration
 OPERATOR_TOL = 1e-10  # HessianOperator products against the dense Hessian (relative)
 LANCZOS_MAX_ERROR = 1e-6  # the Lanczos check: largest relative eigenvalue error
 COPIES_TOL = 1e-2  # the undeflated-power check: values within this of λmax are copies of it
 TRACE_OPERATOR_TOL = 1e-8  # trace estimates through HessianOperator against the dense matrix (relative)
 SLQ_L1_TOL = 0.1  # the SLQ check: L¹ distance to the exact smoothed density (out of 2)
 GLUE_NAMES = {"hutchinson": "hutchinson", "hutch++": "hutchpp", "xtrace": "xtrace"}  # glue-key suffixes
+LABELS = {"hutchinson": "Hutchinson", "hutch++": "Hutch++", "xtrace": "XTrace"}  # the estimators in the text
+DEPENDS_ON = (vt, pc)  # the code the tasks run (beyond the probes): not this module
 
 
-# ------------------------------------------------------------------------------------------ the testbeds
+# ------------------------------------------------------------------------------------------------- the tasks
 
 
 def testbed_settings(sizes: Sizes, activation: str, seed: int) -> dict:
     """The arguments of `probe_checks.make_testbed` for the chapter's tanh or ReLU MLP (JSON-serialisable)."""
-    hidden = {"tanh": sizes.hidden, "relu": sizes.relu_hidden}[activation]
+    widths = {"tanh": sizes.hidden, "relu": sizes.relu_hidden}
+    if activation not in widths:
+        raise ValueError(f"unknown testbed activation {activation!r}; expected one of {sorted(widths)}")
     return {
-        "activation": activation, "in_dim": sizes.in_dim, "hidden": list(hidden),
+        "activation": activation, "in_dim": sizes.in_dim, "hidden": list(widths[activation]),
         "num_classes": sizes.num_classes, "num_samples": sizes.num_samples, "train_steps": sizes.train_steps,
         "seed": int(seed),
     }  # fmt: skip
 
 
-@functools.cache
-def _testbed(activation, in_dim, hidden, num_classes, num_samples, train_steps, seed) -> pc.Testbed:
-    return pc.make_testbed(activation, in_dim=in_dim, hidden=hidden, num_classes=num_classes,
-                           num_samples=num_samples, train_steps=train_steps, seed=seed)  # fmt: skip
-
-
-def _testbed_of(settings: dict) -> pc.Testbed:
-    return _testbed(**{**settings, "hidden": tuple(settings["hidden"])})
-
-
-@functools.cache
-def _exact(activation, in_dim, hidden, num_classes, num_samples, train_steps, seed):
-    tb = _testbed(activation, in_dim, hidden, num_classes, num_samples, train_steps, seed)
-    H = dense_hessian(tb.model, tb.loss_fn, tb.data)
-    return H, torch.linalg.eigvalsh(H)  # ascending
-
-
-def _exact_of(settings: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The dense Hessian of a testbed and its eigenvalues (ascending), once per process."""
-    return _exact(**{**settings, "hidden": tuple(settings["hidden"])})
-
-
-# ----------------------------------------------------------------------------------------------- the tasks
-
-
-@dataclass(frozen=True)
-class Task:
-    """One measurement of the sweep: `kind` is "spectrum", "trace" (of one `method`) or "rescaling"."""
-
-    kind: str
-    sizes: Sizes
-    seed: int
-    cache: str
-    method: str | None = None
-
-
-def tasks(sizes: Sizes, seed: int, cache: str | Path) -> list[Task]:
-    """The chapter's five measurements: the spectrum, one trace task per estimator, the rescaling study."""
-    cache = str(cache)
+def task_settings(sizes: Sizes, seed: int) -> list[dict]:
+    """The settings of the chapter's five tasks (`validation_tasks.measurement`): the spectrum, one trace task
+    per estimator, the rescaling study. Each holds only what its task reads (its cache key): not where it runs
+    (threads, workers), not the bootstrap."""
+    tanh = testbed_settings(sizes, "tanh", seed)
     return [
-        Task("spectrum", sizes, seed, cache),
-        *(Task("trace", sizes, seed, cache, method) for method in TRACE_METHODS),
-        Task("rescaling", sizes, seed, cache),
-    ]
-
-
-def _spectrum(task: Task) -> dict:
-    sizes, seed = task.sizes, task.seed
-    settings = testbed_settings(sizes, "tanh", seed)
-    tb = _testbed_of(settings)
-    H, exact = _exact_of(settings)
-    op = HessianOperator(tb.model, tb.loss_fn, tb.data)
-    block = torch.randn(op.dim, 8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    operator_vs_dense = float((op @ block - H @ block).norm() / (H @ block).norm())
-    eigs = pc.compare_eigenvalues(op, exact, sizes.k, tol=LANCZOS_TOL, power_tol=POWER_TOL, seed=seed)
-    density = spectral_density(op, num_probes=sizes.slq_probes, num_steps=sizes.slq_steps, seed=seed)
-    grid = density.grid.numpy()
-    exact_smooth = pc.smoothed_density(exact, grid, density.sigma)
-    exact_trace = float(exact.sum())
-    return {
-        "problem": {
-            "problem": tb.name, "num_params": tb.num_params, "num_samples": sizes.num_samples,
-            "train_loss": tb.loss(), "exact_max": float(exact[-1]), "exact_min": float(exact[0]),
-            "exact_trace": exact_trace, "operator_vs_dense": operator_vs_dense,
-        },
-        "exact": exact.tolist(),
-        "eigenvalues": eigs.to_dict("records"),
-        "density": {
-            "nodes": density.nodes.tolist(), "weights": density.weights.tolist(), "grid": grid.tolist(),
-            "density": density.density.tolist(), "exact_smooth": exact_smooth.tolist(),
-            "sigma": density.sigma,
-            "slq_l1": float(np.trapezoid(np.abs(density.density.numpy() - exact_smooth), grid)),
-            "slq_trace_rel_error": abs(density.moment(1) * density.dim - exact_trace) / abs(exact_trace),
-            "slq_erank": effective_rank(density), "exact_erank": effective_rank(exact),
-        },
-    }  # fmt: skip
-
-
-def _trace(task: Task) -> dict:
-    sizes, seed = task.sizes, task.seed
-    settings = testbed_settings(sizes, "tanh", seed)
-    H, exact = _exact_of(settings)
-    exact_trace = float(exact.sum())
-    seeds = range(seed, seed + sizes.trace_seeds)
-    errors = pc.trace_errors(DenseOperator(H), exact_trace, sizes.budgets, methods=[task.method], seeds=seeds)
-    tb = _testbed_of(settings)
-    largest = max(sizes.budgets)
-    op = HessianOperator(tb.model, tb.loss_fn, tb.data)
-    through = pc.trace_errors(op, exact_trace, [largest], methods=[task.method], seeds=[seed])
-    dense = errors[(errors["budget"] == largest) & (errors["seed"] == seed)]
-    diff = abs(float(through["estimate"].iloc[0]) - float(dense["estimate"].iloc[0])) / abs(exact_trace)
-    return {"errors": errors.to_dict("records"), "operator_diff": diff}
-
-
-def _rescaling(task: Task) -> dict:
-    relu = _testbed_of(testbed_settings(task.sizes, "relu", task.seed))
-    table = pc.rescaling_study(relu, task.sizes.alphas, layer=0, tol=LANCZOS_TOL, seed=task.seed)
-    return {"problem": relu.name, "rescaling": table.to_dict("records")}
-
-
-_COMPUTE = {"spectrum": _spectrum, "trace": _trace, "rescaling": _rescaling}
-
-
-def task_settings(task: Task) -> dict:
-    """What identifies a task's result in the cache: its kind, method, seed and the sizes it reads."""
-    sizes = {
-        key: list(value) if isinstance(value, tuple) else value for key, value in asdict(task.sizes).items()
-    }
-    for key in ("threads", "workers"):  # where it runs does not change the result
-        sizes.pop(key)
-    if task.kind != "rescaling":
-        sizes.pop("alphas")
-        sizes.pop("relu_hidden")
-    return {"chapter": "validation", "kind": task.kind, "method": task.method, "seed": task.seed, **sizes}
-
-
-def run_task(task: Task) -> dict:
-    """One task's result (a JSON-serialisable dict), computed once and then read back from `task.cache`."""
-    if task.kind not in _COMPUTE:
-        raise ValueError(f"unknown task kind {task.kind!r}; expected one of {sorted(_COMPUTE)}")
-    if task.kind == "trace" and task.method not in TRACE_METHODS:
-        raise ValueError(f"a trace task needs a method in {TRACE_METHODS}, got {task.method!r}")
-    return cached_json(
-        task.cache, task_settings(task), functools.partial(_COMPUTE[task.kind], task),
-        depends_on=[pc, sys.modules[__name__]],
-    )  # fmt: skip
+        {"kind": "spectrum", "testbed": tanh, "k": sizes.k, "slq_probes": sizes.slq_probes,
+         "slq_steps": sizes.slq_steps, "seed": int(seed)},
+        *({"kind": "trace", "testbed": tanh, "method": method, "budgets": list(sizes.budgets),
+           "trace_seeds": sizes.trace_seeds, "seed": int(seed)} for method in TRACE_METHODS),
+        {"kind": "rescaling", "testbed": testbed_settings(sizes, "relu", seed), "alphas": list(sizes.alphas),
+         "seed": int(seed)},
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -267,14 +164,12 @@ class Measurements:
     rescaling: pd.DataFrame
 
 
-def measure(sizes: Sizes, seed: int, cache: str | Path, *, progress: bool = True) -> Measurements:
-    """Run (or read back) the chapter's five tasks as one sweep on `sizes.workers` Dask workers."""
-    items = tasks(sizes, seed, cache)
-    results = parallel_map(run_task, items, workers=sizes.workers, threads=sizes.threads,
-                           desc="validation tasks", progress=progress)  # fmt: skip
-    by_kind = {(t.kind, t.method): r for t, r in zip(items, results, strict=True)}
-    spectrum, rescaling = by_kind["spectrum", None], by_kind["rescaling", None]
-    traces = [by_kind["trace", method] for method in TRACE_METHODS]
+def measure(sizes: Sizes, seed: int, cache: str | Path, *, progress: bool = False) -> Measurements:
+    """Run (or read back) the chapter's five tasks as one cached sweep on `sizes.workers` Dask workers."""
+    settings = task_settings(sizes, seed)
+    results = run_cached(vt.measurement, settings, cache=cache, depends_on=DEPENDS_ON, workers=sizes.workers,
+                         threads=sizes.threads, desc="validation tasks", progress=progress)  # fmt: skip
+    spectrum, *traces, rescaling = results
     density = {k: np.asarray(v) if isinstance(v, list) else v for k, v in spectrum["density"].items()}
     return Measurements(
         problem=spectrum["problem"],
@@ -289,17 +184,29 @@ def measure(sizes: Sizes, seed: int, cache: str | Path, *, progress: bool = True
 
 # ------------------------------------------------------------------------------------------- summaries
 
+EIGEN_METHODS = ("Lanczos", "power, deflated", "power, undeflated")  # the methods of `compare_eigenvalues`
+
+
+def _method_rows(eigs: pd.DataFrame, method: str) -> pd.DataFrame:
+    pc.require_columns(eigs, ["method", "index", "value", "rel_error", "num_matvecs"], "eigenvalue table")
+    rows = eigs[eigs["method"] == method]
+    if rows.empty:
+        raise ValueError(
+            f"the eigenvalue table has no rows of method {method!r}; it has {sorted(set(eigs['method']))}"
+        )
+    return rows
+
 
 def eigen_summary(eigs: pd.DataFrame) -> dict:
     """Of a `compare_eigenvalues` table: k, the largest relative error and the products of Lanczos and of
     deflated power iteration."""
-    by = {method: rows for method, rows in eigs.groupby("method", sort=False)}
+    lanczos, power = _method_rows(eigs, "Lanczos"), _method_rows(eigs, "power, deflated")
     return {
         "k": int(eigs["index"].max()),
-        "lanczos_max_rel_error": float(by["Lanczos"]["rel_error"].max()),
-        "lanczos_matvecs": int(by["Lanczos"]["num_matvecs"].iloc[0]),
-        "power_max_rel_error": float(by["power, deflated"]["rel_error"].max()),
-        "power_matvecs": int(by["power, deflated"]["num_matvecs"].iloc[0]),
+        "lanczos_max_rel_error": float(lanczos["rel_error"].max()),
+        "lanczos_matvecs": int(lanczos["num_matvecs"].iloc[0]),
+        "power_max_rel_error": float(power["rel_error"].max()),
+        "power_matvecs": int(power["num_matvecs"].iloc[0]),
     }
 
 
@@ -307,6 +214,14 @@ def top_values(eigs: pd.DataFrame, exact: np.ndarray, n: int = 3) -> tuple[pd.Da
     """The top `n` eigenvalues by each method next to the exact ones (a table, index 1..n), and each column
     as text ("0.6341, 0.4514, 0.3958") under the keys exact_top3, undeflated_values, deflated_values,
     lanczos_values."""
+    for method in EIGEN_METHODS:
+        rows = _method_rows(eigs, method)
+        if rows["index"].max() < n:
+            raise ValueError(
+                f"top_values needs {n} eigenvalues of {method!r}, the table has {rows['index'].max()}"
+            )
+    if np.asarray(exact).size < n:
+        raise ValueError(f"top_values needs {n} exact eigenvalues, got {np.asarray(exact).size}")
     top = eigs[eigs["index"] <= n]
     table = top.pivot(index="index", columns="method", values="value")
     table.insert(0, "exact (eigvalsh)", np.sort(np.asarray(exact))[::-1][:n])
@@ -316,12 +231,19 @@ def top_values(eigs: pd.DataFrame, exact: np.ndarray, n: int = 3) -> tuple[pd.Da
     return table, text
 
 
-def trace_method_summary(errors: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+def trace_method_summary(errors: pd.DataFrame, *, n_resamples: int, seed: int = 0) -> pd.DataFrame:
     """Per estimator of a `trace_errors` table: the RMS relative error at the largest budget, the coverage
     of ±2 reported standard errors over all budgets and the slope of log RMS error against log budget (each
-    with a cluster-bootstrap 95% interval over seeds), and the median over budgets of RMS error / mean
-    reported standard error (above 1: optimistic error bars)."""
+    with a cluster-bootstrap 95% interval over seeds, `n_resamples` resamples, and the interval's method:
+    with fewer than `stats.SMALL_SAMPLE` seeds the coverage gets Student's t over seeds and the slope NaN
+    bounds), the calibration the coverage interval shows (`probe_checks.calibration`), and the median over
+    budgets of RMS error / mean reported standard error (above 1: optimistic error bars)."""
     per_budget = pc.trace_summary(errors)
+    unknown = sorted(set(per_budget["method"]) - set(GLUE_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown trace methods {unknown} in the trace table; expected some of {TRACE_METHODS}"
+        )
     largest = errors["budget"].max()
     rows = []
     for method, budgets in per_budget.groupby("method", sort=False):
@@ -332,52 +254,132 @@ def trace_method_summary(errors: pd.DataFrame, *, n_resamples: int = 2000, seed:
             "method": method, "budget": int(largest),
             "rms_rel_error": float(budgets.loc[budgets["budget"] == largest, "rms_rel_error"].iloc[0]),
             "coverage": coverage.estimate, "coverage_low": coverage.low, "coverage_high": coverage.high,
-            "nominal_coverage": nominal,
-            "slope": rate.estimate, "slope_low": rate.low, "slope_high": rate.high,
+            "coverage_method": coverage.method, "nominal_coverage": nominal,
+            "calibration": pc.calibration(coverage.low, coverage.high, nominal),
+            "slope": rate.estimate, "slope_low": rate.low, "slope_high": rate.high, "slope_method": rate.method,
             "stderr_ratio": float((budgets["rms_rel_error"] / budgets["mean_rel_stderr"]).median()),
             "seeds": int(budgets["seeds"].iloc[0]),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
+_SUMMARY_COLUMNS = ["method", "budget", "rms_rel_error", "coverage", "coverage_low", "coverage_high",
+                    "coverage_method", "nominal_coverage", "calibration", "slope", "slope_low", "slope_high",
+                    "slope_method", "stderr_ratio"]  # fmt: skip
+
+
 def trace_glue(methods: pd.DataFrame) -> dict:
-    """The glued numbers of a `trace_method_summary` table: trace_max_budget and, per estimator (suffix
-    `GLUE_NAMES`), trace_rms_, coverage_, stderr_ratio_, slope_ and the intervals coverage_*_ci, slope_*_ci
-    as text ("[0.93, 0.96]")."""
-    values: dict = {"trace_max_budget": int(methods["budget"].iloc[0])}
+    """The glued numbers of a `trace_method_summary` table: trace_max_budget, calibration_summary and, per
+    estimator (suffix `GLUE_NAMES`), trace_rms_, coverage_, nominal_coverage_, stderr_ratio_, slope_,
+    calibration_ and the estimates with their intervals as text, coverage_*_ci and slope_*_ci
+    (`glue.format_estimate`: "0.948 [0.93, 0.96]"; "n/a" bounds where the interval is undefined)."""
+    pc.require_columns(methods, _SUMMARY_COLUMNS, "trace method summary")
+    values: dict = {"trace_max_budget": int(methods["budget"].iloc[0]),
+                    "calibration_summary": calibration_summary(methods)}  # fmt: skip
     for row in methods.itertuples():
         key = GLUE_NAMES[row.method]
         values |= {
             f"trace_rms_{key}": row.rms_rel_error, f"coverage_{key}": row.coverage,
-            f"coverage_{key}_ci": f"[{row.coverage_low:.2f}, {row.coverage_high:.2f}]",
-            f"nominal_coverage_{key}": row.nominal_coverage,
+            f"coverage_{key}_ci": format_estimate(row.coverage, row.coverage_low, row.coverage_high, digits=2),
+            f"nominal_coverage_{key}": row.nominal_coverage, f"calibration_{key}": row.calibration,
             f"stderr_ratio_{key}": row.stderr_ratio, f"slope_{key}": row.slope,
-            f"slope_{key}_ci": f"[{row.slope_low:.2f}, {row.slope_high:.2f}]",
+            f"slope_{key}_ci": format_estimate(row.slope, row.slope_low, row.slope_high, digits=2),
         }  # fmt: skip
     return values
+
+
+def _join(words: Sequence[str]) -> str:
+    words = list(words)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def calibration_summary(methods: pd.DataFrame) -> str:
+    """A phrase for the text from the calibration column of a `trace_method_summary`: estimators with the same
+    finding grouped, in the order they first appear, e.g. "calibrated for Hutchinson and Hutch++ and
+    optimistic for XTrace" (an "untested" finding reads "not testable here for ...")."""
+    pc.require_columns(methods, ["method", "calibration"], "trace method summary")
+    groups: dict[str, list[str]] = {}
+    for method, finding in zip(methods["method"], methods["calibration"], strict=True):
+        if finding not in pc.CALIBRATIONS:
+            raise ValueError(
+                f"unknown calibration {finding!r} for {method!r}; expected one of {pc.CALIBRATIONS}"
+            )
+        groups.setdefault(finding, []).append(LABELS.get(method, method))
+    words = {"untested": "not testable here"}
+    return _join([f"{words.get(finding, finding)} for {_join(names)}" for finding, names in groups.items()])
 
 
 # ----------------------------------------------------------------------------------------------- checks
 
 
-def chapter_checks(m: Measurements, methods: pd.DataFrame) -> list[pc.Check]:
-    """Every check of the chapter, in the order of its sections (`methods`: a `trace_method_summary`)."""
+def chapter_check_groups(m: Measurements, methods: pd.DataFrame) -> dict[str, list[pc.Check]]:
+    """Every check of the chapter, grouped by the probe it checks (in the order of the chapter's sections):
+    operator, eigenvalues, trace rates, trace error bars, SLQ, rescaling (`methods`: a `trace_method_summary`)."""
+    pc.require_columns(methods, _SUMMARY_COLUMNS, "trace method summary")
     trace = [row for _, row in methods.iterrows()]
-    return [
-        pc.at_most("HessianOperator products against the dense Hessian (relative difference)",
-                   m.problem["operator_vs_dense"], OPERATOR_TOL),
-        pc.check_lanczos_error(m.eigenvalues, LANCZOS_MAX_ERROR),
-        pc.check_residuals_certify(m.eigenvalues, m.exact),
-        pc.check_undeflated_copies(m.eigenvalues, COPIES_TOL),
-        pc.at_most("trace estimates through HessianOperator against the dense Hessian (relative difference)",
-                   m.trace_operator_diff, TRACE_OPERATOR_TOL),
-        *(pc.check_trace_rate(row["method"], row["slope"], row["slope_low"], row["slope_high"])
-          for row in trace),
-        *(pc.check_coverage(row["method"], row["coverage"], row["coverage_low"], row["coverage_high"],
-                            nominal=row["nominal_coverage"]) for row in trace),
-        pc.at_most("SLQ: L¹ distance to the exact smoothed density", m.density["slq_l1"], SLQ_L1_TOL),
-        *pc.check_rescaling(m.rescaling),
-    ]  # fmt: skip
+    return {
+        "operator": [
+            pc.at_most("HessianOperator products against the dense Hessian (relative difference)",
+                       m.problem["operator_vs_dense"], OPERATOR_TOL),
+            pc.at_most("trace estimates through HessianOperator against the dense Hessian (relative difference)",
+                       m.trace_operator_diff, TRACE_OPERATOR_TOL),
+        ],
+        "eigenvalues": [
+            pc.check_lanczos_error(m.eigenvalues, LANCZOS_MAX_ERROR),
+            pc.check_residuals_certify(m.eigenvalues, m.exact),
+            pc.check_undeflated_copies(m.eigenvalues, COPIES_TOL),
+        ],
+        "trace rates": [
+            pc.check_trace_rate(row["method"], row["slope"], row["slope_low"], row["slope_high"],
+                                reason=row["slope_method"]) for row in trace
+        ],
+        "trace error bars": [
+            pc.check_coverage(row["method"], row["coverage"], row["coverage_low"], row["coverage_high"],
+                              nominal=row["nominal_coverage"], reason=row["coverage_method"]) for row in trace
+        ],
+        "SLQ": [pc.at_most("SLQ: L¹ distance to the exact smoothed density", m.density["slq_l1"], SLQ_L1_TOL)],
+        "rescaling": pc.check_rescaling(m.rescaling),
+    }  # fmt: skip
+
+
+def chapter_checks(m: Measurements, methods: pd.DataFrame) -> list[pc.Check]:
+    """Every check of the chapter, in the order of its sections (`chapter_check_groups`, flattened)."""
+    return [check for group in chapter_check_groups(m, methods).values() for check in group]
+
+
+def checks_sentence(checks: Sequence[pc.Check]) -> str:
+    """How a list of checks came out, as a clause for the text: "all 15 checks pass", or "12 of 15 checks
+    pass; failing: A; B; not testable here (reason): C, D" (not-testable checks grouped by reason); for one
+    check "the check passes", "the check fails" or "the check is not testable here (reason)"."""
+    if not checks:
+        raise ValueError("checks_sentence needs at least one check")
+    if len(checks) == 1:
+        (check,) = checks
+        if check.passed is None:
+            return f"the check is not testable here ({check.reason})"
+        return "the check passes" if check.passed else "the check fails"
+    failing = [c.name for c in checks if c.passed is False]
+    untested: dict[str, list[str]] = {}
+    for c in checks:
+        if c.passed is None:
+            untested.setdefault(c.reason, []).append(c.name)
+    passed = sum(c.passed is True for c in checks)
+    if passed == len(checks):
+        return f"all {len(checks)} checks pass"
+    text = f"{passed} of {len(checks)} checks pass"
+    if failing:
+        text += "; failing: " + "; ".join(failing)
+    for reason, names in untested.items():
+        text += f"; not testable here ({reason}): " + "; ".join(names)
+    return text
+
+
+def group_outcomes(groups: Mapping[str, Sequence[pc.Check]]) -> dict[str, str]:
+    """`checks_sentence` of each group of `chapter_check_groups`, under the key ``outcome_<group>`` (spaces
+    as underscores), and of all checks under ``checks_summary``."""
+    values = {f"outcome_{name.replace(' ', '_')}": checks_sentence(checks) for name, checks in groups.items()}
+    values["checks_summary"] = checks_sentence([c for checks in groups.values() for c in checks])
+    return values
 
 
 # ---------------------------------------------------------------------------------------------- figures
