@@ -10,16 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landscape.paper.experiments import rq1
-from landscape.paper.stats import Interval
+from landscape.paper.experiments import rq1, rq1_tasks
 from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED
 
 RESAMPLES = 400
-
-
-def interval(low, high, estimate=None):
-    estimate = (low + high) / 2 if estimate is None else estimate
-    return Interval(estimate, low, high, 0.95, 5, "test")
 
 
 # ------------------------------------------------------------------------------------------- synthetic tables
@@ -48,20 +42,27 @@ def grid_table(*, lambda_max, normalized=None, gap=None, reached=None, seeds=(0,
     return pd.DataFrame(rows)
 
 
-def eos_table(ratios: dict[tuple[str, str, float], list[float]]) -> pd.DataFrame:
-    """Runs shaped like `rq1.eos_runs`: one row per (arch, loss, lr) and seed with the given phase ratios
-    (NaN: not reached)."""
+def eos_table(ratios: dict[tuple[str, str, float], list[float]], *, diverged=()) -> pd.DataFrame:
+    """Runs shaped like `rq1.eos_runs`: one row per (arch, loss, lr) and seed with the given late-window ratios;
+    a run reached the onset when its ratio is ≥ 0.9; (arch, loss, lr, seed) in `diverged` diverged."""
     rows = []
     for (arch, loss, lr), values in ratios.items():
         for s, v in enumerate(values):
             rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": s, "cell": f"{arch}/{loss}/{lr:g}",
-                         "reached": not math.isnan(v), "phase_ratio_mean": v, "ratio_mean": v})  # fmt: skip
+                         "diverged": (arch, loss, lr, s) in diverged, "reached": v >= rq1.EOS_ONSET,
+                         "late_ratio": v, "phase_ratio_mean": v if v >= rq1.EOS_ONSET else math.nan,
+                         "ratio_mean": v})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def ends_table(sgd_end, gd_end) -> pd.DataFrame:
-    rows = [{"mode": mode, "seed": s, "lmax_start": 10.0, "lmax_end": v}
-            for mode, values in (("SGD", sgd_end), ("GD", gd_end)) for s, v in enumerate(values)]  # fmt: skip
+def ends_table(sgd_end, gd_end, *, sgd_loss=None, gd_loss=None, status=None) -> pd.DataFrame:
+    """Escape ends: λmax at the end per seed, final training losses (default 0.05 for both), statuses."""
+    rows = []
+    for mode, values, losses in (("SGD", sgd_end, sgd_loss), ("GD", gd_end, gd_loss)):
+        for s, v in enumerate(values):
+            rows.append({"mode": mode, "seed": s, "lmax_start": 10.0, "lmax_end": v,
+                         "train_end": 0.05 if losses is None else losses[s],
+                         "status": (status or {}).get((mode, s), "finished")})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -95,30 +96,42 @@ def test_sizes_reject_an_escape_lr_outside_the_grid_and_alphas_without_one():
 def test_eos_runs_summarises_each_trace():
     steps = [0, 10, 20, 30]
     traces = pd.DataFrame({
-        "step": steps * 2, "lambda_max": [1.0, 9.5, 10.5, 2.0, 1.0, 2.0, 3.0, 4.0],
-        "train_loss": [2.0, 1.0, 0.5, 0.1] * 2, "arch": "mlp", "loss": "ce", "lr": [0.2] * 4 + [0.1] * 4,
-        "seed": 0, "status": "finished",
+        "step": steps * 3, "lambda_max": [1.0, 9.5, 10.5, 2.0, 1.0, 2.0, 3.0, 4.0, 1.0, 12.0, 20.0, 30.0],
+        "train_loss": [2.0, 1.0, 0.5, 0.1] * 3, "arch": "mlp", "loss": "ce",
+        "lr": [0.2] * 4 + [0.1] * 4 + [0.3] * 4, "seed": 0,
+        "status": ["finished"] * 8 + ["diverged"] * 4,
     })  # fmt: skip
     runs = rq1.eos_runs(traces).set_index("lr")
-    # η = 0.2: ratios 0.1, 0.95, 1.05, 0.2; onset at step 10, phase 10..20
+    # η = 0.2: ratios 0.1, 0.95, 1.05, 0.2; onset at step 10, phase 10..20; last 25 % = the last point
     assert runs.loc[0.2, "reached"]
     assert runs.loc[0.2, "onset_step"] == 10
     assert runs.loc[0.2, "phase_ratio_mean"] == pytest.approx(1.0)
     assert runs.loc[0.2, "ratio_mean"] == pytest.approx((0.95 + 1.05 + 0.2) / 3)
+    assert runs.loc[0.2, "late_ratio"] == pytest.approx(0.2)
     assert runs.loc[0.2, "final_train_loss"] == pytest.approx(0.1)
     assert runs.loc[0.2, "cell"] == "mlp/ce/0.2"
     assert not runs.loc[0.1, "reached"]  # ratios 0.05 .. 0.2
-    cells = rq1.eos_cells(rq1.eos_runs(traces))
-    assert cells["reached"].tolist() == [1, 0]
+    assert runs.loc[0.1, "late_ratio"] == pytest.approx(0.2)  # defined without the onset
+    assert runs.loc[0.3, "diverged"]
+    assert not runs.loc[0.2, "diverged"]
+    cells = rq1.eos_cells(rq1.eos_runs(traces)).set_index("lr")
+    assert cells.loc[[0.2, 0.1, 0.3], "reached"].tolist() == [1, 0, 0]  # the diverged run is not counted
+    assert cells.loc[0.3, "diverged"] == 1
+    assert math.isnan(cells.loc[0.3, "ratio_late"])
 
 
-def test_eos_ratio_interval_pools_reached_runs_and_clusters_by_setting():
-    runs = eos_table({("mlp", "mse", 0.1): [1.0, 1.0], ("mlp", "mse", 0.2): [1.2, math.nan],
-                      ("mlp", "ce", 0.1): [2.0, 2.0]})  # fmt: skip
-    ci = rq1.eos_ratio_interval(runs, loss="mse", resamples=RESAMPLES)
-    assert ci.estimate == pytest.approx((1.0 + 1.0 + 1.2) / 3)
-    assert ci.n == 2  # clusters, not runs
+def test_eos_ratio_interval_uses_every_non_diverged_run_and_clusters_by_setting():
+    runs = eos_table({("mlp", "mse", 0.1): [1.0, 1.0], ("mlp", "mse", 0.2): [1.2, 0.4],
+                      ("mlp", "mse", 0.3): [5.0, 1.1], ("mlp", "ce", 0.1): [2.0, 2.0]},
+                     diverged={("mlp", "mse", 0.3, 0)})  # fmt: skip
+    ci = rq1.eos_ratio_interval(runs, loss="mse", n_resamples=RESAMPLES)
+    # below 10 settings: the mean of the settings' means; the run at 0.4 (onset not reached) enters, the
+    # diverged one (5.0) does not
+    assert ci.estimate == pytest.approx((1.0 + 0.8 + 1.1) / 3)
+    assert ci.n == 3  # clusters, not runs
     assert rq1.eos_ratio_interval(runs, loss="mse", arch="transformer") is None
+    reached = rq1.eos_reached_interval(runs, loss="mse")
+    assert reached.estimate == pytest.approx((1.0 + 0.5 + 1.0) / 3)
 
 
 def test_keskar_pairs_match_seeds_at_step_sizes_where_both_batches_reached():
@@ -131,13 +144,27 @@ def test_keskar_pairs_match_seeds_at_step_sizes_where_both_batches_reached():
     assert pairs["acc_diff"].tolist() == pytest.approx([0.0] * 6)
 
 
-def test_grid_cells_average_seeds_and_count_the_reached():
+def test_keskar_intervals_resample_seeds_not_pairs():
+    runs = grid_table(lambda_max=lambda t, b: 1.0 + (b == 1024), seeds=(0, 1, 2, 3))
+    pairs = rq1.keskar_pairs(runs, 16, 1024)
+    assert len(pairs) == 12
+    intervals = rq1.keskar_intervals(pairs, n_resamples=RESAMPLES)
+    assert intervals["lambda_max"].n == 4  # seeds, not the 12 pairs
+    pooled = math.exp(np.log(pairs["lambda_max_ratio"]).mean())  # balanced: = the geometric mean of all pairs
+    assert intervals["lambda_max"].estimate == pytest.approx(pooled)
+    assert rq1.keskar_intervals(pairs[pairs["seed"] == 0]) is None
+
+
+def test_grid_cells_average_only_matched_runs_and_count_them():
     runs = grid_table(lambda_max=lambda t, b: 1.0, noise=0.0, reached=lambda b, lr, s: s != 0)
-    cells = rq1.grid_cells(runs)
+    runs.loc[runs["seed"] == 0, "lambda_max"] = 100.0  # the unmatched runs must not enter the means
+    runs.loc[(runs["batch_size"] == 16) & (runs["lr"] == 0.05), "reached"] = False
+    cells = rq1.grid_cells(runs).set_index(["batch_size", "lr"])
     assert len(cells) == 12
-    assert cells["reached"].tolist() == [2] * 12
+    assert cells["matched"].tolist() == [0] + [2] * 11
     assert cells["seeds"].tolist() == [3] * 12
-    assert cells["lambda_max"].tolist() == pytest.approx([1.0] * 12)
+    assert cells["lambda_max"].iloc[1:].tolist() == pytest.approx([1.0] * 11)
+    assert math.isnan(cells.loc[(16, 0.05), "lambda_max"])
 
 
 def test_matched_runs_raises_when_too_few_reached():
@@ -151,14 +178,18 @@ def test_escape_ends_and_paired_ratio():
         "step": [0, 10, 20] * 2, "lambda_max": [8.0, 6.0, 4.0, 8.0, 8.0, 8.0],
         "train_loss": [0.1, 0.5, 0.3, 0.1, 0.09, 0.08], "test_loss": [1.0, 1.2, 1.1, 1.0, 1.0, 0.9],
         "test_acc": [0.5, 0.4, 0.45, 0.5, 0.5, 0.52], "mode": ["SGD"] * 3 + ["GD"] * 3, "seed": 0,
+        "status": "finished",
     })  # fmt: skip
     ends = rq1.escape_ends(traces).set_index("mode")
     assert ends.loc["SGD", "lmax_ratio"] == pytest.approx(0.5)
     assert ends.loc["SGD", "train_peak"] == pytest.approx(0.5)
     assert ends.loc["GD", "train_end"] == pytest.approx(0.08)
     assert rq1.escape_interval(ends.reset_index()) is None  # one seed: no interval
-    ci = rq1.escape_interval(ends_table([4.0, 2.0], [8.0, 8.0]), resamples=RESAMPLES)
+    ci = rq1.escape_interval(ends_table([4.0, 2.0], [8.0, 8.0]), n_resamples=RESAMPLES)
     assert ci.estimate == pytest.approx(math.sqrt(0.5 * 0.25))  # geometric mean of the per-seed ratios
+    # a diverged continuation drops its seed from the pairs
+    status = {("SGD", 1): "diverged"}
+    assert rq1.escape_interval(ends_table([4.0, 2.0], [8.0, 8.0], status=status)) is None
 
 
 def test_rescaling_spread():
@@ -174,48 +205,48 @@ def test_rescaling_spread():
 # --------------------------------------------------------------------------------------------------- verdicts
 
 
-@pytest.mark.parametrize(
-    ("low", "high", "outcome"),
-    [(0.9, 1.1, SUPPORTED), (0.85, 1.15, SUPPORTED), (1.2, 1.5, REFUTED), (0.5, 0.8, REFUTED),
-     (0.9, 1.3, NOT_SUPPORTED), (0.7, 1.2, NOT_SUPPORTED), (math.nan, math.nan, NOT_TESTABLE)],
-)  # fmt: skip
-def test_verdict_in_band(low, high, outcome):
-    assert rq1.verdict_in_band(low, high).outcome == outcome
-
-
-def test_verdict_in_band_rejects_bad_bands_and_intervals():
-    with pytest.raises(ValueError, match="band"):
-        rq1.verdict_in_band(0.9, 1.1, band=(1.2, 0.8))
-    with pytest.raises(ValueError, match="low <= high"):
-        rq1.verdict_in_band(1.1, 0.9)
-
-
 def test_verdict_eos_each_outcome():
     ok = eos_table({("mlp", "mse", lr): [0.99, 1.0, 1.01] for lr in (0.1, 0.2, 0.3, 0.4)})
     high = eos_table({("mlp", "ce", lr): [1.5, 1.6, 1.55] for lr in (0.1, 0.2, 0.3, 0.4)})
     wide = eos_table({("mlp", "mse", 0.1): [0.8] * 3, ("mlp", "mse", 0.2): [1.3] * 3,
                       ("mlp", "mse", 0.3): [0.9] * 3, ("mlp", "mse", 0.4): [1.25] * 3})  # fmt: skip
-    alone = eos_table({("mlp", "ce", 0.1): [1.0, 1.0], ("mlp", "ce", 0.2): [math.nan, math.nan]})
-    assert rq1.verdict_eos(ok, "mse", resamples=RESAMPLES).outcome == SUPPORTED
-    assert rq1.verdict_eos(high, "ce", resamples=RESAMPLES).outcome == REFUTED
-    assert rq1.verdict_eos(wide, "mse", resamples=RESAMPLES).outcome == NOT_SUPPORTED
-    single = rq1.verdict_eos(alone, "ce", resamples=RESAMPLES)
+    alone = eos_table({("mlp", "ce", 0.1): [1.0, 1.0], ("mlp", "ce", 0.2): [1.0, 1.0]},
+                      diverged={("mlp", "ce", 0.2, 0), ("mlp", "ce", 0.2, 1)})  # fmt: skip
+    assert rq1.verdict_eos(ok, "mse", n_resamples=RESAMPLES).outcome == SUPPORTED
+    assert rq1.verdict_eos(high, "ce", n_resamples=RESAMPLES).outcome == REFUTED
+    assert rq1.verdict_eos(wide, "mse", n_resamples=RESAMPLES).outcome == NOT_SUPPORTED
+    single = rq1.verdict_eos(alone, "ce", n_resamples=RESAMPLES)
     assert single.outcome == NOT_TESTABLE
-    assert "fewer than two settings" in single.reason
+    assert "2 of 4 runs diverged" in single.reason
     assert rq1.verdict_eos(ok, "ce").outcome == NOT_TESTABLE  # no cross-entropy runs at all
 
 
+def test_verdict_eos_does_not_condition_on_reaching_the_onset():
+    # half the runs stay far below the onset: the old rule (reached runs only) saw ratios of 1.0 and
+    # supported the claim; over all non-diverged runs the mean falls below the band
+    low = eos_table({("mlp", "mse", lr): [1.0, 0.3, 1.0, 0.3] for lr in (0.1, 0.2, 0.3, 0.4)})
+    assert rq1.verdict_eos(low, "mse", n_resamples=RESAMPLES).outcome == REFUTED
+    # a diverged run with a huge ratio does not pull an otherwise supported claim out of the band
+    ok = eos_table({("mlp", "mse", lr): [0.99, 1.0, 1.01, 50.0] for lr in (0.1, 0.2, 0.3, 0.4)},
+                   diverged={("mlp", "mse", lr, 3) for lr in (0.1, 0.2, 0.3, 0.4)})  # fmt: skip
+    assert rq1.verdict_eos(ok, "mse", n_resamples=RESAMPLES).outcome == SUPPORTED
+
+
 def correlations_of(runs):
-    return rq1.grid_correlations(rq1.matched_runs(runs), resamples=RESAMPLES)
+    rq1.matched_runs(runs)
+    return rq1.grid_correlations(rq1.grid_cells(runs), n_resamples=RESAMPLES)
 
 
-def test_grid_correlations_recover_a_monotone_relation():
+def test_grid_correlations_recover_a_monotone_relation_over_cells():
     corr = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: t))
-    row = corr[(corr["x"] == "temperature") & (corr["y"] == "lambda_max")].iloc[0]
+    row = corr[(corr["x"] == "temperature") & (corr["y"] == "lambda_max") & (corr["control"] == "")].iloc[0]
     assert row["estimate"] < -0.9
     assert row["high"] < 0
-    assert row["n"] == 12  # clusters: the grid cells
-    assert len(corr) == 8 + 2 * len(rq1.MEASURES)
+    assert row["n"] == 12  # units: the grid cells
+    partial = corr[corr["control"] == "log_lr"]
+    assert len(partial) == 2
+    assert partial["level"].tolist() == pytest.approx([0.975, 0.975])
+    assert len(corr) == 8 + 2 * len(rq1.MEASURES) + 2
 
 
 def test_verdict_flat_and_generalise_each_outcome():
@@ -238,27 +269,46 @@ def test_verdict_flat_and_generalise_each_outcome():
     assert rq1.verdict_generalise(unrelated).outcome == NOT_SUPPORTED
 
 
-def test_verdict_correlation_and_flat_on_intervals():
-    table = pd.DataFrame([
-        {"x": "temperature", "y": "lambda_max", "estimate": -0.5, "low": -0.8, "high": -0.2},
-        {"x": "temperature", "y": "normalized_sharpness", "estimate": math.nan, "low": math.nan,
-         "high": math.nan},
-    ])  # fmt: skip
-    assert rq1.verdict_flat(table).outcome == NOT_TESTABLE
-    assert rq1.verdict_correlation(interval(-0.8, -0.2), -1, "ρ").outcome == SUPPORTED
-    assert "ρ" in rq1.verdict_correlation(interval(-0.8, 0.2), -1, "ρ").reason
-    with pytest.raises(KeyError, match="gap"):
-        rq1.verdict_generalise(table)
+def test_verdict_flat_controls_for_the_step_size():
+    # λmax set by η alone (≈ 2/η), not by the batch size: ρ(η/B, λmax) is negative, but given log η nothing
+    # is left (the partial interval contains 0), so the flat-minima claim is not supported
+    stability = correlations_of(grid_table(lambda_max=lambda t, b: 2 / (t * b), noise=0.1, rng=1))
+    assert rq1._correlation(stability, "temperature", "lambda_max")["estimate"] < -0.25
+    partial = rq1._correlation(stability, "temperature", "lambda_max", "log_lr")
+    assert partial["low"] < 0 < partial["high"]
+    assert rq1.verdict_flat(stability).outcome == NOT_SUPPORTED
+
+
+def test_verdict_flat_not_testable_with_few_cells():
+    runs = grid_table(lambda_max=lambda t, b: 1 / t, reached=lambda b, lr, s: b in (16, 64))  # 6 cells
+    verdict = rq1.verdict_flat(correlations_of(runs))
+    assert verdict.outcome == NOT_TESTABLE
+    assert "6 grid cells" in verdict.reason
+    with pytest.raises(ValueError, match="'gap'"):
+        rq1.verdict_generalise(pd.DataFrame(columns=["x", "y", "control", "low", "high", "n"]))
 
 
 def test_verdict_escape_each_outcome():
-    def verdict(sgd, gd):
-        return rq1.verdict_escape(rq1.escape_interval(ends_table(sgd, gd), resamples=RESAMPLES)).outcome
+    gd = [10.0, 10.5, 9.8, 10.2, 10.1]
 
-    assert verdict([5.0, 5.5, 4.8, 5.2, 5.1], [10.0, 10.5, 9.8, 10.2, 10.1]) == SUPPORTED
-    assert verdict([20.0, 21.0, 19.0, 20.5, 20.2], [10.0, 10.5, 9.8, 10.2, 10.1]) == REFUTED
-    assert verdict([5.0, 21.0, 9.0, 12.0, 10.0], [10.0, 10.5, 9.8, 10.2, 10.1]) == NOT_SUPPORTED
-    assert verdict([5.0], [10.0]) == NOT_TESTABLE
+    def verdict(sgd, *, reached=5, **kwargs):
+        ends = ends_table(sgd, gd, **kwargs)
+        return rq1.verdict_escape(ends, starts_reached=reached, num_starts=5, n_resamples=RESAMPLES)
+
+    assert verdict([5.0, 5.5, 4.8, 5.2, 5.1]).outcome == SUPPORTED
+    assert verdict([20.0, 21.0, 19.0, 20.5, 20.2]).outcome == REFUTED
+    assert verdict([5.0, 21.0, 9.0, 12.0, 10.0]).outcome == NOT_SUPPORTED
+    missed = verdict([5.0, 5.5, 4.8, 5.2, 5.1], reached=4)
+    assert missed.outcome == NOT_TESTABLE
+    assert "4 of 5 start runs" in missed.reason
+    unequal = verdict([5.0, 5.5, 4.8, 5.2, 5.1], sgd_loss=[0.2, 0.25, 0.22, 0.21, 0.3])
+    assert unequal.outcome == NOT_TESTABLE
+    assert "different training losses" in unequal.reason
+    diverged = verdict([5.0, 5.5, 4.8, 5.2, 5.1], status={("SGD", 2): "diverged"})
+    assert diverged.outcome == NOT_TESTABLE
+    assert "1 of 10 continuations diverged" in diverged.reason
+    few = rq1.verdict_escape(ends_table([5.0], [10.0]), starts_reached=1, num_starts=1)
+    assert few.outcome == NOT_TESTABLE
 
 
 def test_verdict_keskar_each_outcome():
@@ -267,7 +317,7 @@ def test_verdict_keskar_each_outcome():
             lambda_max=lambda_max, normalized=normalized, reached=reached, seeds=(0, 1, 2, 3, 4)
         )
         pairs = rq1.keskar_pairs(runs, 16, 1024)
-        return rq1.verdict_keskar(rq1.keskar_intervals(pairs, resamples=RESAMPLES)).outcome
+        return rq1.verdict_keskar(rq1.keskar_intervals(pairs, n_resamples=RESAMPLES)).outcome
 
     assert verdict(lambda t, b: 1.0 + (b == 1024)) == SUPPORTED
     assert verdict(lambda t, b: 1.0 + (b == 16)) == REFUTED
@@ -276,23 +326,25 @@ def test_verdict_keskar_each_outcome():
 
 
 def test_verdict_table_and_numbers_on_synthetic_tables():
-    sizes = replace(rq1.PROFILES["paper"], resamples=RESAMPLES)
+    sizes = replace(rq1.PROFILES["paper"], n_resamples=RESAMPLES)
     runs = grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: 1 / t, seeds=sizes.seeds)
-    matched = rq1.matched_runs(runs)
-    corr = rq1.grid_correlations(matched, resamples=RESAMPLES)
+    cells = rq1.grid_cells(runs)
+    corr = rq1.grid_correlations(cells, n_resamples=RESAMPLES)
     pairs = rq1.keskar_pairs(runs, sizes.small_batch, sizes.large_batch)
-    eos = eos_table({("mlp", "mse", 0.1): [1.0, 1.01], ("mlp", "mse", 0.2): [0.99, 1.0],
-                     ("mlp", "ce", 0.1): [1.6, 1.7], ("mlp", "ce", 0.2): [1.5, 1.55]})  # fmt: skip
-    ends = ends_table([5.0, 5.5, 4.8], [10.0, 10.5, 9.8])
-    table = rq1.verdict_table(sizes, eos, corr, pairs, ends).set_index("key")
+    eos = eos_table({**{("mlp", "mse", lr): [1.0, 1.01] for lr in (0.1, 0.2, 0.3)},
+                     **{("mlp", "ce", lr): [1.6, 1.62] for lr in (0.1, 0.2, 0.3)}})  # fmt: skip
+    ends = ends_table([5.0, 5.5, 4.8, 5.2, 5.1], [10.0, 10.5, 9.8, 10.2, 10.1])
+    table = rq1.verdict_table(sizes, eos, corr, pairs, ends, runs).set_index("key")
     assert table.loc["eos", "verdict"] == "supported for the squared loss, refuted for cross-entropy"
     assert table.loc["flat", "verdict"] == SUPPORTED
     assert table.loc["keskar", "verdict"] == SUPPORTED
     assert table.loc["escape", "verdict"] == SUPPORTED
-    numbers = rq1.grid_numbers(sizes, runs, rq1.grid_cells(runs), corr, pairs)
+    numbers = rq1.grid_numbers(sizes, runs, cells, corr, pairs)
     assert isinstance(numbers["rho_temp_lambda_max"], float)  # the paper's index formats it with :.2f
     assert numbers["rho_temp_lambda_max_ci"].startswith("[-")
+    assert numbers["prho_temp_lambda_max"] < 0
     assert numbers["keskar_num_lrs"] == 3
+    assert numbers["keskar_seeds"] == len(sizes.seeds)
     assert numbers["unmatched_cells"] == "none"
 
 
@@ -304,7 +356,7 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
     toy = replace(
         smoke, seeds=(0, 1), batch_sizes=(64, 512), lrs=(0.2,), target_loss=2.25, max_steps=40,
         check_every=10, curvature_samples=64, trace_matvecs=4, adaptive_steps=1, escape_lr=0.2,
-        escape_batch=64, escape_steps=4, escape_every=2, alphas=(1.0, 2.0), resamples=RESAMPLES,
+        escape_batch=64, escape_steps=4, escape_every=2, alphas=(1.0, 2.0), n_resamples=RESAMPLES,
         eos_mlp=rq1.EosSizes((0,), 32, 4, 2, (0.5,), (0.2,)),
         eos_transformer=rq1.EosSizes((0,), 16, 2, 2, (0.1,), (0.05,)),
     )  # fmt: skip
@@ -326,7 +378,7 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run was trained again")
 
-    monkeypatch.setattr(rq1, "continue_training", no_training)
+    monkeypatch.setattr(rq1_tasks, "continue_training", no_training)
     again, _ = rq1.run_grid(toy, tmp_path)
     pd.testing.assert_frame_equal(again, runs)
     pd.testing.assert_frame_equal(rq1.run_escape(toy, tmp_path), escape)
@@ -336,4 +388,7 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
 def test_docstring_examples():
     import doctest
 
-    assert doctest.testmod(rq1).failed == 0
+    from landscape.paper import glue
+
+    for module in (rq1, rq1_tasks, glue):
+        assert doctest.testmod(module).failed == 0

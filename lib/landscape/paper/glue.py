@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["format_estimate", "paste", "paste_all", "plain"]
+__all__ = ["format_estimate", "format_interval", "paste", "paste_all", "plain"]
 
 
 def plain(value):
@@ -66,3 +66,20 @@ def format_estimate(estimate, low: float | None = None, high: float | None = Non
         return text
     bound_digits = max(2, digits - 1)
     return f"{text} [{_significant(float(low), bound_digits)}, {_significant(float(high), bound_digits)}]"
+
+
+def format_interval(low: float, high: float, digits: int = 2) -> str:
+    """An interval alone as text: ``"[low, high]"``, each bound to `digits` decimals ("n/a" for a NaN bound),
+    e.g. for a correlation whose estimate is shown separately.
+
+    >>> format_interval(-0.8123, -0.2)
+    '[-0.81, -0.20]'
+    >>> format_interval(float("nan"), 0.5)
+    '[n/a, 0.50]'
+    """
+    if not isinstance(digits, int) or isinstance(digits, bool) or digits < 0:
+        raise ValueError(f"digits must be a non-negative integer, got {digits!r}")
+    low, high = float(low), float(high)
+    if low > high:
+        raise ValueError(f"the interval must have low <= high, got [{low}, {high}]")
+    return "[" + ", ".join("n/a" if math.isnan(v) else f"{v:.{digits}f}" for v in (low, high)) + "]"

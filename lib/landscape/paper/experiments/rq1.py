@@ -1,9 +1,9 @@
 """RQ1 — why does SGD find flat, generalising minima? The chapter's experiments, summaries and verdict rules.
 
-Four experiments on MNIST-1D. Each is a sweep of independent tasks run by `landscape.sweep.parallel_map`; a
-task is one training run (`landscape.dynamics.continue_training`) with its measurements, cached by its
-settings and the code it runs (`landscape.results.cached_json`, `DEPENDS_ON`), so a rerun reads it back and a
-task that Dask reruns stores nothing twice.
+Four experiments on MNIST-1D. Each is a sweep of independent tasks (`rq1_tasks`: one training run with its
+measurements each) run and cached by `landscape.paper.experiments.common.run_cached` under their settings and
+the code they run (`rq1_tasks.DEPENDS_ON`, not this module: editing a summary, a verdict rule or a figure here
+recomputes nothing).
 
 - `run_eos`: full-batch gradient descent on a training subset (the MLP and a one-block Transformer,
   cross-entropy and squared loss, several step sizes), λmax of the full-batch loss tracked along the way — the
@@ -15,63 +15,56 @@ task that Dask reruns stores nothing twice.
 - `run_rescaling`: Dinh et al. (2017)'s function-preserving rescalings of one solution, every sharpness
   measure.
 
-Summaries (`eos_runs`, `eos_cells`, `grid_cells`, `grid_correlations`, `keskar_pairs`, `keskar_intervals`,
-`escape_ends`, `escape_interval`, `rescaling_spread`) turn the raw tables into the chapter's numbers; the
-``*_numbers`` functions give the glued values of each section. Every verdict rests on a confidence interval
-(`landscape.paper.stats`) and is decided by `landscape.paper.verdicts.verdict_from_interval` or, for the
-edge-of-stability band, `verdict_in_band`.
+Summaries (`eos_runs`, `eos_cells`, `eos_ratio_interval`, `eos_reached_interval`, `grid_cells`,
+`grid_correlations`, `keskar_pairs`, `keskar_intervals`, `escape_ends`, `escape_interval`,
+`escape_loss_interval`, `rescaling_spread`) turn the raw tables into the chapter's numbers; the ``*_numbers``
+functions give the glued values of each section. Every verdict rests on a confidence interval
+(`landscape.paper.stats`) and is decided by the shared rules of `landscape.paper.verdicts`; a claim with k
+parts has its parts' intervals at `family_level`(LEVEL, k).
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from ...data import Dataset, load_dataset
-from ...dynamics import continue_training, edge_of_stability
-from ...eigen import top_eigenvalues
-from ...flatness import epsilon_sharpness, worst_case_sharpness
-from ...models import build_model
-from ...operators import HessianOperator
-from ...results import cached_json
-from ...sharpness import normalized_sharpness
-from ...sweep import parallel_map
-from ...trace import hessian_trace
-from ...train import TrainConfig, evaluate, loss_function
-from ..glue import format_estimate
-from ..probe_checks import rescale_layers
+from ...dynamics import edge_of_stability
+from ..glue import format_estimate, format_interval
 from ..stats import (
     Interval,
     bootstrap_ci,
     cluster_bootstrap_ci,
     paired_difference_ci,
+    partial_rank_correlation,
     rank_correlation,
     ratio_ci,
 )
 from ..verdicts import (
-    NOT_SUPPORTED,
-    NOT_TESTABLE,
-    REFUTED,
-    SUPPORTED,
     Verdict,
+    combine,
+    family_level,
     not_testable,
+    verdict_from_correlation,
     verdict_from_interval,
+    verdict_in_band,
 )
+from . import rq1_tasks
+from .common import run_cached
+from .rq1_tasks import ADAPTIVE_RHO, EPSILON, LOSSES
 
 __all__ = [
     "ADAPTIVE_RHO",
-    "DEPENDS_ON",
     "EOS_BAND",
+    "EOS_LATE_FRACTION",
     "EOS_ONSET",
+    "ESCAPE_LOSS_FACTOR",
+    "LEVEL",
     "MEASURES",
     "PROFILES",
     "EosSizes",
@@ -79,9 +72,11 @@ __all__ = [
     "eos_cells",
     "eos_numbers",
     "eos_ratio_interval",
+    "eos_reached_interval",
     "eos_runs",
     "escape_ends",
     "escape_interval",
+    "escape_loss_interval",
     "escape_numbers",
     "grid_cells",
     "grid_correlations",
@@ -101,31 +96,25 @@ __all__ = [
     "run_grid",
     "run_rescaling",
     "setup_numbers",
-    "verdict_correlation",
     "verdict_eos",
     "verdict_escape",
     "verdict_flat",
     "verdict_generalise",
-    "verdict_in_band",
     "verdict_keskar",
     "verdict_table",
 ]
 
-MLP_CONFIG = {"depth": 2, "width": 100, "activation": "relu"}
-# a one-block Transformer with patches of 8 (9.4k parameters): the reference recipe's HVP costs 15x more
-TRANSFORMER_CONFIG = {"patch_size": 8, "dim": 32, "depth": 1, "heads": 2, "mlp_ratio": 2, "pooling": "mean"}
-ARCHITECTURES = {"mlp": MLP_CONFIG, "transformer": TRANSFORMER_CONFIG}
-LOSSES = ("ce", "mse")
-ADAPTIVE_RHO = 0.1  # radius of the adaptive worst-case sharpness: ‖δ / |θ|‖₂ ≤ ρ
-EPSILON = 1e-3  # radius of Keskar's ε-sharpness in the rescaling experiment
 EOS_ONSET = 0.9  # λmax·η/2 that ends progressive sharpening
 EOS_BAND = (0.85, 1.15)  # "EoS ratio ≈ 1": the interval must lie inside this band
+EOS_LATE_FRACTION = 0.25  # the EoS ratio of a run is its mean over this last fraction of its tracked points
+ESCAPE_LOSS_FACTOR = (
+    1.25  # SGD and GD end "at the same training loss" if their ratio's interval is in [1/f, f]
+)
+MIN_CORRELATION_UNITS = 10  # fewest grid cells for a correlation interval (stats.SMALL_SAMPLE)
 MEASURES = ("lambda_max", "trace_per_param", "normalized_sharpness", "adaptive_sharpness")
 NAMES = {"lambda_max": "λmax", "trace_per_param": "trace/D", "normalized_sharpness": "normalised sharpness",
          "adaptive_sharpness": "adaptive sharpness", "temperature": "η/B", "gap": "gap"}  # fmt: skip
-# the code every cached result of this chapter depends on beyond the probes
-DEPENDS_ON = ("data", "models", "train", "dynamics", __name__)
-LEVEL = 0.95  # confidence level of every interval
+LEVEL = 0.95  # confidence level of every interval (of a claim: its parts get family_level(LEVEL, k))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -171,7 +160,7 @@ class Sizes:
     escape_steps: int  # steps of each continuation
     escape_every: int  # steps between λmax evaluations of a continuation
     alphas: tuple[float, ...]  # Dinh et al. rescaling factors (must contain 1)
-    resamples: int = 2000  # bootstrap resamples of every interval
+    n_resamples: int = 2000  # bootstrap resamples of every interval
     workers: int | None = None  # Dask worker processes (None: one per core; 1: in this process)
     threads: int | None = 1  # torch threads per task (None: leave the process's setting)
 
@@ -207,7 +196,7 @@ PROFILES = {
         batch_sizes=(32, 256), lrs=(0.05, 0.2), target_loss=1.8, max_steps=600, check_every=20,
         curvature_samples=256, trace_matvecs=8, adaptive_steps=3, tol=1e-2,
         escape_lr=0.2, escape_batch=32, escape_steps=40, escape_every=20,
-        alphas=(0.3, 1.0, 3.0), resamples=500, workers=1, threads=1,
+        alphas=(0.3, 1.0, 3.0), n_resamples=500, workers=1, threads=1,
     ),
     # 5 seeds for the grid, escape and MLP EoS runs (3 before: intervals of 3 paired values are too wide to
     # decide anything), 3 for the Transformer EoS runs, whose Hessian-vector products cost ~15x the MLP's;
@@ -241,194 +230,13 @@ PROFILES = {
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Tasks: one training run and its measurements each, cached
-
-
-@functools.lru_cache(maxsize=1)
-def _mnist1d() -> Dataset:
-    return load_dataset("mnist1d")
-
-
-def _curvature_data(data: Dataset, samples: int):
-    return data.x_train[:samples], data.y_train[:samples]
-
-
-def _init(arch: str, data: Dataset, seed: int) -> torch.nn.Module:
-    return build_model(
-        arch, input_shape=data.input_shape, num_classes=data.num_classes, seed=seed, **ARCHITECTURES[arch]
-    )
-
-
-def _cached(settings: Mapping, compute) -> dict:
-    """`cached_json` of `compute()` under `settings` minus its ``cache`` entry (the folder)."""
-    settings = dict(settings)
-    folder = settings.pop("cache")
-    return cached_json(folder, settings, compute, depends_on=DEPENDS_ON)
-
-
-def _stored(out, seconds: float) -> dict:
-    """The JSON-serialisable part of a `ContinuedRun` that the chapter uses."""
-    return {"status": out.status, "diverged_step": out.diverged_step, "history": list(out.history),
-            "seconds": seconds}  # fmt: skip
-
-
-def _weights(state_dict: Mapping[str, torch.Tensor]) -> dict:
-    """Weights as JSON (exact: every float32 is a float64 and back)."""
-    return {
-        k: {"dtype": str(v.dtype).removeprefix("torch."), "values": v.tolist()} for k, v in state_dict.items()
-    }
-
-
-def _model(arch: str, data: Dataset, weights: Mapping) -> torch.nn.Module:
-    model = _init(arch, data, 0)
-    model.load_state_dict(
-        {k: torch.tensor(v["values"], dtype=getattr(torch, v["dtype"])) for k, v in weights.items()}
-    )
-    return model
-
-
-def eos_task(settings: Mapping) -> dict:
-    """One edge-of-stability run: full-batch GD (no momentum) from seed `seed`'s initialisation on the first
-    `num_train` training samples, λmax of the full-batch loss tracked every `track_every` steps.
-
-    `settings`: cache (folder), arch, loss, lr, seed, num_train, steps, track_every, tol. Returns status,
-    diverged_step, history (one dict per tracked point) and seconds.
-    """
-
-    def compute():
-        arch, seed = settings["arch"], settings["seed"]
-        config = TrainConfig(model=arch, model_config=ARCHITECTURES[arch], optimizer="gd", lr=settings["lr"],
-                             momentum=0.0, batch_size=None, steps=settings["steps"], loss=settings["loss"],
-                             seed=seed)  # fmt: skip
-        data = _mnist1d()
-        tic = time.perf_counter()
-        out = continue_training(_init(arch, data, seed), config, data.subset(settings["num_train"]),
-                                track_every=settings["track_every"], tol=settings["tol"])  # fmt: skip
-        return _stored(out, time.perf_counter() - tic)
-
-    return _cached(settings, compute)
-
-
-def _measure(model: torch.nn.Module, data: Dataset, settings: Mapping, *, rescaling: bool = False) -> dict:
-    """The curvature of `model`'s cross-entropy on the first `curvature_samples` training samples: λmax,
-    trace/D, normalised and adaptive sharpness; with `rescaling` also the non-adaptive worst-case and Keskar's
-    ε-sharpness and the training loss on those samples. Budgets and seed from `settings`."""
-    loss_fn, sample = loss_function("ce"), _curvature_data(data, settings["curvature_samples"])
-    tol, steps, rho, seed = (settings[k] for k in ("tol", "adaptive_steps", "adaptive_rho", "measure_seed"))
-    op = HessianOperator(model, loss_fn, sample)
-    out = {
-        "lambda_max": float(top_eigenvalues(op, 1, tol=tol, seed=seed).values[0]),
-        "trace_per_param": hessian_trace(op, settings["trace_matvecs"], seed=seed).estimate / op.dim,
-        "normalized_sharpness": normalized_sharpness(model, loss_fn, sample, tol=tol, trace_matvecs=0,
-                                                     seed=seed).lambda_max,
-        "adaptive_sharpness": worst_case_sharpness(model, loss_fn, sample, rho, adaptive=True, steps=steps,
-                                                   seed=seed).value,
-    }  # fmt: skip
-    if rescaling:
-        out["non_adaptive_sharpness"] = worst_case_sharpness(
-            model, loss_fn, sample, rho, adaptive=False, steps=steps, seed=seed
-        ).value
-        out["epsilon_sharpness"] = epsilon_sharpness(
-            model, loss_fn, sample, settings["epsilon"], steps=steps, seed=seed
-        ).value
-        out["train_loss"] = evaluate(model, loss_fn, *sample)["loss"]
-    return out
-
-
-def grid_task(settings: Mapping) -> dict:
-    """One grid run: plain SGD with batch size `batch_size` and step `lr` from seed `seed`'s initialisation,
-    stopped at the first check (every `check_every` steps) whose full training loss is ≤ `target_loss`
-    (budget `max_steps`), then measured (`_measure`).
-
-    `settings`: cache, batch_size, lr, seed, max_steps, check_every, target_loss, curvature_samples, tol,
-    trace_matvecs, adaptive_rho, adaptive_steps, measure_seed, keep_weights. Returns ``row`` (the run's
-    measurements), ``history`` (the checks) and, with `keep_weights`, ``weights`` (the final weights, for the
-    escape and rescaling experiments).
-    """
-
-    def compute():
-        b, lr, seed = settings["batch_size"], settings["lr"], settings["seed"]
-        config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd", lr=lr, momentum=0.0,
-                             batch_size=b, steps=settings["max_steps"], seed=seed)  # fmt: skip
-        data = _mnist1d()
-        init = _init("mlp", data, seed)
-        tic = time.perf_counter()
-        out = continue_training(init, config, data, track_every=settings["check_every"],
-                                track_sharpness=False, target_loss=settings["target_loss"])  # fmt: skip
-        seconds = time.perf_counter() - tic
-        model = copy.deepcopy(init)
-        model.load_state_dict(out.state_dict)
-        end = out.history[-1]
-        row = {
-            "batch_size": b, "lr": lr, "seed": seed, "temperature": lr / b, "status": out.status,
-            "reached": out.status == "reached", "steps": end["step"], "train_seconds": seconds,
-            "train_loss": end["train_loss"], "train_acc": end["train_acc"], "test_loss": end["test_loss"],
-            "test_acc": end["test_acc"], "gap": end["train_acc"] - end["test_acc"],
-            **_measure(model, data, settings),
-        }  # fmt: skip
-        result = {"row": row, "history": list(out.history)}
-        if settings["keep_weights"]:
-            result["weights"] = _weights(out.state_dict)
-        return result
-
-    return _cached(settings, compute)
-
-
-def _start(settings: Mapping, data: Dataset) -> torch.nn.Module:
-    """The grid solution that `settings["start"]` (grid settings with ``keep_weights``) names."""
-    start = grid_task({**settings["start"], "cache": settings["cache"]})
-    if "weights" not in start:
-        raise ValueError("the start must be a grid run stored with its weights (keep_weights=True)")
-    return _model("mlp", data, start["weights"])
-
-
-def escape_task(settings: Mapping) -> dict:
-    """One escape run: continue the grid solution `start` for `steps` steps at step `lr`, with minibatches of
-    `batch` (small-batch SGD) or full batch (`batch` None: GD) in the data order of `seed`, λmax on the first
-    `curvature_samples` training samples every `track_every` steps.
-
-    Only a non-finite loss counts as divergence: from a minimum the first minibatch loss can be ~0, so
-    "100 × the first loss" would stop SGD at its first larger minibatch loss.
-    """
-
-    def compute():
-        data = _mnist1d()
-        batch = settings["batch"]
-        config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd" if batch else "gd",
-                             lr=settings["lr"], momentum=0.0, batch_size=batch, steps=settings["steps"],
-                             seed=settings["seed"], divergence_factor=math.inf)  # fmt: skip
-        start = _start(settings, data)
-        tic = time.perf_counter()
-        sample = _curvature_data(data, settings["curvature_samples"])
-        out = continue_training(start, config, data, track_every=settings["track_every"], tol=settings["tol"],
-                                sharpness_data=sample)  # fmt: skip
-        return _stored(out, time.perf_counter() - tic)
-
-    return _cached(settings, compute)
-
-
-def rescaling_task(settings: Mapping) -> dict:
-    """Every sharpness measure (`_measure` with ``rescaling``) of the grid solution `start` with layer 1 × α
-    and layer 2 × 1/α (`alpha`)."""
-
-    def compute():
-        data = _mnist1d()
-        model = rescale_layers(_start(settings, data), 0, float(settings["alpha"]))
-        return {"alpha": settings["alpha"], **_measure(model, data, settings, rescaling=True)}
-
-    return _cached(settings, compute)
-
-
-# ------------------------------------------------------------------------------------------------------------
 # Experiments: the raw tables
 
 
-def _map(sizes: Sizes, function, items: list, desc: str) -> list:
-    """`parallel_map` with the profile's workers and threads, without a progress bar (it would end up in the
-    paper)."""
-    return parallel_map(
-        function, items, workers=sizes.workers, threads=sizes.threads, desc=desc, progress=False
-    )
+def _run(sizes: Sizes, compute, items: list[dict], cache: str | Path, desc: str) -> list[dict]:
+    """`run_cached` of a `rq1_tasks` function with the profile's workers and threads."""
+    return run_cached(compute, items, cache=cache, depends_on=rq1_tasks.DEPENDS_ON, workers=sizes.workers,
+                      threads=sizes.threads, desc=desc)  # fmt: skip
 
 
 def _histories(items: list[dict], outs: list[dict], labels: Sequence[str]) -> pd.DataFrame:
@@ -441,14 +249,14 @@ def _histories(items: list[dict], outs: list[dict], labels: Sequence[str]) -> pd
 
 
 def _measures(sizes: Sizes, measure_seed: int) -> dict:
-    """The settings of `_measure`."""
+    """The settings of `rq1_tasks._measure`."""
     return {"curvature_samples": sizes.curvature_samples, "tol": sizes.tol,
             "trace_matvecs": sizes.trace_matvecs, "adaptive_rho": ADAPTIVE_RHO,
             "adaptive_steps": sizes.adaptive_steps, "measure_seed": measure_seed}  # fmt: skip
 
 
 def _grid_settings(sizes: Sizes, b: int, lr: float, seed: int, measure_seed: int) -> dict:
-    """The settings of `grid_task` (without the cache folder); the escape start keeps its weights."""
+    """The settings of `rq1_tasks.grid_task`; the escape start keeps its weights."""
     return {"experiment": "grid", "batch_size": b, "lr": lr, "seed": seed, "max_steps": sizes.max_steps,
             "check_every": sizes.check_every, "target_loss": sizes.target_loss,
             **_measures(sizes, measure_seed),
@@ -462,11 +270,12 @@ def run_eos(sizes: Sizes, cache: str | Path) -> pd.DataFrame:
     lambda_residual, matvecs, with arch, loss, lr, seed and the run's status.
     """
     items = [
-        {"cache": str(cache), "experiment": "eos", "arch": arch, "loss": loss, "lr": lr, "seed": s,
-         "num_train": spec.num_train, "steps": spec.steps, "track_every": spec.track_every, "tol": sizes.tol}
+        {"experiment": "eos", "arch": arch, "loss": loss, "lr": lr, "seed": s, "num_train": spec.num_train,
+         "steps": spec.steps, "track_every": spec.track_every, "tol": sizes.tol}
         for arch, spec in sizes.eos.items() for loss in LOSSES for lr in spec.lrs(loss) for s in spec.seeds
     ]  # fmt: skip
-    return _histories(items, _map(sizes, eos_task, items, "EoS runs"), ("arch", "loss", "lr", "seed"))
+    outs = _run(sizes, rq1_tasks.eos_task, items, cache, "EoS runs")
+    return _histories(items, outs, ("arch", "loss", "lr", "seed"))
 
 
 def run_grid(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -476,31 +285,33 @@ def run_grid(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> tuple[pd.Data
     stopped, the generalisation gap, λmax, trace/D, normalised and adaptive sharpness, training seconds), and
     the full training/test losses at every check of every run.
     """
-    items = [{**_grid_settings(sizes, b, lr, s, seed), "cache": str(cache)}
+    items = [_grid_settings(sizes, b, lr, s, seed)
              for b in sizes.batch_sizes for lr in sizes.lrs for s in sizes.seeds]  # fmt: skip
-    outs = _map(sizes, grid_task, items, "grid runs")
+    outs = _run(sizes, rq1_tasks.grid_task, items, cache, "grid runs")
     runs = pd.DataFrame([out["row"] for out in outs])
     curves = _histories(items, [{**out, "status": out["row"]["status"]} for out in outs],
                         ("batch_size", "lr", "seed"))  # fmt: skip
     return runs, curves
 
 
+def _start_settings(sizes: Sizes, seed: int, measure_seed: int, cache: str | Path) -> dict:
+    """Where an escape or rescaling task finds its start: the grid settings and the (absolute) cache folder."""
+    return {"start": _grid_settings(sizes, sizes.large_batch, sizes.escape_lr, seed, measure_seed),
+            "start_cache": str(Path(cache).resolve())}  # fmt: skip
+
+
 def run_escape(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataFrame:
     """From the grid solution at (B = max batch size, η = escape_lr) of every seed, small-batch SGD and
     full-batch GD for `escape_steps` steps; one task each. Returns their tracked points with mode ("SGD" or
-    "GD"), seed and status. Raises if a continuation stopped early (diverged)."""
+    "GD"), seed and status (``"diverged"`` for a continuation that stopped at a non-finite loss: a result,
+    counted by `escape_numbers`, that makes the escape verdict not testable)."""
     items = [
-        {"cache": str(cache), "experiment": "escape", "mode": mode, "batch": batch, "seed": s,
-         "start": _grid_settings(sizes, sizes.large_batch, sizes.escape_lr, s, seed), "lr": sizes.escape_lr,
-         "steps": sizes.escape_steps, "track_every": sizes.escape_every, "tol": sizes.tol,
-         "curvature_samples": sizes.curvature_samples}
+        {"experiment": "escape", "mode": mode, "batch": batch, "seed": s,
+         **_start_settings(sizes, s, seed, cache), "lr": sizes.escape_lr, "steps": sizes.escape_steps,
+         "track_every": sizes.escape_every, "tol": sizes.tol, "curvature_samples": sizes.curvature_samples}
         for s in sizes.seeds for mode, batch in (("SGD", sizes.escape_batch), ("GD", None))
     ]  # fmt: skip
-    outs = _map(sizes, escape_task, items, "escape runs")
-    for item, out in zip(items, outs, strict=True):
-        if out["status"] != "finished":
-            raise RuntimeError(f"escape run {item['mode']}, seed {item['seed']} stopped early: "
-                               f"{out['status']} at step {out['diverged_step']}")  # fmt: skip
+    outs = _run(sizes, rq1_tasks.escape_task, items, cache, "escape runs")
     return _histories(items, outs, ("mode", "seed"))
 
 
@@ -508,56 +319,84 @@ def run_rescaling(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataF
     """The grid solution at (B = max batch size, η = escape_lr) of the first seed under every rescaling α
     (layer 1 × α, layer 2 × 1/α); one task per α. Returns one row per α: λmax, trace/D, normalised, adaptive
     and non-adaptive worst-case, and ε-sharpness, and the training loss on the curvature samples."""
-    start = _grid_settings(sizes, sizes.large_batch, sizes.escape_lr, sizes.seeds[0], seed)
-    items = [{"cache": str(cache), "experiment": "rescaling", "alpha": float(alpha), "start": start,
-              **_measures(sizes, seed), "epsilon": EPSILON} for alpha in sizes.alphas]  # fmt: skip
-    return pd.DataFrame(_map(sizes, rescaling_task, items, "rescalings"))
+    start = _start_settings(sizes, sizes.seeds[0], seed, cache)
+    items = [{"experiment": "rescaling", "alpha": float(alpha), **start, **_measures(sizes, seed),
+              "epsilon": EPSILON} for alpha in sizes.alphas]  # fmt: skip
+    return pd.DataFrame(_run(sizes, rq1_tasks.rescaling_task, items, cache, "rescalings"))
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Summaries
 
 
-def _mean_interval(values, *, resamples: int = 2000, seed: int = 0) -> Interval:
-    """The mean of `values` (NaNs dropped) with its bootstrap interval."""
-    values = np.asarray(values, dtype=float)
-    return bootstrap_ci(values[~np.isnan(values)], level=LEVEL, n_resamples=resamples, seed=seed)
-
-
-def _text(values, *, resamples: int = 2000, digits: int = 3, missing: str = "none") -> str:
-    """'mean [95 % CI]' of `values` as text (`missing` when there are none, the value alone for one)."""
+def _text(values, *, n_resamples: int = 2000, digits: int = 3, missing: str = "none") -> str:
+    """'mean [95 % CI]' of `values` (NaNs dropped) as text (`missing` when there are none, the value alone for
+    one)."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) == 0:
         return missing
     if len(values) == 1:
         return format_estimate(values[0], digits=digits)
-    return format_estimate(_mean_interval(values, resamples=resamples), digits=digits)
+    return format_estimate(bootstrap_ci(values, level=LEVEL, n_resamples=n_resamples), digits=digits)
 
 
-def eos_runs(traces: pd.DataFrame, *, onset: float = EOS_ONSET) -> pd.DataFrame:
+def _late_mean(ratio: np.ndarray, fraction: float) -> float:
+    """The mean of the last ⌈fraction · n⌉ (at least one) of n values."""
+    k = max(1, math.ceil(fraction * len(ratio)))
+    return float(np.mean(ratio[-k:]))
+
+
+def eos_runs(
+    traces: pd.DataFrame, *, onset: float = EOS_ONSET, late: float = EOS_LATE_FRACTION
+) -> pd.DataFrame:
     """One row per edge-of-stability run: `edge_of_stability` of its λmax trace (reached, onset_step,
-    ratio_mean, phase_ratio_mean, ...), its status and final training loss, and ``cell`` (arch/loss/lr: the
-    runs that share a configuration, the clusters of every interval)."""
+    ratio_mean, phase_ratio_mean, ...), ``late_ratio`` (the mean of λmax·η/2 over the last `late` fraction of
+    its tracked points, at least one: the run's EoS ratio, defined whether or not it reached the onset),
+    ``diverged`` (status "diverged": the run stopped at a non-finite or exploding loss), its final training loss,
+    and ``cell`` (arch/loss/lr: the runs that share a configuration, the clusters of every interval)."""
     rows = []
     for (arch, loss, lr, seed), run in traces.groupby(["arch", "loss", "lr", "seed"], sort=False):
         run = run.sort_values("step")
-        eos = edge_of_stability(run["step"].tolist(), run["lambda_max"].tolist(), float(lr), onset=onset)
+        finite = run[np.isfinite(run["lambda_max"].to_numpy(float))]
+        eos = edge_of_stability(
+            finite["step"].tolist(), finite["lambda_max"].tolist(), float(lr), onset=onset
+        )
+        status = run["status"].iloc[0]
         rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": seed, "cell": f"{arch}/{loss}/{lr:g}",
-                     "status": run["status"].iloc[0], **asdict(eos),
+                     "status": status, "diverged": status == "diverged", **asdict(eos),
+                     "late_ratio": _late_mean(finite["lambda_max"].to_numpy(float) * lr / 2, late),
                      "final_train_loss": run["train_loss"].iloc[-1]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def eos_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per edge-of-stability setting (arch, loss, lr): seeds that reached the onset, mean onset step,
-    EoS ratio over the phase (mean and sd over seeds) and after the onset, largest ratio, final loss."""
-    return runs.groupby(["arch", "loss", "lr"], sort=False).agg(
-        reached=("reached", "sum"), seeds=("seed", "count"), onset=("onset_step", "mean"),
-        ratio_phase=("phase_ratio_mean", "mean"), ratio_phase_sd=("phase_ratio_mean", "std"),
+    """One row per edge-of-stability setting (arch, loss, lr): seeds, seeds that diverged, seeds that reached
+    the onset, mean onset step, the late-window EoS ratio (mean and sd over the non-diverged seeds), the ratio
+    over the phase and after the onset (over the seeds that reached it), largest ratio, final loss."""
+    kept = runs[~runs["diverged"].astype(bool)]
+    counts = runs.groupby(["arch", "loss", "lr"], sort=False).agg(
+        seeds=("seed", "count"), diverged=("diverged", "sum")
+    )
+    stats = kept.groupby(["arch", "loss", "lr"], sort=False).agg(
+        reached=("reached", "sum"), onset=("onset_step", "mean"), ratio_late=("late_ratio", "mean"),
+        ratio_late_sd=("late_ratio", "std"), ratio_phase=("phase_ratio_mean", "mean"),
         ratio_after=("ratio_mean", "mean"), ratio_max=("ratio_max", "mean"),
         final_train_loss=("final_train_loss", "mean"),
-    ).reset_index()  # fmt: skip
+    )  # fmt: skip
+    out = counts.join(stats, how="left").reset_index()
+    out["reached"] = out["reached"].fillna(0).astype(int)
+    return out
+
+
+def _eos_selection(runs: pd.DataFrame, loss: str | None, arch: str | None) -> pd.DataFrame:
+    """The non-diverged runs, optionally of one loss and/or architecture."""
+    mine = runs[~runs["diverged"].astype(bool)]
+    if loss is not None:
+        mine = mine[mine["loss"] == loss]
+    if arch is not None:
+        mine = mine[mine["arch"] == arch]
+    return mine
 
 
 def eos_ratio_interval(
@@ -565,21 +404,33 @@ def eos_ratio_interval(
     *,
     loss: str | None = None,
     arch: str | None = None,
-    column: str = "phase_ratio_mean",
-    resamples: int = 2000,
+    column: str = "late_ratio",
+    level: float = LEVEL,
+    n_resamples: int = 2000,
     seed: int = 0,
 ) -> Interval | None:
-    """The mean EoS ratio (`column`) over the runs that reached the onset, optionally of one loss and/or
-    architecture, with a cluster-bootstrap interval (clusters: the settings, whose seeds share an η).
-    None when no run reached the onset."""
-    mine = runs[runs["reached"].astype(bool)]
-    if loss is not None:
-        mine = mine[mine["loss"] == loss]
-    if arch is not None:
-        mine = mine[mine["arch"] == arch]
+    """The mean EoS ratio (`column`, by default the late-window ratio of every run) over the non-diverged runs,
+    optionally of one loss and/or architecture, with a cluster interval (clusters: the settings, whose seeds
+    share an η; below 10 settings the Student-t interval over the settings' means, whose mean is then the
+    estimate). Runs where `column` is NaN (e.g. the phase ratio of a run that never reached the onset) are
+    left out. None when no run is left."""
+    mine = _eos_selection(runs, loss, arch)
+    mine = mine[np.isfinite(mine[column].to_numpy(float))]
     if mine.empty:
         return None
-    return cluster_bootstrap_ci(mine, column, "cell", level=LEVEL, n_resamples=resamples, seed=seed)
+    return cluster_bootstrap_ci(mine, column, "cell", level=level, n_resamples=n_resamples, seed=seed)
+
+
+def eos_reached_interval(
+    runs: pd.DataFrame, *, loss: str | None = None, arch: str | None = None, n_resamples: int = 2000
+) -> Interval | None:
+    """The fraction of the non-diverged runs whose ratio reached the onset, clustered by setting as in
+    `eos_ratio_interval` (below 10 settings: the mean of the settings' fractions, Student t). None without
+    runs."""
+    mine = _eos_selection(runs, loss, arch).assign(reached=lambda d: d["reached"].astype(float))
+    if mine.empty:
+        return None
+    return cluster_bootstrap_ci(mine, "reached", "cell", level=LEVEL, n_resamples=n_resamples)
 
 
 def matched_runs(runs: pd.DataFrame, *, minimum: int = 3) -> pd.DataFrame:
@@ -588,45 +439,79 @@ def matched_runs(runs: pd.DataFrame, *, minimum: int = 3) -> pd.DataFrame:
     matched = runs[runs["reached"].astype(bool)]
     if len(matched) < minimum:
         raise RuntimeError(
-            f"only {len(matched)} grid runs reached the target loss: raise max_steps or the target"
+            f"only {len(matched)} grid runs reached the target loss (need {minimum}): raise max_steps or the target"
         )
     return matched
 
 
 def grid_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per grid cell (batch_size, lr): η/B, seeds that reached the target, and the means over seeds of
-    steps, training loss and accuracy, every measure, test accuracy (and its sd) and the gap."""
-    return runs.groupby(["batch_size", "lr"]).agg(
-        temperature=("temperature", "first"), reached=("reached", "sum"), seeds=("seed", "count"),
+    """One row per grid cell (batch_size, lr): η/B, seeds, ``matched`` (seeds that reached the target), and the
+    means over the MATCHED seeds only (NaN for a cell without one) of steps, training loss and accuracy, every
+    measure, test accuracy (and its sd) and the gap — the values the correlations are computed over."""
+    keys = ["batch_size", "lr"]
+    counts = runs.groupby(keys).agg(temperature=("temperature", "first"), seeds=("seed", "count"),
+                                    matched=("reached", "sum"))  # fmt: skip
+    matched = runs[runs["reached"].astype(bool)]
+    means = matched.groupby(keys).agg(
         steps=("steps", "mean"), train_loss=("train_loss", "mean"), train_acc=("train_acc", "mean"),
         **{m: (m, "mean") for m in MEASURES}, test_acc=("test_acc", "mean"), test_acc_sd=("test_acc", "std"),
         gap=("gap", "mean"),
-    ).reset_index()  # fmt: skip
+    )  # fmt: skip
+    out = counts.join(means, how="left").reset_index()
+    out["matched"] = out["matched"].astype(int)
+    return out
 
 
-def grid_correlations(matched: pd.DataFrame, *, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Spearman correlations over the matched grid runs, each with a bootstrap interval clustered by grid cell
-    (the seeds of one (B, η) share it): η/B against every measure, the gap, test accuracy, training loss and
-    steps; every measure against the gap and against test accuracy.
+CORRELATION_PAIRS = [("temperature", y) for y in (*MEASURES, "gap", "test_acc", "train_loss", "steps")] + [
+    (m, y) for y in ("gap", "test_acc") for m in MEASURES
+]
+FLAT_MEASURES = ("lambda_max", "normalized_sharpness")  # the two parts of the flat-minima claim
 
-    Returns one row per pair: x, y, estimate, low, high, n.
+
+def grid_correlations(cells: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Spearman correlations over the grid cells that have matched runs (`grid_cells`: each cell's value is the
+    mean over its seeds that reached the target loss). The unit resampled is the cell: the correlation is
+    over cells, and each cell's mean already averages its seeds, so the seeds crossed with every cell enter
+    every unit alike. BCa bootstrap over cells; NaN bounds with fewer than 10 cells (not testable).
+
+    Rows (control ""): η/B against every measure, the gap, test accuracy, training loss and steps; every
+    measure against the gap and against test accuracy, at `LEVEL`. Rows (control "log_lr"): the partial
+    Spearman correlation of η/B with λmax and with normalised sharpness given log η (λmax ≲ 2/η is a stability
+    effect of the step size alone), at `family_level`(LEVEL, 2): the two parts of `verdict_flat`.
+
+    Returns one row per correlation: x, y, control, level, estimate, low, high, n (cells).
     """
-    clusters = matched["batch_size"].astype(str) + "/" + matched["lr"].astype(str)
-    pairs = [("temperature", y) for y in (*MEASURES, "gap", "test_acc", "train_loss", "steps")]
-    pairs += [(m, y) for y in ("gap", "test_acc") for m in MEASURES]
+    cells = cells[cells["matched"] > 0]
     rows = []
-    for x, y in pairs:
-        ci = rank_correlation(matched[x].to_numpy(float), matched[y].to_numpy(float), method="spearman",
-                              level=LEVEL, n_resamples=resamples, seed=seed,
-                              clusters=clusters.to_numpy())  # fmt: skip
-        rows.append({"x": x, "y": y, "estimate": ci.estimate, "low": ci.low, "high": ci.high, "n": ci.n})
+    for x, y in CORRELATION_PAIRS:
+        ci = rank_correlation(cells[x].to_numpy(float), cells[y].to_numpy(float), method="spearman",
+                              level=LEVEL, n_resamples=n_resamples, seed=seed)  # fmt: skip
+        rows.append({"x": x, "y": y, "control": "", "level": LEVEL, "estimate": ci.estimate, "low": ci.low,
+                     "high": ci.high, "n": ci.n})  # fmt: skip
+    level = family_level(LEVEL, len(FLAT_MEASURES))
+    for y in FLAT_MEASURES:
+        if len(cells) >= 4:
+            ci = partial_rank_correlation(cells["temperature"].to_numpy(float), cells[y].to_numpy(float),
+                                          np.log(cells["lr"].to_numpy(float)), level=level,
+                                          n_resamples=n_resamples, seed=seed)  # fmt: skip
+            values = (ci.estimate, ci.low, ci.high, ci.n)
+        else:
+            values = (math.nan, math.nan, math.nan, len(cells))
+        rows.append(dict(zip(("x", "y", "control", "level", "estimate", "low", "high", "n"),
+                             ("temperature", y, "log_lr", level, *values), strict=True)))  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _correlation(correlations: pd.DataFrame, x: str, y: str) -> pd.Series:
-    row = correlations[(correlations["x"] == x) & (correlations["y"] == y)]
+def _correlation(correlations: pd.DataFrame, x: str, y: str, control: str = "") -> pd.Series:
+    if "control" not in correlations.columns:
+        correlations = correlations.assign(control="")
+    row = correlations[
+        (correlations["x"] == x) & (correlations["y"] == y) & (correlations["control"] == control)
+    ]
     if len(row) != 1:
-        raise KeyError(f"no correlation of {x!r} with {y!r} in the table")
+        raise ValueError(
+            f"expected one correlation of {x!r} with {y!r} (control {control!r}) in the table, found {len(row)}"
+        )
     return row.iloc[0]
 
 
@@ -647,29 +532,41 @@ def keskar_pairs(runs: pd.DataFrame, small: int, large: int) -> pd.DataFrame:
     return pairs.sort_values(["lr", "seed"], ignore_index=True)
 
 
+def _geometric(values) -> float:
+    return float(np.exp(np.mean(np.log(np.asarray(values, dtype=float)))))
+
+
 def keskar_intervals(
-    pairs: pd.DataFrame, *, resamples: int = 2000, seed: int = 0
+    pairs: pd.DataFrame, *, level: float = LEVEL, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, Interval] | None:
-    """Intervals of Keskar et al.'s comparison over all pairs of `keskar_pairs` (same seed, same η, both at
-    the target loss): the geometric-mean ratio large/small of λmax (``lambda_max``) and of normalised
-    sharpness (``normalized_sharpness``), and the mean test-accuracy difference (``test_acc``). None when
-    there are fewer than two pairs."""
-    if len(pairs) < 2:
+    """Intervals of Keskar et al.'s comparison over the pairs of `keskar_pairs` (same seed, same η, both at
+    the target loss), CLUSTERED BY SEED: the pairs of one seed at different η share an initialisation and a
+    data order, so each seed contributes one value — the geometric mean of its ratios large/small over the η
+    (the mean of its accuracy differences) — and the interval is over seeds (Student t below 10 seeds).
+
+    Estimands: ``lambda_max`` and ``normalized_sharpness``, the geometric mean over seeds of each seed's
+    geometric-mean ratio (= the geometric mean of all pairs, every seed having the same η); ``test_acc``, the
+    mean difference large − small. None when fewer than two seeds have pairs."""
+    if pairs.empty or pairs["seed"].nunique() < 2:
         return None
-    out = {m: ratio_ci(pairs[f"{m}_large"], pairs[f"{m}_small"], paired=True, level=LEVEL,
-                       n_resamples=resamples, seed=seed)
-           for m in ("lambda_max", "normalized_sharpness")}  # fmt: skip
-    out["test_acc"] = paired_difference_ci(pairs["test_acc_large"], pairs["test_acc_small"], level=LEVEL,
-                                           n_resamples=resamples, seed=seed)  # fmt: skip
+    by_seed = pairs.groupby("seed")
+    out = {}
+    for m in ("lambda_max", "normalized_sharpness"):
+        large, small = by_seed[f"{m}_large"].agg(_geometric), by_seed[f"{m}_small"].agg(_geometric)
+        out[m] = ratio_ci(large, small, paired=True, level=level, n_resamples=n_resamples, seed=seed)
+    diff = by_seed["acc_diff"].mean()
+    out["test_acc"] = paired_difference_ci(diff, np.zeros(len(diff)), level=level, n_resamples=n_resamples,
+                                           seed=seed)  # fmt: skip
     return out
 
 
 def escape_ends(traces: pd.DataFrame) -> pd.DataFrame:
-    """One row per escape run (mode, seed): λmax, test loss and accuracy at the start and the end, final
-    training loss, the largest training loss after the start, and λmax(end)/λmax(start)."""
+    """One row per escape run (mode, seed): its status, λmax, test loss and accuracy at the start and at its
+    last tracked point, final training loss, the largest training loss after the start, and
+    λmax(end)/λmax(start)."""
     traces = traces.sort_values("step")
     ends = traces.groupby(["mode", "seed"]).agg(
-        lmax_start=("lambda_max", "first"), lmax_end=("lambda_max", "last"),
+        status=("status", "first"), lmax_start=("lambda_max", "first"), lmax_end=("lambda_max", "last"),
         test_start=("test_loss", "first"), test_end=("test_loss", "last"),
         acc_start=("test_acc", "first"), acc_end=("test_acc", "last"), train_end=("train_loss", "last"),
     ).reset_index()  # fmt: skip
@@ -679,14 +576,33 @@ def escape_ends(traces: pd.DataFrame) -> pd.DataFrame:
     return ends
 
 
-def escape_interval(ends: pd.DataFrame, *, resamples: int = 2000, seed: int = 0) -> Interval | None:
-    """λmax at the end of small-batch SGD over λmax at the end of full-batch GD, paired by seed (the same
-    start): the geometric mean of the per-seed ratios with its bootstrap interval. None with fewer than two
-    seeds that have both."""
-    wide = ends.pivot(index="seed", columns="mode", values="lmax_end").dropna()
+def _paired_ends(ends: pd.DataFrame, column: str) -> pd.DataFrame | None:
+    """SGD and GD values of `column` side by side for the seeds where both continuations finished."""
+    if "status" in ends.columns:
+        ends = ends[ends["status"] != "diverged"]
+    wide = ends.pivot(index="seed", columns="mode", values=column).dropna()
     if len(wide) < 2 or not {"SGD", "GD"} <= set(wide.columns):
         return None
-    return ratio_ci(wide["SGD"], wide["GD"], paired=True, level=LEVEL, n_resamples=resamples, seed=seed)
+    return wide
+
+
+def escape_interval(ends: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Interval | None:
+    """λmax at the end of small-batch SGD over λmax at the end of full-batch GD, paired by seed (the same
+    start), over the seeds where neither diverged: the geometric mean of the per-seed ratios with its interval
+    (Student t on the log ratios below 10 seeds). None with fewer than two such seeds."""
+    wide = _paired_ends(ends, "lmax_end")
+    if wide is None:
+        return None
+    return ratio_ci(wide["SGD"], wide["GD"], paired=True, level=LEVEL, n_resamples=n_resamples, seed=seed)
+
+
+def escape_loss_interval(ends: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Interval | None:
+    """The final training loss of SGD over that of GD, paired by seed, as `escape_interval`: whether the two
+    λmax are compared at the same training loss."""
+    wide = _paired_ends(ends, "train_end")
+    if wide is None:
+        return None
+    return ratio_ci(wide["SGD"], wide["GD"], paired=True, level=LEVEL, n_resamples=n_resamples, seed=seed)
 
 
 def rescaling_spread(table: pd.DataFrame) -> dict[str, float]:
@@ -701,129 +617,117 @@ def rescaling_spread(table: pd.DataFrame) -> dict[str, float]:
 # Verdicts
 
 
-def verdict_correlation(interval, expected_sign: int, what: str) -> Verdict:
-    """A correlation claim: supported when the interval of the rank correlation (an `Interval`, or a row with
-    low/high) lies on the claimed side of 0, refuted when it lies on the other side, not supported when it
-    contains 0. `what` names the correlation in the reason."""
-    verdict = verdict_from_interval(float(interval.low), float(interval.high), expected_sign)
+def _named(verdict: Verdict, what: str) -> Verdict:
     return Verdict(verdict.outcome, f"{what}: {verdict.reason}")
 
 
-def _combine(verdicts: Sequence[Verdict]) -> Verdict:
-    """All parts agree: that outcome; otherwise not supported (or not testable if one part is)."""
-    outcomes = {v.outcome for v in verdicts}
-    reason = "; ".join(v.reason for v in verdicts)
-    if len(outcomes) == 1:
-        return Verdict(outcomes.pop(), reason)
-    if NOT_TESTABLE in outcomes:
-        return not_testable(reason)
-    return Verdict(NOT_SUPPORTED, f"the measures disagree: {reason}")
-
-
 def verdict_flat(correlations: pd.DataFrame) -> Verdict:
-    """The claim "SGD converges to flat minima: more noise η/B, flatter", over the matched grid runs
+    """The claim "SGD converges to flat minima: more noise η/B, flatter", over the grid cells with matched runs
     (`grid_correlations`).
 
-    Supported when the intervals of ρ(η/B, λmax) and of ρ(η/B, normalised sharpness) both lie below 0,
-    refuted when both lie above 0, not supported otherwise (an interval contains 0, or the two disagree); not
-    testable when an interval is undefined.
+    ρ(η/B, ·) alone is confounded with the step size (λmax ≲ 2/η holds whatever the noise), so the claim is
+    decided on the partial Spearman correlations of η/B with λmax and with normalised sharpness given log η,
+    at `family_level`(LEVEL, 2), combined by `combine` (rule "all"): supported when both lie below 0, refuted
+    when both lie above 0, not supported otherwise; not testable when one cannot be computed (fewer than 10
+    cells), with that reason.
     """
-    return _combine([
-        verdict_correlation(_correlation(correlations, "temperature", m), -1, f"ρ(η/B, {NAMES[m]})")
-        for m in ("lambda_max", "normalized_sharpness")
-    ])  # fmt: skip
+    parts = {}
+    for m in FLAT_MEASURES:
+        row = _correlation(correlations, "temperature", m, "log_lr")
+        what = f"partial ρ(η/B, {NAMES[m]} | log η) over {int(row['n'])} cells"
+        if math.isnan(row["low"]) or math.isnan(row["high"]):
+            parts[what] = not_testable(
+                f"the partial correlation given log η has no interval with {int(row['n'])} grid cells "
+                f"(need at least {MIN_CORRELATION_UNITS})"
+            )
+        else:
+            # np.clip: a partial correlation's BCa bound can round to ±(1 + 1e-16)
+            parts[what] = verdict_from_correlation(tuple(np.clip([row["low"], row["high"]], -1, 1)), -1)
+    return combine(parts)
 
 
 def verdict_generalise(correlations: pd.DataFrame) -> Verdict:
-    """The claim "normalised sharpness tracks a larger generalisation gap", over the matched grid runs.
+    """The claim "normalised sharpness tracks a larger generalisation gap", over the grid cells with matched
+    runs.
 
     Supported when the interval of ρ(normalised sharpness, gap) lies above 0, refuted when it lies below 0,
-    not supported when it contains 0.
+    not supported when it contains 0; not testable when it has no interval (fewer than 10 cells).
     """
     row = _correlation(correlations, "normalized_sharpness", "gap")
-    return verdict_correlation(row, +1, "ρ(normalised sharpness, gap)")
+    return _named(
+        verdict_from_correlation(row, +1), f"ρ(normalised sharpness, gap) over {int(row['n'])} cells"
+    )
 
 
-def verdict_escape(interval: Interval | None) -> Verdict:
+def verdict_escape(
+    ends: pd.DataFrame, *, starts_reached: int, num_starts: int, n_resamples: int = 2000, seed: int = 0
+) -> Verdict:
     """The claim "noise escapes sharp regions: from the same sharp minimum, SGD ends flatter than GD".
 
-    Supported when the interval of the paired λmax ratio SGD/GD at the end (`escape_interval`) lies below 1,
-    refuted when it lies above 1, not supported when it contains 1; not testable with fewer than two seeds.
+    Not testable when a start (the large-batch grid solution of a seed; `starts_reached` of `num_starts`) did
+    not reach the target loss, when a continuation diverged (counted in the reason), when fewer than two seeds
+    have both continuations, or when SGD and GD do not end at the same training loss: the interval of the
+    paired ratio of their final training losses (`escape_loss_interval`) must lie inside
+    [1/`ESCAPE_LOSS_FACTOR`, `ESCAPE_LOSS_FACTOR`]. Otherwise decided on the paired λmax ratio SGD/GD at the
+    end (`escape_interval`): supported below 1, refuted above 1, not supported when it contains 1.
     """
-    if interval is None:
+    if starts_reached < num_starts:
+        return not_testable(f"only {starts_reached} of {num_starts} start runs reached the target loss")
+    diverged = int((ends["status"] == "diverged").sum()) if "status" in ends.columns else 0
+    if diverged:
+        return not_testable(f"{diverged} of {len(ends)} continuations diverged")
+    loss = escape_loss_interval(ends, n_resamples=n_resamples, seed=seed)
+    lmax = escape_interval(ends, n_resamples=n_resamples, seed=seed)
+    if loss is None or lmax is None:
         return not_testable("fewer than two seeds have both an SGD and a GD continuation")
-    verdict = verdict_from_interval(interval.low, interval.high, -1, null=1.0)
-    return Verdict(verdict.outcome, f"λmax ratio SGD/GD at the end: {verdict.reason}")
+    band = (1 / ESCAPE_LOSS_FACTOR, ESCAPE_LOSS_FACTOR)
+    if not (band[0] <= loss.low and loss.high <= band[1]):
+        return not_testable(
+            f"SGD and GD end at different training losses: the ratio SGD/GD {format_estimate(loss)} is not "
+            f"inside {format_interval(*band)}"
+        )
+    return _named(verdict_from_interval(lmax.low, lmax.high, -1, null=1.0), "λmax ratio SGD/GD at the end")
 
 
-def verdict_keskar(intervals: Mapping[str, Interval] | None) -> Verdict:
+def verdict_keskar(intervals: dict[str, Interval] | None) -> Verdict:
     """Keskar et al.'s claim "large batches find sharper minima", at equal training loss.
 
-    Supported when the intervals of the geometric-mean ratio large/small of λmax and of normalised sharpness
-    (`keskar_intervals`) both lie above 1, refuted when both lie below 1, not supported otherwise; not
-    testable here when the two batch sizes did not both reach the target loss at any step size (fewer than
-    two pairs).
+    Supported when the intervals (over seeds, `keskar_intervals` at `family_level`(LEVEL, 2)) of the
+    geometric-mean ratio large/small of λmax and of normalised sharpness both lie above 1, refuted when both
+    lie below 1, not supported otherwise (`combine`); not testable here when the two batch sizes did not both
+    reach the target loss at any step size for two seeds.
     """
     if intervals is None:
         return not_testable(
             "the smallest and the largest batch did not both reach the target training loss at any step size"
+            " for two seeds"
         )
-    parts = []
-    for m in ("lambda_max", "normalized_sharpness"):
-        verdict = verdict_from_interval(intervals[m].low, intervals[m].high, +1, null=1.0)
-        parts.append(Verdict(verdict.outcome, f"{NAMES[m]} ratio large/small: {verdict.reason}"))
-    return _combine(parts)
+    return combine({f"{NAMES[m]} ratio large/small": verdict_from_interval(intervals[m].low, intervals[m].high,
+                                                                           +1, null=1.0)
+                    for m in FLAT_MEASURES})  # fmt: skip
 
 
-def verdict_in_band(low: float, high: float, band: tuple[float, float] = EOS_BAND) -> Verdict:
-    """A claim "the value is ≈ 1", decided on its interval [low, high] against a tolerance band [a, b]:
-
-    - supported when the interval lies inside the band (a ≤ low and high ≤ b),
-    - refuted when it lies entirely outside (high < a or low > b),
-    - not supported otherwise (it straddles an edge of the band: too wide to tell),
-    - not testable when a bound is NaN.
-
-    >>> [verdict_in_band(*ci).outcome for ci in ((0.95, 1.05), (1.3, 1.6), (0.9, 1.3))]
-    ['supported', 'refuted', 'not supported']
-    """
-    a, b = band
-    if not a < b:
-        raise ValueError(f"the band must have a < b, got {band}")
-    if math.isnan(low) or math.isnan(high):
-        return not_testable("the interval is undefined (too few runs)")
-    if low > high:
-        raise ValueError(f"the interval must have low <= high, got [{low}, {high}]")
-    interval = f"[{low:.3g}, {high:.3g}]"
-    if a <= low and high <= b:
-        return Verdict(SUPPORTED, f"the interval {interval} lies inside [{a:g}, {b:g}]")
-    if high < a or low > b:
-        return Verdict(REFUTED, f"the interval {interval} lies outside [{a:g}, {b:g}]")
-    return Verdict(NOT_SUPPORTED, f"the interval {interval} straddles an edge of [{a:g}, {b:g}]")
-
-
-def verdict_eos(runs: pd.DataFrame, loss: str, *, resamples: int = 2000, seed: int = 0) -> Verdict:
+def verdict_eos(runs: pd.DataFrame, loss: str, *, level: float = LEVEL, n_resamples: int = 2000) -> Verdict:
     """The claim "GD's sharpness is set by its step size: EoS ratio ≈ 1", for one loss.
 
-    `verdict_in_band` of the cluster-bootstrap interval of the mean EoS ratio over that loss's runs that
-    reached the onset (`eos_ratio_interval`) against `EOS_BAND` = [0.85, 1.15]: supported when the interval
-    lies inside the band, refuted when it lies entirely outside, not supported when it straddles an edge; not
-    testable when fewer than two settings reached the onset.
+    Decided on ALL non-diverged runs of that loss, whether or not their ratio reached the onset (selecting on
+    the outcome would make the band's lower edge unreachable): `verdict_in_band` of the cluster interval of
+    the mean late-window ratio (`eos_ratio_interval`, clusters: settings) against `EOS_BAND`: supported when
+    it lies inside the band, refuted when entirely outside, not supported when it straddles an edge; not
+    testable with fewer than two settings. Diverged runs are counted in the reason.
     """
-    mine = runs[runs["reached"].astype(bool) & (runs["loss"] == loss)]
-    if mine["cell"].nunique() < 2:
-        return not_testable(f"fewer than two settings with {loss} reached the edge of stability")
-    ci = eos_ratio_interval(runs, loss=loss, resamples=resamples, seed=seed)
-    verdict = verdict_in_band(ci.low, ci.high)
-    return Verdict(verdict.outcome, f"EoS ratio ({loss}): {verdict.reason}")
+    mine = runs[runs["loss"] == loss]
+    kept = mine[~mine["diverged"].astype(bool)]
+    diverged = f"{len(mine) - len(kept)} of {len(mine)} runs diverged and are left out"
+    if kept["cell"].nunique() < 2:
+        return not_testable(f"fewer than two settings with {loss} have non-diverged runs ({diverged})")
+    ci = eos_ratio_interval(runs, loss=loss, level=level, n_resamples=n_resamples)
+    verdict = verdict_in_band(ci.low, ci.high, *EOS_BAND)
+    return Verdict(verdict.outcome, f"late-window EoS ratio ({loss}): {verdict.reason}; {diverged}")
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Glued numbers
-
-
-def _bounds(low: float, high: float) -> str:
-    """'[low, high]' of a correlation, two decimals ('n/a' for an undefined bound)."""
-    return "[" + ", ".join("n/a" if math.isnan(v) else f"{v:.2f}" for v in (low, high)) + "]"
 
 
 def _list(values, fmt: str = "{:g}") -> str:
@@ -835,40 +739,55 @@ def setup_numbers(sizes: Sizes, profile: str) -> dict:
     return {"profile": profile, "num_seeds": len(sizes.seeds), "seeds": _list(sizes.seeds),
             "transformer_seeds": _list(sizes.eos_transformer.seeds),
             "eos_mlp_seeds": _list(sizes.eos_mlp.seeds), "curvature_samples": sizes.curvature_samples,
-            "adaptive_rho": ADAPTIVE_RHO, "eos_onset": EOS_ONSET,
-            "eos_band": f"[{EOS_BAND[0]:g}, {EOS_BAND[1]:g}]", "level": f"{LEVEL:.0%}"}  # fmt: skip
+            "adaptive_rho": ADAPTIVE_RHO, "tol": f"{sizes.tol:g}", "eos_onset": EOS_ONSET, "eos_late": f"{EOS_LATE_FRACTION:.0%}",
+            "eos_band": format_interval(*EOS_BAND), "level": f"{LEVEL:.0%}",
+            "family_level": f"{family_level(LEVEL, 2):.1%}",
+            "escape_loss_band": format_interval(1 / ESCAPE_LOSS_FACTOR, ESCAPE_LOSS_FACTOR)}  # fmt: skip
 
 
 def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
-    """Glued values of the edge-of-stability section: sizes, counts, and every EoS ratio as 'mean [CI]'."""
+    """Glued values of the edge-of-stability section: sizes, counts, and every EoS ratio as 'mean [CI]'
+    (``eos_ratio_*``: late-window ratio over the non-diverged runs, at the family level of the two-loss
+    verdict for ``eos_ratio_ce``/``eos_ratio_mse``; ``eos_phase_*`` over the phase of the runs that reached
+    the onset; ``eos_after_*`` after the onset; ``eos_reached_*`` the fraction that reached it)."""
 
-    def ratio(column="phase_ratio_mean", **where):
-        ci = eos_ratio_interval(runs, column=column, resamples=sizes.resamples, **where)
-        return "not reached" if ci is None else format_estimate(ci)
+    def ratio(column="late_ratio", level=LEVEL, **where):
+        ci = eos_ratio_interval(runs, column=column, level=level, n_resamples=sizes.n_resamples, **where)
+        return "none" if ci is None else format_estimate(ci)
 
-    transformer = _init("transformer", _mnist1d(), 0)
+    def reached(**where):
+        ci = eos_reached_interval(runs, n_resamples=sizes.n_resamples, **where)
+        return "none" if ci is None else format_estimate(ci, digits=2)
+
+    kept = runs[~runs["diverged"].astype(bool)]
+    transformer = rq1_tasks.init_model("transformer", rq1_tasks.mnist1d(), 0)
+    lrs = {len(spec.lrs(loss)) for spec in sizes.eos.values() for loss in LOSSES}
     out = {"eos_cells": len(cells), "eos_cells_reached": int((cells["reached"] == cells["seeds"]).sum()),
-           "eos_runs": len(runs), "eos_runs_reached": int(runs["reached"].sum()), "eos_ratio": ratio(),
-           "eos_ratio_after": ratio("ratio_mean"),
+           "eos_runs": len(runs), "eos_runs_kept": len(kept), "eos_runs_diverged": int(runs["diverged"].sum()),
+           "eos_runs_reached": int(kept["reached"].sum()), "eos_reached": reached(),
+           "eos_num_lrs": _list(sorted(lrs), "{:d}"), "eos_ratio": ratio(),
+           "eos_phase": ratio("phase_ratio_mean"),
            "transformer_params": sum(p.numel() for p in transformer.parameters())}  # fmt: skip
     for arch, spec in sizes.eos.items():
         out.update({f"eos_{arch}_train": spec.num_train, f"eos_{arch}_steps": spec.steps,
                     f"eos_{arch}_every": spec.track_every})  # fmt: skip
         for loss in LOSSES:
             out[f"eos_ratio_{arch}_{loss}"] = ratio(arch=arch, loss=loss)
+            out[f"eos_phase_{arch}_{loss}"] = ratio("phase_ratio_mean", arch=arch, loss=loss)
             out[f"eos_after_{arch}_{loss}"] = ratio("ratio_mean", arch=arch, loss=loss)
     for loss in LOSSES:
-        out[f"eos_ratio_{loss}"] = ratio(loss=loss)
+        out[f"eos_ratio_{loss}"] = ratio(level=family_level(LEVEL, len(LOSSES)), loss=loss)
+        out[f"eos_reached_{loss}"] = reached(loss=loss)
     return out
 
 
 def _unmatched(runs: pd.DataFrame, cells: pd.DataFrame, max_steps: int) -> str:
     """The grid cells where some seed did not reach the target, with the lowest loss those seeds got to."""
     parts = []
-    for r in cells[cells["reached"] < cells["seeds"]].itertuples():
+    for r in cells[cells["matched"] < cells["seeds"]].itertuples():
         cell = runs[(runs["batch_size"] == r.batch_size) & (runs["lr"] == r.lr)]
         lowest = cell.loc[~cell["reached"].astype(bool), "train_loss"].min()
-        parts.append(f"B = {r.batch_size}, η = {r.lr:g} ({r.seeds - r.reached} of {r.seeds} seeds, "
+        parts.append(f"B = {r.batch_size}, η = {r.lr:g} ({r.seeds - r.matched} of {r.seeds} seeds, "
                      f"training loss {lowest:.3g} or more after {max_steps} steps)")  # fmt: skip
     return "; ".join(parts) or "none"
 
@@ -876,16 +795,19 @@ def _unmatched(runs: pd.DataFrame, cells: pd.DataFrame, max_steps: int) -> str:
 def grid_numbers(
     sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame, correlations: pd.DataFrame, pairs: pd.DataFrame
 ) -> dict:
-    """Glued values of the grid section: sizes, matching, correlations (``rho_*`` the estimate, ``rho_*_ci``
-    its interval '[low, high]') and Keskar et al.'s comparison (per step size, and pooled with intervals)."""
+    """Glued values of the grid section: sizes, matching, correlations over cells (``rho_*`` the estimate,
+    ``rho_*_ci`` its interval '[low, high]'; ``prho_temp_*`` the partial correlations given log η) and Keskar
+    et al.'s comparison (per step size: the geometric mean over seeds of the ratios; pooled: the geometric
+    mean over seeds of each seed's geometric-mean ratio, with its interval over seeds)."""
     matched = runs[runs["reached"].astype(bool)]
-    loss = functools.partial(_text, resamples=sizes.resamples, digits=4)
+    loss = functools.partial(_text, n_resamples=sizes.n_resamples, digits=4)
     out = {
         "grid_target_loss": sizes.target_loss, "grid_max_steps": sizes.max_steps,
         "grid_check_every": sizes.check_every, "grid_batch_sizes": _list(sizes.batch_sizes),
         "grid_lrs": _list(sizes.lrs),
         "grid_temp_range": f"{cells['temperature'].min():.2g} to {cells['temperature'].max():.2g}",
-        "grid_runs": len(runs), "grid_matched": len(matched),
+        "grid_runs": len(runs), "grid_matched": len(matched), "grid_cells": len(cells),
+        "grid_cells_matched": int((cells["matched"] > 0).sum()),
         "grid_train_minutes": float(runs["train_seconds"].sum() / 60),
         "matched_loss_range": f"{matched['train_loss'].min():.3f} to {matched['train_loss'].max():.3f}",
         "matched_train_acc": f"{matched['train_acc'].min():.4f}",
@@ -898,19 +820,20 @@ def grid_numbers(
     names = {"temperature": "temp", "gap": "gap", "test_acc": "acc"}
     for r in correlations.itertuples():
         key = f"rho_temp_{r.y}" if r.x == "temperature" else f"rho_{names[r.y]}_{r.x}"
+        key = "p" + key if r.control else key
         out[key] = float(r.estimate)
-        out[f"{key}_ci"] = _bounds(r.low, r.high)
-    per_lr = pairs.groupby("lr")[["lambda_max_ratio", "ns_ratio", "acc_diff"]].mean()
+        out[f"{key}_ci"] = format_interval(r.low, r.high)
+    per_lr = pairs.groupby("lr")[["lambda_max_ratio", "ns_ratio"]].agg(_geometric) if len(pairs) else None
+    acc = pairs.groupby("lr")["acc_diff"].mean() if len(pairs) else None
     out.update({
-        "keskar_lrs": _list(per_lr.index), "keskar_lmax_ratio": _list(per_lr["lambda_max_ratio"], "{:.2g}"),
-        "keskar_ns_ratio": _list(per_lr["ns_ratio"], "{:.2g}"),
-        "keskar_acc_diff": _list(per_lr["acc_diff"], "{:+.3f}"),
-        "keskar_sharper_count": int((per_lr["lambda_max_ratio"] > 1).sum()),
-        "keskar_ns_sharper_count": int((per_lr["ns_ratio"] > 1).sum()),
-        "keskar_worse_count": int((per_lr["acc_diff"] < 0).sum()), "keskar_num_lrs": len(per_lr),
-        "keskar_pairs": len(pairs),
+        "keskar_lrs": _list([] if per_lr is None else per_lr.index),
+        "keskar_lmax_ratio": _list([] if per_lr is None else per_lr["lambda_max_ratio"], "{:.2g}"),
+        "keskar_ns_ratio": _list([] if per_lr is None else per_lr["ns_ratio"], "{:.2g}"),
+        "keskar_acc_diff": _list([] if acc is None else acc, "{:+.3f}"),
+        "keskar_num_lrs": 0 if per_lr is None else len(per_lr), "keskar_pairs": len(pairs),
+        "keskar_seeds": int(pairs["seed"].nunique()) if len(pairs) else 0,
     })  # fmt: skip
-    intervals = keskar_intervals(pairs, resamples=sizes.resamples)
+    intervals = keskar_intervals(pairs, level=family_level(LEVEL, 2), n_resamples=sizes.n_resamples)
     for key, m in (("lmax", "lambda_max"), ("ns", "normalized_sharpness"), ("acc", "test_acc")):
         out[f"keskar_{key}_ci"] = "none" if intervals is None else format_estimate(intervals[m])
     return out
@@ -918,24 +841,27 @@ def grid_numbers(
 
 def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict:
     """Glued values of the escape section (`ends` from `escape_ends`, `runs` the grid runs): 'mean [CI]' over
-    seeds of the starts, the changes and the ends, and the paired λmax ratio SGD/GD
-    (``escape_sgd_over_gd``)."""
+    seeds of the starts, the changes and the ends, the paired λmax ratio SGD/GD (``escape_sgd_over_gd``) and
+    the paired final-training-loss ratio (``escape_loss_ratio``), the starts that reached the target and the
+    continuations that diverged."""
     starts = runs[(runs["batch_size"] == sizes.large_batch) & (runs["lr"] == sizes.escape_lr)]
     near = runs[(runs["batch_size"] == sizes.small_batch) & (runs["lr"] == sizes.escape_lr)]
     near = near[near["reached"].astype(bool)]
     by_mode = {m: g.set_index("seed") for m, g in ends.groupby("mode")}
-    text = functools.partial(_text, resamples=sizes.resamples)
-    loss = functools.partial(_text, resamples=sizes.resamples, digits=4)
-    interval = escape_interval(ends, resamples=sizes.resamples)
+    text = functools.partial(_text, n_resamples=sizes.n_resamples)
+    loss = functools.partial(_text, n_resamples=sizes.n_resamples, digits=4)
+    lmax = escape_interval(ends, n_resamples=sizes.n_resamples)
+    train = escape_loss_interval(ends, n_resamples=sizes.n_resamples)
     out = {
         "escape_lr": sizes.escape_lr, "escape_steps": sizes.escape_steps, "escape_batch": sizes.escape_batch,
         "escape_every": sizes.escape_every, "escape_start_loss": loss(starts["train_loss"]),
-        "escape_start_reached": int(starts["reached"].sum()),
+        "escape_start_reached": int(starts["reached"].sum()), "escape_starts": len(starts),
+        "escape_diverged": int((ends["status"] == "diverged").sum()), "escape_runs": len(ends),
         "escape_lmax_start": text(by_mode["SGD"]["lmax_start"]),
         "escape_sgd_train_peak": loss(by_mode["SGD"]["train_peak"]),
         "escape_small_batch_lmax": text(near["lambda_max"], missing="not matched"),
-        "escape_flatter_seeds": int((by_mode["SGD"]["lmax_end"] < by_mode["GD"]["lmax_end"]).sum()),
-        "escape_sgd_over_gd": "none" if interval is None else format_estimate(interval),
+        "escape_sgd_over_gd": "none" if lmax is None else format_estimate(lmax),
+        "escape_loss_ratio": "none" if train is None else format_estimate(train),
     }  # fmt: skip
     for mode, g in by_mode.items():
         key = mode.lower()
@@ -947,26 +873,35 @@ def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict
 
 
 def rescaling_numbers(sizes: Sizes, table: pd.DataFrame) -> dict:
-    """Glued values of the rescaling section: the spread of every measure (``spread_<measure>``)."""
+    """Glued values of the rescaling section: the spread max/min of every measure (``spread_<measure>``)."""
     return {"rescale_seed": sizes.seeds[0], "alpha_range": f"{min(sizes.alphas):g} to {max(sizes.alphas):g}",
             **{f"spread_{m}": v for m, v in rescaling_spread(table).items()}}  # fmt: skip
 
 
 def verdict_table(
-    sizes: Sizes, eos: pd.DataFrame, correlations: pd.DataFrame, pairs: pd.DataFrame, ends: pd.DataFrame
+    sizes: Sizes,
+    eos: pd.DataFrame,
+    correlations: pd.DataFrame,
+    pairs: pd.DataFrame,
+    ends: pd.DataFrame,
+    grid: pd.DataFrame,
 ) -> pd.DataFrame:
     """The chapter's verdicts: one row per claim (key, claim, verdict, reason), from the EoS runs
-    (`eos_runs`), the grid correlations, Keskar et al.'s pairs and the escape ends. The EoS claim is decided
-    per loss and reads e.g. "supported for the squared loss, refuted for cross-entropy"."""
-    r = sizes.resamples
+    (`eos_runs`), the grid correlations, Keskar et al.'s pairs, the escape ends and the grid runs (for the
+    escape starts). The EoS claim is decided per loss (each at `family_level`(LEVEL, 2)) and reads e.g.
+    "supported for the squared loss, refuted for cross-entropy"."""
+    r = sizes.n_resamples
     batches = f"B = {sizes.large_batch} vs {sizes.small_batch}"
-    by_loss = {loss: verdict_eos(eos, loss, resamples=r) for loss in ("mse", "ce")}
+    starts = grid[(grid["batch_size"] == sizes.large_batch) & (grid["lr"] == sizes.escape_lr)]
+    level = family_level(LEVEL, len(LOSSES))
+    by_loss = {loss: verdict_eos(eos, loss, level=level, n_resamples=r) for loss in ("mse", "ce")}
+    escape = verdict_escape(ends, starts_reached=int(starts["reached"].sum()), num_starts=len(starts),
+                            n_resamples=r)  # fmt: skip
+    keskar = keskar_intervals(pairs, level=family_level(LEVEL, 2), n_resamples=r)
     claims = {
-        "escape": ("Noise escapes sharp regions (SGD ends flatter than GD)",
-                   verdict_escape(escape_interval(ends, resamples=r))),
-        "keskar": (f"Large batches find sharper minima (Keskar et al.; {batches})",
-                   verdict_keskar(keskar_intervals(pairs, resamples=r))),
-        "flat": ("SGD converges to flat minima (more noise η/B, flatter)", verdict_flat(correlations)),
+        "escape": ("Noise escapes sharp regions (SGD ends flatter than GD, at equal training loss)", escape),
+        "keskar": (f"Large batches find sharper minima (Keskar et al.; {batches})", verdict_keskar(keskar)),
+        "flat": ("SGD converges to flat minima (more noise η/B, flatter, at fixed η)", verdict_flat(correlations)),
         "generalise": ("Normalised sharpness tracks a larger generalisation gap",
                        verdict_generalise(correlations)),
     }  # fmt: skip

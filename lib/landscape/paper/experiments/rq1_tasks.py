@@ -1,0 +1,222 @@
+"""RQ1's cached tasks: one training run with its measurements each, and the constants they use.
+
+Every function here is a module-level ``compute(settings) -> dict`` for `landscape.paper.experiments.common.
+run_cached`, which caches each result under its settings and `DEPENDS_ON` (this module, the training code, the
+data, the models and the probe checks; the probes always). The chapter's summaries, plots and verdict rules live
+in `landscape.paper.experiments.rq1`, so editing them recomputes nothing.
+
+- `eos_task`: full-batch GD on a training subset, λmax tracked (edge of stability).
+- `grid_task`: plain SGD at one (B, η) until a target training loss, measured there.
+- `escape_task`: from a stored grid solution, small-batch SGD or full-batch GD at the same η.
+- `rescaling_task`: every sharpness measure of a grid solution under Dinh et al.'s rescaling.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import time
+from collections.abc import Mapping
+
+import torch
+
+from ...data import Dataset, load_dataset
+from ...dynamics import continue_training
+from ...eigen import top_eigenvalues
+from ...flatness import epsilon_sharpness, worst_case_sharpness
+from ...models import build_model
+from ...operators import HessianOperator
+from ...sharpness import normalized_sharpness
+from ...trace import hessian_trace
+from ...train import TrainConfig, evaluate, loss_function
+from .. import probe_checks
+from ..probe_checks import rescale_layers
+
+__all__ = [
+    "ADAPTIVE_RHO",
+    "ARCHITECTURES",
+    "DEPENDS_ON",
+    "EPSILON",
+    "LOSSES",
+    "MLP_CONFIG",
+    "TRANSFORMER_CONFIG",
+    "eos_task",
+    "escape_task",
+    "grid_task",
+    "init_model",
+    "mnist1d",
+    "rescaling_task",
+]
+
+MLP_CONFIG = {"depth": 2, "width": 100, "activation": "relu"}
+# a one-block Transformer with patches of 8 (9.4k parameters): the reference recipe's HVP costs 15x more
+TRANSFORMER_CONFIG = {"patch_size": 8, "dim": 32, "depth": 1, "heads": 2, "mlp_ratio": 2, "pooling": "mean"}
+ARCHITECTURES = {"mlp": MLP_CONFIG, "transformer": TRANSFORMER_CONFIG}
+LOSSES = ("ce", "mse")
+ADAPTIVE_RHO = 0.1  # radius of the adaptive worst-case sharpness: ‖δ / |θ|‖₂ ≤ ρ
+EPSILON = 1e-3  # radius of Keskar's ε-sharpness in the rescaling experiment
+# the code every cached result of this chapter runs beyond the probes (the probes are always included)
+DEPENDS_ON = ("data", "models", "train", "dynamics", probe_checks.__name__, __name__)
+
+
+@functools.lru_cache(maxsize=1)
+def mnist1d() -> Dataset:
+    """The MNIST-1D data set (loaded once per process)."""
+    return load_dataset("mnist1d")
+
+
+def _curvature_data(data: Dataset, samples: int):
+    return data.x_train[:samples], data.y_train[:samples]
+
+
+def init_model(arch: str, data: Dataset, seed: int) -> torch.nn.Module:
+    """The chapter's `arch` ("mlp" or "transformer") for `data`, initialised from `seed`."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
+    return build_model(
+        arch, input_shape=data.input_shape, num_classes=data.num_classes, seed=seed, **ARCHITECTURES[arch]
+    )
+
+
+def _stored(out, seconds: float) -> dict:
+    """The JSON-serialisable part of a `ContinuedRun` that the chapter uses."""
+    return {"status": out.status, "diverged_step": out.diverged_step, "history": list(out.history),
+            "seconds": seconds}  # fmt: skip
+
+
+def _weights(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Weights as JSON (exact: every float32 is a float64 and back)."""
+    return {
+        k: {"dtype": str(v.dtype).removeprefix("torch."), "values": v.tolist()} for k, v in state_dict.items()
+    }
+
+
+def _model(arch: str, data: Dataset, weights: Mapping) -> torch.nn.Module:
+    model = init_model(arch, data, 0)
+    model.load_state_dict(
+        {k: torch.tensor(v["values"], dtype=getattr(torch, v["dtype"])) for k, v in weights.items()}
+    )
+    return model
+
+
+def eos_task(settings: Mapping) -> dict:
+    """One edge-of-stability run: full-batch GD (no momentum) from seed `seed`'s initialisation on the first
+    `num_train` training samples, λmax of the full-batch loss tracked every `track_every` steps.
+
+    `settings`: arch, loss, lr, seed, num_train, steps, track_every, tol. Returns status, diverged_step,
+    history (one dict per tracked point) and seconds.
+    """
+    arch, seed = settings["arch"], settings["seed"]
+    config = TrainConfig(model=arch, model_config=ARCHITECTURES[arch], optimizer="gd", lr=settings["lr"],
+                         momentum=0.0, batch_size=None, steps=settings["steps"], loss=settings["loss"],
+                         seed=seed)  # fmt: skip
+    data = mnist1d()
+    tic = time.perf_counter()
+    out = continue_training(init_model(arch, data, seed), config, data.subset(settings["num_train"]),
+                            track_every=settings["track_every"], tol=settings["tol"])  # fmt: skip
+    return _stored(out, time.perf_counter() - tic)
+
+
+def _measure(model: torch.nn.Module, data: Dataset, settings: Mapping, *, rescaling: bool = False) -> dict:
+    """The curvature of `model`'s cross-entropy on the first `curvature_samples` training samples: λmax,
+    trace/D, normalised and adaptive sharpness; with `rescaling` also the non-adaptive worst-case and Keskar's
+    ε-sharpness and the training loss on those samples. Budgets and seed from `settings`."""
+    loss_fn, sample = loss_function("ce"), _curvature_data(data, settings["curvature_samples"])
+    tol, steps, rho, seed = (settings[k] for k in ("tol", "adaptive_steps", "adaptive_rho", "measure_seed"))
+    op = HessianOperator(model, loss_fn, sample)
+    out = {
+        "lambda_max": float(top_eigenvalues(op, 1, tol=tol, seed=seed).values[0]),
+        "trace_per_param": hessian_trace(op, settings["trace_matvecs"], seed=seed).estimate / op.dim,
+        "normalized_sharpness": normalized_sharpness(model, loss_fn, sample, tol=tol, trace_matvecs=0,
+                                                     seed=seed).lambda_max,
+        "adaptive_sharpness": worst_case_sharpness(model, loss_fn, sample, rho, adaptive=True, steps=steps,
+                                                   seed=seed).value,
+    }  # fmt: skip
+    if rescaling:
+        out["non_adaptive_sharpness"] = worst_case_sharpness(
+            model, loss_fn, sample, rho, adaptive=False, steps=steps, seed=seed
+        ).value
+        out["epsilon_sharpness"] = epsilon_sharpness(
+            model, loss_fn, sample, settings["epsilon"], steps=steps, seed=seed
+        ).value
+        out["train_loss"] = evaluate(model, loss_fn, *sample)["loss"]
+    return out
+
+
+def grid_task(settings: Mapping) -> dict:
+    """One grid run: plain SGD with batch size `batch_size` and step `lr` from seed `seed`'s initialisation,
+    stopped at the first check (every `check_every` steps) whose full training loss is ≤ `target_loss`
+    (budget `max_steps`), then measured (`_measure`).
+
+    `settings`: batch_size, lr, seed, max_steps, check_every, target_loss, curvature_samples, tol,
+    trace_matvecs, adaptive_rho, adaptive_steps, measure_seed, keep_weights. Returns ``row`` (the run's
+    measurements), ``history`` (the checks) and, with `keep_weights`, ``weights`` (the final weights, for the
+    escape and rescaling experiments).
+    """
+    b, lr, seed = settings["batch_size"], settings["lr"], settings["seed"]
+    config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd", lr=lr, momentum=0.0,
+                         batch_size=b, steps=settings["max_steps"], seed=seed)  # fmt: skip
+    data = mnist1d()
+    init = init_model("mlp", data, seed)
+    tic = time.perf_counter()
+    out = continue_training(init, config, data, track_every=settings["check_every"],
+                            track_sharpness=False, target_loss=settings["target_loss"])  # fmt: skip
+    seconds = time.perf_counter() - tic
+    model = copy.deepcopy(init)
+    model.load_state_dict(out.state_dict)
+    end = out.history[-1]
+    row = {
+        "batch_size": b, "lr": lr, "seed": seed, "temperature": lr / b, "status": out.status,
+        "reached": out.status == "reached", "steps": end["step"], "train_seconds": seconds,
+        "train_loss": end["train_loss"], "train_acc": end["train_acc"], "test_loss": end["test_loss"],
+        "test_acc": end["test_acc"], "gap": end["train_acc"] - end["test_acc"],
+        **_measure(model, data, settings),
+    }  # fmt: skip
+    result = {"row": row, "history": list(out.history)}
+    if settings["keep_weights"]:
+        result["weights"] = _weights(out.state_dict)
+    return result
+
+
+def _start(settings: Mapping, data: Dataset) -> torch.nn.Module:
+    """The grid solution that `settings["start"]` (grid settings with ``keep_weights``) names, read from (or
+    computed into) the cache folder `settings["start_cache"]` under the key `run_cached` gives it."""
+    from .common import _cached_call
+
+    start = _cached_call((grid_task, dict(settings["start"]), settings["start_cache"], DEPENDS_ON))
+    if "weights" not in start:
+        raise ValueError(
+            f"the start must be a grid run stored with its weights (keep_weights=True), got {settings['start']}"
+        )
+    return _model("mlp", data, start["weights"])
+
+
+def escape_task(settings: Mapping) -> dict:
+    """One escape run: continue the grid solution `start` for `steps` steps at step `lr`, with minibatches of
+    `batch` (small-batch SGD) or full batch (`batch` None: GD) in the data order of `seed`, λmax on the first
+    `curvature_samples` training samples every `track_every` steps.
+
+    Only a non-finite loss counts as divergence: from a minimum the first minibatch loss can be ~0, so
+    "100 × the first loss" would stop SGD at its first larger minibatch loss. A diverged run is returned
+    (status ``"diverged"``), not raised.
+    """
+    data = mnist1d()
+    batch = settings["batch"]
+    config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd" if batch else "gd",
+                         lr=settings["lr"], momentum=0.0, batch_size=batch, steps=settings["steps"],
+                         seed=settings["seed"], divergence_factor=math.inf)  # fmt: skip
+    start = _start(settings, data)
+    tic = time.perf_counter()
+    sample = _curvature_data(data, settings["curvature_samples"])
+    out = continue_training(start, config, data, track_every=settings["track_every"], tol=settings["tol"],
+                            sharpness_data=sample)  # fmt: skip
+    return _stored(out, time.perf_counter() - tic)
+
+
+def rescaling_task(settings: Mapping) -> dict:
+    """Every sharpness measure (`_measure` with ``rescaling``) of the grid solution `start` with layer 1 × α
+    and layer 2 × 1/α (`alpha`)."""
+    data = mnist1d()
+    model = rescale_layers(_start(settings, data), 0, float(settings["alpha"]))
+    return {"alpha": settings["alpha"], **_measure(model, data, settings, rescaling=True)}
