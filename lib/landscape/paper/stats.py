@@ -642,6 +642,13 @@ def _paired_xy(x, y, *, minimum: int = 3) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _clip_correlation(low: float, high: float) -> tuple[float, float]:
+    """Bounds of a correlation's interval clipped to [−1, 1] (resampled correlations can exceed it by rounding)."""
+    return (
+        (min(max(low, -1.0), 1.0), min(max(high, -1.0), 1.0)) if not math.isnan(low + high) else (low, high)
+    )
+
+
 def rank_correlation(
     x, y, *, method="spearman", level=0.95, n_resamples=2000, seed=0, clusters=None, allow_small=False
 ) -> Interval:
@@ -692,7 +699,7 @@ def rank_correlation(
             codes, n_clusters, lambda rows: _rank_correlation_value(x[rows], y[rows], method),
             level=level, n_resamples=n_resamples, seed=seed,
         )  # fmt: skip
-        return Interval(estimate, low, high, level, n_clusters, label)
+        return Interval(estimate, *_clip_correlation(low, high), level, n_clusters, label)
     if x.size < SMALL_SAMPLE and not allow_small:
         return Interval(estimate, math.nan, math.nan, level, int(x.size), TOO_FEW)
     label = "bootstrap BCa"
@@ -702,7 +709,7 @@ def rank_correlation(
         (x, y), _spearman_along if method == "spearman" else _kendall_along, paired=True, vectorized=True,
         level=level, n_resamples=n_resamples, method="BCa", seed=seed,
     )  # fmt: skip
-    return Interval(estimate, low, high, level, int(x.size), label)
+    return Interval(estimate, *_clip_correlation(low, high), level, int(x.size), label)
 
 
 def rank_correlation_test(x, y, method="spearman") -> tuple[float, float]:
@@ -997,7 +1004,7 @@ def partial_rank_correlation(
         (x, y, *columns), statistic, paired=True, vectorized=False, level=level, n_resamples=n_resamples,
         method="BCa", seed=seed,
     )  # fmt: skip
-    return Interval(estimate, low, high, level, int(x.size), label)
+    return Interval(estimate, *_clip_correlation(low, high), level, int(x.size), label)
 
 
 def holm(pvalues) -> np.ndarray:

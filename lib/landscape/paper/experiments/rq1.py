@@ -25,6 +25,7 @@ parts has its parts' intervals at `family_level`(LEVEL, k).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ import pandas as pd
 from ...dynamics import edge_of_stability
 from ..glue import format_estimate, format_interval
 from ..stats import (
+    LEVEL,
     Interval,
     bootstrap_ci,
     cluster_bootstrap_ci,
@@ -114,7 +116,6 @@ MIN_CORRELATION_UNITS = 10  # fewest grid cells for a correlation interval (stat
 MEASURES = ("lambda_max", "trace_per_param", "normalized_sharpness", "adaptive_sharpness")
 NAMES = {"lambda_max": "λmax", "trace_per_param": "trace/D", "normalized_sharpness": "normalised sharpness",
          "adaptive_sharpness": "adaptive sharpness", "temperature": "η/B", "gap": "gap"}  # fmt: skip
-LEVEL = 0.95  # confidence level of every interval (of a claim: its parts get family_level(LEVEL, k))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -430,7 +431,8 @@ def eos_reached_interval(
     mine = _eos_selection(runs, loss, arch).assign(reached=lambda d: d["reached"].astype(float))
     if mine.empty:
         return None
-    return cluster_bootstrap_ci(mine, "reached", "cell", level=LEVEL, n_resamples=n_resamples)
+    ci = cluster_bootstrap_ci(mine, "reached", "cell", level=LEVEL, n_resamples=n_resamples)
+    return dataclasses.replace(ci, low=max(ci.low, 0.0), high=min(ci.high, 1.0))  # a fraction: within [0, 1]
 
 
 def matched_runs(runs: pd.DataFrame, *, minimum: int = 3) -> pd.DataFrame:
