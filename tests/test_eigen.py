@@ -120,3 +120,8 @@ def test_start_block_is_used_and_checked():
     assert res.num_matvecs == 1  # started on the eigenvector: one product certifies it
     with pytest.raises(ValueError, match="start must have shape"):
         top_eigenvalues(A, 1, start=torch.ones(4, dtype=torch.float64))
+
+
+def test_power_iteration_rejects_a_non_positive_iteration_budget():
+    with pytest.raises(ValueError, match="max_iter must be a positive integer, got -1"):
+        power_iteration(torch.eye(4, dtype=torch.float64), 1, max_iter=-1)

@@ -61,3 +61,30 @@ def test_bad_input(hessian):
         hessian_trace(hessian, 2, method="hutch++")
     with pytest.raises(ValueError, match="unknown distribution"):
         hessian_trace(hessian, 10, distribution="uniform")
+
+
+def test_exact_method_and_budgets_of_d_or_more_give_the_exact_trace(hessian):
+    truth = float(hessian.trace())
+    d = hessian.shape[0]
+    exact = hessian_trace(hessian, 1, method="exact")
+    assert exact.method == "exact"
+    assert exact.estimate == pytest.approx(truth, rel=1e-12)
+    assert exact.stderr == 0.0
+    assert exact.num_matvecs == d
+    for method in ("hutchinson", "hutch++", "xtrace"):  # m > 2D+1 used to crash XTrace's triangular solve
+        big = hessian_trace(hessian, 2 * d + 5, method=method)
+        assert big.method == "exact"
+        assert big.estimate == pytest.approx(truth, rel=1e-12)
+    with pytest.raises(ValueError, match="'exact'"):
+        hessian_trace(hessian, 10, method="dense")
+
+
+def test_numpy_integer_seeds_are_seeds(hessian):
+    import numpy as np
+
+    a = hessian_trace(hessian, 12, method="hutchinson", seed=np.int64(3))
+    b = hessian_trace(hessian, 12, method="hutchinson", seed=3)
+    assert a.estimate == b.estimate
+    assert a.seed == 3
+    with pytest.raises(TypeError, match="integer"):
+        hessian_trace(hessian, 12, seed=1.5)

@@ -311,6 +311,8 @@ def power_iteration(
     _check_k(k, op.dim)
     if not isinstance(deflate, bool):
         raise TypeError(f"deflate must be True or False, got {deflate!r}")
+    if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     gen = make_generator(seed)
     before = op.num_matvecs
     found: list[Tensor] = []

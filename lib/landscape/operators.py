@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -499,6 +500,6 @@ def make_generator(seed: int | torch.Generator | None) -> torch.Generator:
         return seed
     if seed is None:
         seed = 0
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):  # numpy integers are seeds too
+        raise TypeError(f"seed must be an integer or a torch.Generator, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(int(seed))
