@@ -437,8 +437,9 @@ def run_sweep(
     datasets = dict(data or {})
     for name in sorted({c.dataset for c in configs} - set(datasets)):
         datasets[name] = load_dataset(name, data_root)
-    keys = [run_key(c, datasets[c.dataset]) for c in configs]
+    keys = [run_key(c, datasets[c.dataset]) for c in configs]  # each hashes its data set: once per config
     unique = dict(zip(keys, configs, strict=True))
+    key_of = {c: k for k, c in unique.items()}
     missing = {k for k in unique if not _is_stored(k, root)}
     # groups are formed over every wanted run, stored or not, so a rerun trains a partly stored group exactly as
     # the first sweep did (its stored runs are not replaced); groups stored completely are skipped
@@ -446,7 +447,7 @@ def run_sweep(
     groups = _group_by_seed(everything) if group_seeds else [[c] for c in everything]
     if max_group is not None:
         groups = [g[i : i + max_group] for g in groups for i in range(0, len(g), max_group)]
-    groups = [g for g in groups if any(run_key(c, datasets[c.dataset]) in missing for c in g)]
+    groups = [g for g in groups if any(key_of[c] in missing for c in g)]
     root_arg = str(cache_root(root).resolve())  # absolute: workers on other machines or folders see the same
     tasks = [([c.to_dict() for c in g], datasets[g[0].dataset], root_arg) for g in groups]
     done = parallel_map(
@@ -456,7 +457,7 @@ def run_sweep(
         client=client,
         address=address,
         threads=threads,
-        units=[sum(run_key(c, datasets[c.dataset]) in missing for c in g) for g in groups],
+        units=[sum(key_of[c] in missing for c in g) for g in groups],
         desc="sweep (runs)",
         progress=progress,
     )
