@@ -49,6 +49,12 @@ class LinearOperator:
     def shape(self) -> tuple[int, int]:
         return (self.dim, self.dim)
 
+    @property
+    def work_dtype(self) -> torch.dtype:
+        """The dtype solvers keep their vectors and reductions in: the operator's dtype, promoted to at least
+        float32 (QR, eigh and sums are not implemented or not accurate in float16/bfloat16)."""
+        return work_dtype(self.dtype)
+
     def _matmat(self, V: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -67,6 +73,10 @@ class LinearOperator:
             return block.clone()
         out = self._matmat(block.to(device=self.device, dtype=self.dtype))
         self.num_matvecs += block.shape[1]
+        if self.dtype != self.work_dtype:
+            # A half-precision operator computes in its own dtype; solvers keep their vectors in float32 or
+            # float64 (`work_dtype`) and get the product back in that precision.
+            out = out.to(torch.promote_types(self.work_dtype, x.dtype if x.is_floating_point() else self.dtype))
         return out[:, 0] if x.ndim == 1 else out
 
     def to_dense(self) -> Tensor:
@@ -118,6 +128,11 @@ class ScaledOperator(LinearOperator):
     def _matmat(self, V: Tensor) -> Tensor:
         s = self.scale[:, None]
         return s * (self.op @ (s * V))
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """`dtype` promoted to at least float32 (float16 and bfloat16 become float32; float32/float64 unchanged)."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def as_operator(op: LinearOperator | Tensor) -> LinearOperator:
@@ -350,6 +365,13 @@ class HessianOperator(LinearOperator):
             raise ValueError("data is empty: no samples to define the loss on")
 
     def _matmat(self, V: Tensor) -> Tensor:
+        total, count = self._summed_matmat(V)
+        return total.div_(count)
+
+    def _summed_matmat(self, V: Tensor) -> tuple[Tensor, int]:
+        """(Σ_b n_b H_b V, Σ_b n_b) over this process's batches: the unnormalised product and its sample count.
+
+        A data-parallel subclass all-reduces both before dividing."""
         if self._graphs is not None and [p._version for p in self.params] != self._versions:
             raise RuntimeError(
                 "the model's parameters changed after this HessianOperator was built; build a new one "
@@ -361,7 +383,9 @@ class HessianOperator(LinearOperator):
             hv = self._backward(grads, V)
             total = hv if total is None else total.add_(hv)
             count += n
-        return total.div_(count)
+        if total is None:  # no local batches (an empty shard)
+            total = torch.zeros(self.dim, V.shape[1], dtype=self.dtype, device=self.device)
+        return total, count
 
     def _backward(self, grads: tuple[Tensor, ...], V: Tensor) -> Tensor:
         """H_b V for one batch: vector-Jacobian products of the gradient, batched (vmap) or one per column."""
