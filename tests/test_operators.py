@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -68,9 +70,10 @@ def test_leaves_model_untouched(problem):
     for p in model.parameters():
         p.grad = torch.full_like(p, 7.0)
     before = snapshot(model)
-    op = HessianOperator(model, loss_fn, (x, y))
-    op @ torch.ones(op.dim, dtype=torch.float64)
-    dense_hessian(model, loss_fn, (x, y))
+    for mode in ("eval", "train"):
+        op = HessianOperator(model, loss_fn, (x, y), mode=mode)
+        op @ torch.ones(op.dim, dtype=torch.float64)
+        dense_hessian(model, loss_fn, (x, y), mode=mode)
     assert_unchanged(model, before)
 
 
@@ -79,9 +82,11 @@ def test_evaluates_in_eval_mode():
     model.train()
     H_eval = reference_hessian(model.eval(), loss_fn, x, y)
     model.train()
-    op = HessianOperator(model, loss_fn, (x, y))
+    with pytest.warns(UserWarning, match=r"train mode with bn.*eval-mode curvature.*mode='train'"):
+        op = HessianOperator(model, loss_fn, (x, y))
     torch.testing.assert_close(op.to_dense(), H_eval, rtol=1e-10, atol=1e-12)
     assert model.training
+    torch.testing.assert_close(HessianOperator(model, loss_fn, (x, y), mode="eval").to_dense(), H_eval)
 
 
 def test_dtype_follows_model():
@@ -135,7 +140,7 @@ def test_bad_input_has_clear_errors(mlp_problem):
         HessianOperator(model, lambda out, t: out.sum() * float("inf"), (x, y))
     with pytest.raises(ValueError, match="disagree on the batch size"):
         HessianOperator(model, loss_fn, (x, y[:-1]))
-    with pytest.raises(TypeError, match="pair of tensors"):
+    with pytest.raises(TypeError, match=r"\(inputs, targets\) pair"):
         HessianOperator(model, loss_fn, [x])
     with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
         HessianOperator(lambda t: t, loss_fn, (x, y))
@@ -164,3 +169,193 @@ def test_batched_and_looped_blocks_agree(kind):
     batched = HessianOperator(model, loss_fn, (x, y), batched=True) @ V
     looped = HessianOperator(model, loss_fn, (x, y), batched=False) @ V
     torch.testing.assert_close(batched, looped, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reductions, modes, batch formats (issue 13)
+
+
+def _sum_ce(out, t):
+    return torch.nn.functional.cross_entropy(out, t, reduction="sum")
+
+
+def test_summed_loss_is_detected_and_accepted_when_declared(mlp_problem):
+    model, loss_fn, x, y = mlp_problem
+    batches = [(x[:10], y[:10]), (x[10:], y[10:])]
+    mean_op = HessianOperator(model, loss_fn, batches)
+    with pytest.raises(ValueError, match=r"looks like a sum.*reduction='sum'"):
+        HessianOperator(model, _sum_ce, batches)
+    with pytest.raises(ValueError, match=r"looks like a sum"):
+        HessianOperator(model, _sum_ce, batches, cache_graph=False)
+    summed = HessianOperator(model, _sum_ce, batches, reduction="sum")
+    torch.testing.assert_close(summed.to_dense(), mean_op.to_dense(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(dense_hessian(model, _sum_ce, batches, reduction="sum"), mean_op.to_dense())
+    with pytest.raises(ValueError, match=r"looks like a mean.*reduction='mean'"):
+        HessianOperator(model, loss_fn, batches, reduction="sum")
+    with pytest.raises(ValueError, match="unknown reduction"):
+        HessianOperator(model, loss_fn, batches, reduction="none")
+
+
+def test_loss_that_is_neither_mean_nor_sum_is_an_error(mlp_problem):
+    model, _, x, y = mlp_problem
+
+    def sum_plus_penalty(out, t):
+        return _sum_ce(out, t) + 10.0
+
+    with pytest.raises(ValueError, match="neither a mean nor a sum"):
+        HessianOperator(model, sum_plus_penalty, (x, y))
+    op = HessianOperator(model, sum_plus_penalty, (x, y), check_reduction=False)  # the user knows better
+    assert op.dim > 0
+
+
+def _train_mode_reference(model, loss_fn, x, y):
+    """Hessian with BatchNorm on batch statistics: functional_call without running statistics, in train mode."""
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    model.train()
+    bn = model.bn
+    saved = {k: bn._buffers[k] for k in ("running_mean", "running_var", "num_batches_tracked")}
+    for k in saved:
+        bn._buffers[k] = None
+    try:
+
+        def loss(theta):
+            chunks = torch.split(theta, [s.numel() for s in shapes])
+            state = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+            return loss_fn(functional_call(model, state, (x,)), y)
+
+        return torch.autograd.functional.hessian(loss, flat)
+    finally:
+        bn._buffers.update(saved)
+        model.eval()
+
+
+def test_train_mode_uses_batch_statistics_and_leaves_running_statistics():
+    model, loss_fn, x, y = make_problem("cnn")
+    H_train = _train_mode_reference(model, loss_fn, x, y)
+    H_eval = reference_hessian(model, loss_fn, x, y)
+    assert (H_train - H_eval).abs().max() > 1e-3  # the two quantities differ on this problem
+    before = snapshot(model)
+    op = HessianOperator(model, loss_fn, (x, y), mode="train")
+    torch.testing.assert_close(op.to_dense(), H_train, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(dense_hessian(model, loss_fn, (x, y), mode="train"), H_train)
+    lazy = HessianOperator(model, loss_fn, (x, y), mode="train", cache_graph=False)
+    torch.testing.assert_close(lazy.to_dense(), H_train, rtol=1e-10, atol=1e-12)
+    assert_unchanged(model, before)  # running statistics, num_batches_tracked and modes as they were
+
+
+def test_train_mode_refuses_dropout(mlp_problem):
+    model, loss_fn, x, y = mlp_problem
+    with_dropout = torch.nn.Sequential(torch.nn.Dropout(0.1), *model).double()
+    with pytest.raises(ValueError, match=r"mode='train' with dropout.*probability to 0"):
+        HessianOperator(with_dropout, loss_fn, (x, y), mode="train")
+    with_dropout[0].p = 0.0  # switched off: the train-mode loss is deterministic again
+    op = HessianOperator(with_dropout, loss_fn, (x, y), mode="train")
+    torch.testing.assert_close(op.to_dense(), HessianOperator(model, loss_fn, (x, y)).to_dense())
+    with pytest.raises(ValueError, match="unknown mode"):
+        HessianOperator(model, loss_fn, (x, y), mode="training")
+
+
+class _KeywordModel(torch.nn.Module):
+    """A HuggingFace-shaped model: keyword inputs, an output object with .logits."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask):
+        class Output:
+            def __init__(self, logits):
+                self.logits = logits
+                self.hidden = logits * 0
+
+        return Output(self.inner(input_ids * attention_mask))
+
+
+class _TwoInputModel(torch.nn.Module):
+    def __init__(self, inner, output="tensor"):
+        super().__init__()
+        self.inner, self.output = inner, output
+
+    def forward(self, x, mask):
+        out = self.inner(x * mask)
+        return {"tensor": out, "tuple": (out, out.sum()), "dict": {"logits": out, "aux": 1}}[self.output]
+
+
+def test_batch_formats_and_model_outputs(mlp_problem):
+    from landscape import unpack_first_two, unpack_inputs_then_target
+
+    model, loss_fn, x, y = mlp_problem
+    mask = torch.ones_like(x)
+    mask[:, 0] = 0
+    expected = HessianOperator(model, loss_fn, [(x[:10] * mask[:10], y[:10]), (x[10:] * mask[10:], y[10:])])
+    H = expected.to_dense()
+    halves = [slice(0, 10), slice(10, None)]
+    dict_batches = [{"input_ids": x[i], "attention_mask": mask[i], "labels": y[i]} for i in halves]
+    hf = _KeywordModel(model)
+    torch.testing.assert_close(HessianOperator(hf, loss_fn, dict_batches).to_dense(), H)
+    torch.testing.assert_close(dense_hessian(hf, loss_fn, dict_batches), H)
+    for output in ("tensor", "tuple", "dict"):
+        two = _TwoInputModel(model, output)
+        nested = [((x[i], mask[i]), y[i]) for i in halves]
+        torch.testing.assert_close(HessianOperator(two, loss_fn, nested).to_dense(), H)
+    flat = [(x[i], mask[i], y[i]) for i in halves]
+    with pytest.raises(TypeError, match="ambiguous.*unpack_inputs_then_target"):
+        HessianOperator(_TwoInputModel(model), loss_fn, flat)
+    op = HessianOperator(_TwoInputModel(model), loss_fn, flat, unpack=unpack_inputs_then_target)
+    torch.testing.assert_close(op.to_dense(), H)
+    extra = [(x[i] * mask[i], y[i], torch.arange(3)) for i in halves]
+    torch.testing.assert_close(HessianOperator(model, loss_fn, extra, unpack=unpack_first_two).to_dense(), H)
+    with pytest.raises(TypeError, match="exactly one target entry"):
+        HessianOperator(hf, loss_fn, [{"input_ids": x, "attention_mask": mask}])
+    with pytest.raises(TypeError, match="cannot read the model output"):
+        HessianOperator(torch.nn.Sequential(model, _Wrap()), loss_fn, (x, y))
+
+
+class _Wrap(torch.nn.Module):
+    def forward(self, out):
+        return {"scores": out}
+
+
+def test_datasets_of_samples_are_batched(mlp_problem):
+    model, loss_fn, x, y = mlp_problem
+    full = HessianOperator(model, loss_fn, (x, y)).to_dense()
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(x, y, strict=True))
+
+    torch.testing.assert_close(HessianOperator(model, loss_fn, Stream()).to_dense(), full)
+    torch.testing.assert_close(HessianOperator(model, loss_fn, TensorDataset(x, y)).to_dense(), full)
+    torch.testing.assert_close(dense_hessian(model, loss_fn, Stream()), full)
+
+
+def test_replaced_parameter_is_detected(mlp_problem):
+    model, loss_fn, x, y = mlp_problem
+    op = HessianOperator(model, loss_fn, (x, y))
+    model[0].weight = torch.nn.Parameter(model[0].weight.detach() + 1)
+    with pytest.raises(RuntimeError, match=r"parameter '0\.weight' was replaced"):
+        op @ torch.ones(op.dim, dtype=torch.float64)
+
+
+def test_non_finite_loss_is_the_same_error_for_dense_hessian(mlp_problem):
+    model, loss_fn, x, y = mlp_problem
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    for build in (HessianOperator, dense_hessian):
+        with pytest.raises(ValueError, match="the loss is not finite"):
+            build(model, loss_fn, (bad, y))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_products_come_back_in_float32(mlp_problem, dtype):
+    model, loss_fn, x, y = mlp_problem
+    half = copy.deepcopy(model).to(dtype)
+    op = HessianOperator(half, loss_fn, (x, y))
+    assert op.dtype == dtype and op.work_dtype == torch.float32
+    v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0))
+    hv = op @ v
+    assert hv.dtype == torch.float32
+    reference = HessianOperator(copy.deepcopy(half).float(), loss_fn, (x.float(), y)) @ v
+    assert float((hv - reference).norm() / reference.norm()) < 0.1  # half-precision products: ~1e-2 noise

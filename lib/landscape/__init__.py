@@ -32,7 +32,10 @@ from .operators import (
     ScaledOperator,
     as_operator,
     dense_hessian,
+    unpack_first_two,
+    unpack_inputs_then_target,
 )
+from .progress import set_progress
 from .results import RunRecord, cached_json, load_run, load_sweep, load_weights, run, run_sweep
 from .ruggedness import Ruggedness, count_local_minima, ruggedness
 from .sharpness import NormalizedSharpness, normalized_sharpness
@@ -50,6 +53,9 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "ScaledOperator",
     "as_operator",
     "dense_hessian",
+    "unpack_first_two",
+    "unpack_inputs_then_target",
+    "set_progress",
     # eigenvalues: Lanczos, and the power-iteration baseline
     "EigenResult",
     "top_eigenvalues",

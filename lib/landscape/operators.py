@@ -11,7 +11,7 @@ import contextlib
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,7 +28,6 @@ __all__ = [
     "select_parameters",
 ]
 
-Batch = tuple[Tensor, Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -76,7 +75,9 @@ class LinearOperator:
         if self.dtype != self.work_dtype:
             # A half-precision operator computes in its own dtype; solvers keep their vectors in float32 or
             # float64 (`work_dtype`) and get the product back in that precision.
-            out = out.to(torch.promote_types(self.work_dtype, x.dtype if x.is_floating_point() else self.dtype))
+            out = out.to(
+                torch.promote_types(self.work_dtype, x.dtype if x.is_floating_point() else self.dtype)
+            )
         return out[:, 0] if x.ndim == 1 else out
 
     def to_dense(self) -> Tensor:
@@ -184,47 +185,172 @@ def flatten_parameters(tensors: Iterable[Tensor]) -> Tensor:
     return torch.cat([t.detach().reshape(-1) for t in tensors])
 
 
-def iterate_batches(data) -> Iterator[Batch]:
-    """Yield `(inputs, targets)` batches from a pair of tensors or from an iterable of such pairs."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
-        yield _check_batch(data)
-        return
-    if isinstance(data, Tensor) or not isinstance(data, Iterable):
+TARGET_KEYS = ("labels", "label", "targets", "target", "y")
+DATASET_BATCH_SIZE = 256
+
+
+def default_unpack(batch) -> tuple[object, Tensor]:
+    """Split one batch into `(inputs, targets)` by the documented default rule.
+
+    - an `(inputs, targets)` pair (tuple or list of two): `inputs` may itself be a tensor, a tuple of tensors
+      (positional arguments of a multi-input model: `((x, mask), y)`) or a dict (keyword arguments);
+    - a dict (as HuggingFace loaders yield): the one key among ``TARGET_KEYS`` (``labels``, ``label``,
+      ``targets``, ``target``, ``y``) holds the targets, every other entry is a keyword argument of the model;
+    - a tuple of three or more is ambiguous (``(x, y, extra)`` or ``(x1, x2, y)``): pass ``unpack=`` — e.g.
+      `unpack_first_two` or `unpack_inputs_then_target`.
+    """
+    if isinstance(batch, Mapping):
+        keys = [k for k in TARGET_KEYS if k in batch]
+        if len(keys) != 1:
+            raise TypeError(
+                f"a dict batch needs exactly one target entry among {TARGET_KEYS}, got keys {list(batch)}; pass "
+                "unpack=lambda batch: (inputs, targets) to say which is which"
+            )
+        return {k: v for k, v in batch.items() if k != keys[0]}, batch[keys[0]]
+    if isinstance(batch, (tuple, list)):
+        if len(batch) == 2:
+            return batch[0], batch[1]
         raise TypeError(
-            "data must be an (inputs, targets) pair of tensors or an iterable of such pairs (e.g. a DataLoader), "
-            f"got {type(data).__name__}"
+            f"a batch of {len(batch)} elements is ambiguous: pass unpack=landscape.unpack_first_two for "
+            "(inputs, targets, extra...) or unpack=landscape.unpack_inputs_then_target for (inputs..., targets)"
+        )
+    raise TypeError(
+        f"each batch must be an (inputs, targets) pair or a dict with a target entry, got {type(batch).__name__}; "
+        "pass unpack=lambda batch: (inputs, targets)"
+    )
+
+
+def unpack_first_two(batch) -> tuple[object, Tensor]:
+    """`(inputs, targets, extra...)` → `(inputs, targets)`: elements after the second are ignored."""
+    return batch[0], batch[1]
+
+
+def unpack_inputs_then_target(batch) -> tuple[object, Tensor]:
+    """`(x1, ..., xk, targets)` → `((x1, ..., xk), targets)`: all but the last are the model's positional inputs."""
+    *inputs, targets = batch
+    return (inputs[0] if len(inputs) == 1 else tuple(inputs)), targets
+
+
+def _tensor_leaves(tree) -> list[Tensor]:
+    if isinstance(tree, Tensor):
+        return [tree]
+    if isinstance(tree, Mapping):
+        return [t for v in tree.values() for t in _tensor_leaves(v)]
+    if isinstance(tree, (tuple, list)):
+        return [t for v in tree for t in _tensor_leaves(v)]
+    return []
+
+
+def _map_tensors(tree, fn):
+    if isinstance(tree, Tensor):
+        return fn(tree)
+    if isinstance(tree, Mapping):
+        return {k: _map_tensors(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_map_tensors(v, fn) for v in tree)
+    return tree
+
+
+def batch_size_of(inputs, targets) -> int:
+    """Samples in a batch: the leading dimension of the targets (of the first input tensor if targets are not a
+    tensor)."""
+    leaves = [targets] if isinstance(targets, Tensor) else _tensor_leaves(inputs)
+    if not leaves or leaves[0].ndim == 0:
+        raise ValueError(
+            "cannot tell the batch size: expected targets (or inputs) with a leading batch dimension; a Dataset of "
+            "single samples must be batched (pass a DataLoader)"
+        )
+    return int(leaves[0].shape[0])
+
+
+def iterate_batches(data, unpack: Callable | None = None) -> Iterator[tuple[object, Tensor]]:
+    """Yield `(inputs, targets)` batches from `data`.
+
+    `data` is an `(inputs, targets)` pair of tensors, an iterable of batches (a `DataLoader`, a list, a one-shot
+    iterator) or a `torch.utils.data.Dataset` of single samples (map-style or `IterableDataset`), read in order in
+    batches of `DATASET_BATCH_SIZE` with the default collation. Each batch is split by `unpack(batch) ->
+    (inputs, targets)` (default `default_unpack`); `inputs` is a tensor, a tuple (positional arguments) or a dict
+    (keyword arguments) of the model.
+    """
+    unpack = default_unpack if unpack is None else unpack
+    if not callable(unpack):
+        raise TypeError(f"unpack must be callable as unpack(batch) -> (inputs, targets), got {unpack!r}")
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        yield _check_batch(unpack(data))
+        return
+    if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, torch.utils.data.DataLoader):
+        data = torch.utils.data.DataLoader(data, batch_size=DATASET_BATCH_SIZE, shuffle=False)
+    if isinstance(data, (Tensor, Mapping)) or not isinstance(data, Iterable):
+        raise TypeError(
+            "data must be an (inputs, targets) pair of tensors, an iterable of batches (e.g. a DataLoader) or a "
+            f"torch Dataset, got {type(data).__name__}"
         )
     for batch in data:
-        yield _check_batch(batch)
+        yield _check_batch(unpack(batch))
 
 
-def _check_batch(batch) -> Batch:
-    if not (
-        isinstance(batch, (tuple, list)) and len(batch) == 2 and all(isinstance(t, Tensor) for t in batch)
-    ):
-        raise TypeError(
-            f"each batch must be an (inputs, targets) pair of tensors, got {type(batch).__name__}"
-        )
-    inputs, targets = batch
-    if inputs.shape[0] != targets.shape[0]:
-        raise ValueError(
-            f"inputs and targets disagree on the batch size: {inputs.shape[0]} vs {targets.shape[0]}"
-        )
+def _check_batch(pair) -> tuple[object, Tensor]:
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise TypeError(f"unpack must return an (inputs, targets) pair, got {type(pair).__name__}")
+    inputs, targets = pair
+    if isinstance(inputs, Tensor) and isinstance(targets, Tensor):
+        if inputs.ndim == 0 or targets.ndim == 0:
+            raise ValueError(
+                "a batch holds 0-d tensors: these look like single samples; batch them (pass a DataLoader)"
+            )
+        if inputs.shape[0] != targets.shape[0]:
+            raise ValueError(
+                f"inputs and targets disagree on the batch size: {inputs.shape[0]} vs {targets.shape[0]}"
+            )
+    elif not _tensor_leaves(inputs):
+        raise TypeError(f"the model inputs of a batch contain no tensor (got {type(inputs).__name__})")
     return inputs, targets
 
 
-def materialize(data) -> list[Batch] | object:
+def materialize(data) -> list | object:
     """Keep re-iterable data as it is; turn a one-shot iterator into a list so it can be read many times."""
     if isinstance(data, Iterator):
         return list(data)
     return data
 
 
-def move_batch(inputs: Tensor, targets: Tensor, like: Tensor) -> Batch:
-    """A batch on the device of `like`, its floating tensors cast to `like`'s dtype (class indices keep theirs)."""
-    inputs = inputs.to(device=like.device, dtype=like.dtype if inputs.is_floating_point() else None)
-    targets = targets.to(device=like.device, dtype=like.dtype if targets.is_floating_point() else None)
-    return inputs, targets
+def move_batch(inputs, targets, like: Tensor):
+    """A batch on the device of `like`, its floating tensors cast to `like`'s dtype (class indices keep theirs);
+    `inputs` may be a tensor, a tuple or a dict of tensors."""
+
+    def move(t: Tensor) -> Tensor:
+        return t.to(device=like.device, dtype=like.dtype if t.is_floating_point() else None)
+
+    return _map_tensors(inputs, move), _map_tensors(targets, move)
+
+
+def call_model(model: nn.Module, inputs) -> Tensor:
+    """`model(inputs)`, `model(*inputs)` for a tuple or `model(**inputs)` for a dict, reduced to one tensor by
+    `model_output`."""
+    if isinstance(inputs, Mapping):
+        return model_output(model(**inputs))
+    if isinstance(inputs, (tuple, list)):
+        return model_output(model(*inputs))
+    return model_output(model(inputs))
+
+
+def model_output(out) -> Tensor:
+    """The tensor the loss is computed on: the output itself if it is a tensor; its ``.logits`` (HuggingFace
+    `ModelOutput` and similar objects) or ``["logits"]`` entry; the first element of a tuple or list. To use
+    another part of the output, wrap the model (or `loss_fn`) so that this rule picks it."""
+    if isinstance(out, Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if logits is None and isinstance(out, Mapping):
+        logits = out.get("logits")
+    if isinstance(logits, Tensor):
+        return logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise TypeError(
+        f"cannot read the model output of type {type(out).__name__}: expected a tensor, an object or dict with "
+        "'logits', or a tuple whose first element is a tensor; wrap the model so that it returns one tensor"
+    )
 
 
 def has_convolution(model: nn.Module) -> bool:
@@ -235,34 +361,149 @@ def has_convolution(model: nn.Module) -> bool:
 def batch_loss(
     model: nn.Module,
     loss_fn: LossFn,
-    inputs: Tensor,
-    targets: Tensor,
+    inputs,
+    targets,
     like: Tensor,
     check_finite: bool = True,
 ) -> Tensor:
-    """Mean loss of one batch, with inputs moved to the device (and floating dtype) of `like`."""
+    """Loss of one batch (as `loss_fn` reduces it), with the batch moved to the device (and floating dtype) of
+    `like`."""
     inputs, targets = move_batch(inputs, targets, like)
     # The math attention kernel is twice differentiable; the fused CPU/GPU kernels are not.
     with sdpa_kernel(SDPBackend.MATH):
-        loss = loss_fn(model(inputs), targets)
+        loss = loss_fn(call_model(model, inputs), targets)
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise ValueError(f"loss_fn must return a scalar (mean over the batch), got shape {shape}")
+        raise ValueError(
+            f"loss_fn must return a scalar (the mean or, with reduction='sum', the sum over the batch), got shape "
+            f"{shape}; reduction='none' losses must be reduced"
+        )
     if check_finite and not torch.isfinite(loss):
         raise ValueError(f"the loss is not finite ({loss.item()}); curvature is undefined there")
     return loss.reshape(())
 
 
+REDUCTIONS = ("mean", "sum")
+
+
+def check_reduction(model: nn.Module, loss_fn: LossFn, inputs, targets, like: Tensor, reduction: str) -> None:
+    """Check that `loss_fn` reduces over the batch as `reduction` says, from one batch and that batch doubled.
+
+    The loss of a batch concatenated with itself equals the loss of the batch for a mean and is twice it for a
+    sum (exactly, up to rounding; BatchNorm statistics of a doubled batch are those of the batch). One extra
+    forward pass of 2·n_b samples. A loss of exactly 0 is not checked.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction={reduction!r}; expected one of {REDUCTIONS}")
+    n = batch_size_of(inputs, targets)
+
+    def double(t: Tensor) -> Tensor:
+        return torch.cat([t, t]) if t.ndim > 0 and t.shape[0] == n else t
+
+    with torch.no_grad():
+        single = float(batch_loss(model, loss_fn, inputs, targets, like))
+        doubled = float(batch_loss(model, loss_fn, _map_tensors(inputs, double), double(targets), like))
+    if single == 0.0:
+        return
+    ratio = doubled / single
+    tol = max(1e-3, 20 * torch.finfo(like.dtype).eps)
+    found = "mean" if abs(ratio - 1) <= tol else "sum" if abs(ratio - 2) <= 2 * tol else None
+    if found == reduction:
+        return
+    if found is None:
+        raise ValueError(
+            f"loss_fn is neither a mean nor a sum over the batch: the loss of a batch repeated twice is {ratio:.4g} "
+            f"times the loss of the batch (1 for reduction='mean', 2 for reduction='sum'); pass "
+            "check_reduction=False if this is intended"
+        )
+    hint = "reduction='sum'" if found == "sum" else "reduction='mean' (the default)"
+    raise ValueError(
+        f"loss_fn looks like a {found} over the batch (a batch repeated twice gives {ratio:.4g} times its loss), "
+        f"but reduction={reduction!r} was given: every curvature would be off by the batch size. Use a loss with "
+        f"reduction='mean' or pass {hint}"
+    )
+
+
+MODES = ("eval", "train")
+_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
+_NORMS = nn.modules.batchnorm._BatchNorm
+
+
+def _random_modules(model: nn.Module) -> list[str]:
+    """Names of submodules that are random in train mode (dropout with p > 0, attention with dropout)."""
+    return [
+        name or type(m).__name__
+        for name, m in model.named_modules()
+        if (isinstance(m, _DROPOUT) and m.p > 0) or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0)
+    ]
+
+
+def resolve_mode(model: nn.Module, mode: str | None) -> str:
+    """The curvature mode: `mode` itself, or for `None` "eval" with a warning when the model arrived in train
+    mode with BatchNorm or dropout (whose eval-mode Hessian differs from the train-mode one)."""
+    if mode is None:
+        stateful = [
+            name or type(m).__name__
+            for name, m in model.named_modules()
+            if m.training and isinstance(m, (*_DROPOUT, _NORMS, nn.MultiheadAttention))
+        ]
+        if stateful:
+            warnings.warn(
+                f"the model is in train mode with {', '.join(stateful[:3])}{' ...' if len(stateful) > 3 else ''}: "
+                "computing the eval-mode curvature (BatchNorm running statistics, no dropout). Pass mode='eval' "
+                "to silence this, or mode='train' for BatchNorm batch statistics",
+                UserWarning,
+                stacklevel=3,
+            )
+        return "eval"
+    if mode not in MODES:
+        raise ValueError(f"unknown mode={mode!r}; expected one of {MODES} (or None: eval with a warning)")
+    return mode
+
+
+@contextlib.contextmanager
+def curvature_mode(model: nn.Module, mode: str = "eval"):
+    """Put the model in the mode the curvature is defined in, and restore every submodule's mode and buffers.
+
+    - "eval": every submodule in eval mode (BatchNorm uses its running statistics, dropout is off).
+    - "train": every submodule in train mode; BatchNorm normalises with the statistics of each batch and its
+      running statistics are never updated (they are detached for the duration); dropout with p > 0 is an error
+      (its Hessian is random): set p = 0 or use "eval".
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode={mode!r}; expected one of {MODES}")
+    modes = [(m, m.training) for m in model.modules()]
+    detached: list[tuple[nn.Module, str, Tensor]] = []
+    try:
+        if mode == "eval":
+            model.eval()
+        else:
+            random = _random_modules(model)
+            if random:
+                raise ValueError(
+                    f"mode='train' with dropout ({', '.join(random[:3])}): the train-mode loss is random. Set "
+                    "the dropout probability to 0 or use mode='eval'"
+                )
+            model.train()
+            for m in model.modules():
+                if isinstance(m, _NORMS):
+                    for name in ("running_mean", "running_var", "num_batches_tracked"):
+                        if m._buffers.get(name) is not None:
+                            detached.append((m, name, m._buffers[name]))
+                            m._buffers[name] = None
+        yield
+    finally:
+        for m, name, buffer in detached:
+            m._buffers[name] = buffer
+        for m, training in modes:
+            m.training = training
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module):
     """Put every submodule in eval mode for the duration and restore each one's previous mode after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with curvature_mode(model, "eval"):
         yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -276,25 +517,50 @@ class HessianOperator(LinearOperator):
                \qquad N = \sum_b n_b,
 
     where :math:`\bar L_b` is `loss_fn` on batch `b` (a mean over its :math:`n_b` samples). Batches of unequal
-    size are weighted by size, so the operator equals the full-batch Hessian exactly.
+    size are weighted by size, so the operator equals the full-batch Hessian exactly. With `reduction="sum"`,
+    `loss_fn` returns the sum :math:`n_b \bar L_b` itself and is not reweighted.
 
     Products use reverse-over-reverse differentiation. With `cache_graph=True` (default) the gradient and its
-    graph are computed once per batch, in eval mode, and every later product is a single backward pass through
-    that graph (as in PyHessian); the memory of the forward graphs of all batches is kept. A block of vectors is
-    multiplied in one batched backward pass (`is_grads_batched`), which amortises the per-pass overhead.
+    graph are computed once per batch and every later product is a single backward pass through that graph (as
+    in PyHessian); the memory of the forward graphs of all batches is kept. With `cache_graph=False` each
+    product recomputes them batch by batch: memory of one batch's double-backward graph, one forward and
+    gradient more per batch and product. A block of vectors is multiplied in one batched backward pass
+    (`is_grads_batched`), which amortises the per-pass overhead; the result block (D × m) is the only other
+    memory.
 
-    The operator is a snapshot of the model at construction time when `cache_graph=True`: if parameters change
-    in place afterwards, products raise. It never writes parameters, buffers or `.grad`, and the model's
-    train/eval mode is restored after each use.
+    Data: any of the formats of `iterate_batches` — a pair of tensors, a `DataLoader`, a list or iterator of
+    batches, a `Dataset` of samples — split by `unpack(batch) -> (inputs, targets)` (default `default_unpack`:
+    pairs, and dicts with a ``labels``/``targets``/... entry as HuggingFace loaders yield). `inputs` may be a
+    tensor, a tuple (positional arguments) or a dict (keyword arguments); the output is read by `model_output`
+    (a tensor, ``.logits``, or the first element of a tuple). The batch size :math:`n_b` is the leading dimension
+    of the targets.
+
+    Checks at construction: the loss reduction (a `loss_fn` that sums over the batch when a mean was declared
+    would scale every curvature by the batch size: `check_reduction`, one extra forward pass of the first batch
+    doubled); a non-finite loss is an error. A parameter changed in place, or replaced by another tensor, after
+    construction makes products raise.
+
+    Precision: products run in the parameters' dtype (float16/bfloat16 included); solvers keep their vectors
+    and reductions in `work_dtype` (at least float32).
+
+    It never writes parameters, buffers or `.grad`, and every submodule's train/eval mode is restored.
 
     Args:
         model: the network; its parameters set the dtype and device of the products.
         loss_fn: `loss_fn(outputs, targets)` returning the mean loss over a batch (a scalar).
-        data: an `(inputs, targets)` pair of tensors or an iterable of such pairs (e.g. a `DataLoader`).
+        data: the data set (see above).
         params: parameter names or tensors to restrict the Hessian to (default: all with `requires_grad`).
         cache_graph: keep the gradient graphs between products (faster, uses memory for all batches).
         batched: multiply a block of vectors in one vmapped backward pass (default: yes, unless the model has
             convolutions, where a loop over the vectors is faster on CPUs; measured in `nox -s bench`).
+        unpack: `unpack(batch) -> (inputs, targets)` for batches of other shapes (see `default_unpack`).
+        reduction: "mean" (default) or "sum": how `loss_fn` reduces over a batch.
+        check_reduction: verify `reduction` on the first batch (default True).
+        mode: "eval" (running BatchNorm statistics, no dropout), "train" (BatchNorm with the statistics of each
+            batch, running statistics untouched; dropout is an error), or None (default): "eval", with a warning
+            when the model arrived in train mode with BatchNorm or dropout.
+        progress: a progress bar over batches while the graphs are built (None: the library default,
+            `landscape.set_progress`).
     """
 
     def __init__(
@@ -305,11 +571,19 @@ class HessianOperator(LinearOperator):
         params: Sequence[str] | Sequence[Tensor] | None = None,
         cache_graph: bool = True,
         batched: bool | None = None,
+        *,
+        unpack: Callable | None = None,
+        reduction: str = "mean",
+        check_reduction: bool = True,
+        mode: str | None = None,
+        progress: bool | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise TypeError("loss_fn must be callable as loss_fn(outputs, targets)")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction={reduction!r}; expected one of {REDUCTIONS}")
         self.param_names, self.params = select_parameters(model, params)
         first = self.params[0]
         if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
@@ -318,14 +592,19 @@ class HessianOperator(LinearOperator):
         self.model = model
         self.loss_fn = loss_fn
         self.data = materialize(data)
+        self.unpack = unpack
+        self.reduction = reduction
+        self.mode = resolve_mode(model, mode)
         self.cache_graph = cache_graph
         self._graphs: list[tuple[int, tuple[Tensor, ...]]] | None = None
         if batched is None:  # vmap over convolution double-backward is slower than a loop on CPUs
             batched = not has_convolution(model)
         self._batch_block = bool(batched)
         self._versions = [p._version for p in self.params]
+        if check_reduction:
+            self._check_reduction()
         if cache_graph:
-            self._graphs = list(self._gradient_graphs())
+            self._graphs = list(self._gradient_graphs(progress))
         else:
             self._check_data_nonempty()
 
@@ -337,29 +616,63 @@ class HessianOperator(LinearOperator):
         """The current parameter values θ, flattened in operator order."""
         return flatten_parameters(self.params)
 
+    def _batches(self) -> Iterator[tuple[object, Tensor]]:
+        return iterate_batches(self.data, self.unpack)
+
+    def _check_reduction(self) -> None:
+        first = next((b for b in self._batches() if batch_size_of(*b) > 0), None)
+        if first is not None:
+            with curvature_mode(self.model, self.mode):
+                check_reduction(self.model, self.loss_fn, *first, self.params[0], self.reduction)
+
     def _check_data_nonempty(self) -> None:
         if self._count_samples() == 0:
             raise ValueError("data is empty: no samples to define the loss on")
 
     def _count_samples(self) -> int:
-        return sum(int(t.shape[0]) for t, _ in iterate_batches(self.data))
+        return sum(batch_size_of(*b) for b in self._batches())
 
-    def _gradient_graphs(self) -> Iterator[tuple[int, tuple[Tensor, ...]]]:
-        """For each batch: its size n_b and the gradient of n_b · mean loss with its graph kept."""
+    def _check_parameters(self) -> None:
+        """Products use the tensors captured at construction: refuse if they were changed or replaced."""
+        current = dict(self.model.named_parameters())
+        for name, param in zip(self.param_names, self.params, strict=True):
+            if current.get(name) is not param:
+                raise RuntimeError(
+                    f"the model's parameter {name!r} was replaced after this HessianOperator was built; build a "
+                    "new one"
+                )
+        if self._graphs is not None and [p._version for p in self.params] != self._versions:
+            raise RuntimeError(
+                "the model's parameters changed after this HessianOperator was built; build a new one "
+                "(or use cache_graph=False)"
+            )
+
+    def _gradient_graphs(self, progress: bool | None = False) -> Iterator[tuple[int, tuple[Tensor, ...]]]:
+        """For each batch: its size n_b and the gradient of n_b · mean loss (or of the summed loss) with its graph
+        kept."""
+        from .progress import progress_bar
+
         count = 0
-        with eval_mode(self.model):
-            for inputs, targets in iterate_batches(self.data):
-                n = int(inputs.shape[0])
+        with (
+            curvature_mode(self.model, self.mode),
+            progress_bar(progress, desc="Hessian graphs", unit="batch") as bar,
+        ):
+            for inputs, targets in self._batches():
+                n = batch_size_of(inputs, targets)
                 if n == 0:
                     continue
                 count += n
                 with torch.enable_grad():
                     loss = batch_loss(self.model, self.loss_fn, inputs, targets, self.params[0])
-                    grads = torch.autograd.grad(loss * n, self.params, create_graph=True, allow_unused=True)
+                    weight = n if self.reduction == "mean" else 1
+                    grads = torch.autograd.grad(
+                        loss * weight, self.params, create_graph=True, allow_unused=True
+                    )
                 grads = tuple(
                     g if g is not None else torch.zeros_like(p)
                     for g, p in zip(grads, self.params, strict=True)
                 )
+                bar.update(1)
                 yield n, grads
         if count == 0:
             raise ValueError("data is empty: no samples to define the loss on")
@@ -372,11 +685,7 @@ class HessianOperator(LinearOperator):
         """(Σ_b n_b H_b V, Σ_b n_b) over this process's batches: the unnormalised product and its sample count.
 
         A data-parallel subclass all-reduces both before dividing."""
-        if self._graphs is not None and [p._version for p in self.params] != self._versions:
-            raise RuntimeError(
-                "the model's parameters changed after this HessianOperator was built; build a new one "
-                "(or use cache_graph=False)"
-            )
+        self._check_parameters()
         total, count = None, 0
         graphs = self._graphs if self._graphs is not None else self._gradient_graphs()
         for n, grads in graphs:
@@ -461,24 +770,32 @@ def dense_hessian(
     loss_fn: LossFn,
     data,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    *,
+    unpack: Callable | None = None,
+    reduction: str = "mean",
+    mode: str | None = None,
 ) -> Tensor:
-    """The exact D x D Hessian of the mean loss over `data` (same conventions as `HessianOperator`).
+    """The exact D x D Hessian of the mean loss over `data` (same conventions and arguments as
+    `HessianOperator`; a non-finite loss is the same error).
 
     Computed with `torch.autograd.functional.hessian` of a functional call, batch by batch, weighted by batch
     size. Memory is D² entries: for small models and tests.
     """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction={reduction!r}; expected one of {REDUCTIONS}")
     names, tensors = select_parameters(model, params)
     shapes = [t.shape for t in tensors]
     sizes = [t.numel() for t in tensors]
     theta = flatten_parameters(tensors)
     fixed = {n: p for n, p in model.named_parameters() if n not in set(names)}
-    buffers = dict(model.named_buffers())
     total = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype, device=theta.device)
     count = 0
     data = materialize(data)
-    with eval_mode(model):
-        for inputs, targets in iterate_batches(data):
-            n = int(inputs.shape[0])
+    mode = resolve_mode(model, mode)
+    with curvature_mode(model, mode):
+        buffers = dict(model.named_buffers())  # in train mode without the detached BatchNorm statistics
+        for inputs, targets in iterate_batches(data, unpack):
+            n = batch_size_of(inputs, targets)
             if n == 0:
                 continue
 
@@ -486,11 +803,12 @@ def dense_hessian(
                 chunks = torch.split(flat, sizes)
                 state = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
                 module = _FunctionalModel(model, {**fixed, **state, **buffers})
-                return batch_loss(module, loss_fn, inputs, targets, flat, check_finite=False)
+                return batch_loss(module, loss_fn, inputs, targets, flat)
 
             # torch.autograd.functional.hessian, not torch.func: in torch 2.14 the vmapped second derivative
             # of layer_norm is wrong (tests/test_models.py documents it), autograd's double backward is not.
-            total += n * torch.autograd.functional.hessian(loss_of, theta)
+            weight = n if reduction == "mean" else 1
+            total += weight * torch.autograd.functional.hessian(loss_of, theta)
             count += n
     if count == 0:
         raise ValueError("data is empty: no samples to define the loss on")
@@ -505,8 +823,8 @@ class _FunctionalModel(nn.Module):
         object.__setattr__(self, "_model", model)
         object.__setattr__(self, "_state", state)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.func.functional_call(self._model, self._state, (x,))
+    def forward(self, *args, **kwargs):
+        return torch.func.functional_call(self._model, self._state, args, kwargs)
 
 
 def random_unit_vectors(
