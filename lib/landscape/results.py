@@ -342,7 +342,7 @@ def run(
     root: str | os.PathLike | None = None,
     data: Dataset | None = None,
     data_root=None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> RunRecord:
     """The stored run of `config`: loaded if it exists, otherwise trained (`train.train`) and stored first."""
     data = data if data is not None else load_dataset(config.dataset, data_root)
@@ -396,7 +396,7 @@ def run_sweep(
     max_group: int | None = None,
     data: Mapping[str, Dataset] | None = None,
     data_root=None,
-    progress: bool = True,
+    progress: bool | None = None,
 ):
     """Make sure every config has a stored run, training only the missing ones, and return all as a DataFrame.
 
@@ -420,7 +420,7 @@ def run_sweep(
             separate ones up to the rounding of batched products, so keep one grouping for one store.
         data: {dataset name: Dataset} to use instead of loading by name (e.g. a subset).
         data_root: folder of image data sets (and of the MNIST-1D cache).
-        progress: progress bar over runs.
+        progress: progress bar over runs (None: the library default, `landscape.set_progress`).
 
     Returns:
         A `pandas.DataFrame`, one row per distinct config in input order (see `RunRecord.row`), with a column

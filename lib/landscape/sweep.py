@@ -29,7 +29,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 __all__ = ["dask_executor", "default_threads", "default_workers", "parallel_map"]
 
@@ -137,7 +137,7 @@ def parallel_map(
     threads: int | str | None = "default",
     units: Sequence[int] | None = None,
     desc: str = "tasks",
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> list:
     """``[function(item) for item in items]``, run on Dask (see the module docstring for where).
 
@@ -150,7 +150,7 @@ def parallel_map(
             so one rebuild can be run under other settings without editing the chapters' profiles.
         units: how much each task counts on the progress bar (e.g. runs per task; default 1 each).
         desc: the progress bar's label.
-        progress: show the progress bar.
+        progress: show the progress bar (None: the library default, `landscape.set_progress`).
 
     Returns:
         The results in the order of `items`. The first task that raises stops the loop and its exception is
@@ -168,7 +168,7 @@ def parallel_map(
     if not items:
         return results
     with (
-        tqdm(total=sum(units), disable=not progress, desc=desc) as bar,
+        progress_bar(progress, total=sum(units), desc=desc, leave=True) as bar,
         dask_executor(workers=workers, client=client, address=address) as executor,
     ):
         if executor is None:

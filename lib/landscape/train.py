@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .data import DATASETS, Dataset, load_dataset
 from .models import MLP, MODELS, build_model, count_parameters
+from .progress import progress_bar
 
 __all__ = [
     "LOSSES",
@@ -408,7 +408,7 @@ def train(
     device: torch.device | str | None = None,
     start: nn.Module | Mapping[str, Tensor] | None = None,
     on_eval: Callable[[int, nn.Module], Mapping] | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Train one model as `config` says and return its `TrainResult` (never raises on divergence).
 
@@ -428,7 +428,7 @@ def train(
             model. The data order still comes from ``config.seed``.
         on_eval: ``on_eval(step, model) -> dict`` called at every evaluation (model in train mode, do not
             modify it); its values are added to that history row (e.g. λmax along the trajectory).
-        progress: show a progress bar over the steps.
+        progress: show a progress bar over the steps (None: the library default, `landscape.set_progress`).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -464,7 +464,7 @@ def train(
     if 0 in config.checkpoint_steps:
         log.checkpoints[0] = _snapshot(model.state_dict())
     evaluation(0, learning_rate(config, 0, total_steps))
-    bar = tqdm(total=total_steps, disable=not progress, desc="train")
+    bar = progress_bar(progress, total=total_steps, desc="train", leave=True)
     for step, idx in enumerate(batches if log.running else (), start=1):
         lr = learning_rate(config, step - 1, total_steps)
         for group in optimizer.param_groups:
@@ -518,7 +518,7 @@ def train_seeds(
     data: Dataset | None = None,
     data_root=None,
     device: torch.device | str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> list[TrainResult]:
     """Train `replace(config, seed=s)` for every seed in one vectorised pass; one `TrainResult` per seed.
 
@@ -598,7 +598,9 @@ def train_seeds(
         for i, log in enumerate(logs):
             log.checkpoints[0] = state_of(i)
     evaluation(0, learning_rate(config, 0, total_steps))
-    for step in tqdm(range(1, total_steps + 1), disable=not progress, desc=f"train x{n_seeds}"):
+    for step in progress_bar(
+        progress, iterable=range(1, total_steps + 1), desc=f"train x{n_seeds}", leave=True
+    ):
         if not any(log.running for log in logs):
             break
         lr = learning_rate(config, step - 1, total_steps)
