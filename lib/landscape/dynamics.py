@@ -349,7 +349,8 @@ def continue_training(
         nonlocal previous
         if not track_sharpness:
             return {}
-        op = HessianOperator(current, loss_fn, sharpness_data)
+        # the model is in train mode inside the loop; λmax is that of the eval-mode loss, as everywhere else
+        op = HessianOperator(current, loss_fn, sharpness_data, mode="eval")
         top = warm_top_eigenpair(op, previous, tol=tol, max_matvecs=max_matvecs, seed=config.seed + step)
         previous = top.vectors[:, 0]
         return {"lambda_max": float(top.values[0]), "lambda_residual": float(top.residuals[0]),
