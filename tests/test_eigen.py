@@ -1,8 +1,18 @@
+import copy
+from typing import ClassVar
+
 import pytest
 import torch
 
 from conftest import make_problem
-from landscape import HessianOperator, dense_hessian, eigenvalue_ratio, power_iteration, top_eigenvalues
+from landscape import (
+    HessianOperator,
+    dense_hessian,
+    eigen,
+    eigenvalue_ratio,
+    power_iteration,
+    top_eigenvalues,
+)
 
 
 def spd_with_spectrum(values, seed=0):
@@ -125,3 +135,202 @@ def test_start_block_is_used_and_checked():
 def test_power_iteration_rejects_a_non_positive_iteration_budget():
     with pytest.raises(ValueError, match="max_iter must be a positive integer, got -1"):
         power_iteration(torch.eye(4, dtype=torch.float64), 1, max_iter=-1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Bounded memory: thick restarts, the chunked basis, the basis device; half precision
+
+
+def clustered_matrix():
+    """D = 200: three top eigenvalues 1% apart above a cluster of 20 at 2.5–2.6 and a bulk in [0, 1]."""
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat(
+        [
+            torch.tensor([3.0, 2.97, 2.94], dtype=torch.float64),
+            2.5 + 0.1 * torch.rand(20, generator=g, dtype=torch.float64),
+            torch.rand(177, generator=g, dtype=torch.float64),
+        ]
+    )
+    return spd_with_spectrum(values, seed=1)
+
+
+def restarts_of(result):
+    return int(result.method.split("restarts=")[1].rstrip(")"))
+
+
+@pytest.mark.parametrize(("max_basis", "block_size"), [(8, 1), (12, 1), (7, 2)])
+def test_restarted_lanczos_matches_eigvalsh_with_honest_residuals(max_basis, block_size):
+    A = clustered_matrix()
+    exact = torch.linalg.eigvalsh(A).flip(0)[:3]
+    res = top_eigenvalues(A, 3, tol=1e-10, max_basis=max_basis, block_size=block_size, max_matvecs=2000)
+    assert res.converged
+    assert f"max_basis={max_basis}," in res.method
+    assert restarts_of(res) > 0
+    torch.testing.assert_close(res.values, exact, rtol=1e-9, atol=0)
+    true_res = (A @ res.vectors - res.vectors * res.values).norm(dim=0)
+    torch.testing.assert_close(res.residuals, true_res, rtol=1e-6, atol=1e-14)
+    assert torch.all(res.residuals <= 1e-4)
+    torch.testing.assert_close(
+        res.vectors.T @ res.vectors, torch.eye(3, dtype=torch.float64), atol=1e-10, rtol=0
+    )
+
+
+def test_restarts_may_spend_more_products_than_the_dimension():
+    A = spd_with_spectrum(torch.linspace(0, 1, 60), seed=5)
+    res = top_eigenvalues(A, 2, tol=1e-10, max_basis=4, max_matvecs=2000)
+    assert res.converged
+    assert res.num_matvecs > 60  # a restarted basis never fills the space, so D is no cap
+    torch.testing.assert_close(res.values, torch.linalg.eigvalsh(A).flip(0)[:2], rtol=1e-9, atol=0)
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        short = top_eigenvalues(A, 2, tol=1e-10, max_basis=4, max_matvecs=30)
+    assert short.num_matvecs == 30
+
+
+def test_max_basis_is_checked():
+    A = clustered_matrix()
+    with pytest.raises(ValueError, match=r"max_basis=3 must be an integer >= k \+ block_size = 4"):
+        top_eigenvalues(A, 3, max_basis=3)
+    with pytest.raises(ValueError, match=r"max_basis=5 must be an integer >= k \+ block_size = 7"):
+        top_eigenvalues(A, 3, max_basis=5, block_size=4)
+    with pytest.raises(ValueError, match=r"max_basis=8\.0 must be an integer"):
+        top_eigenvalues(A, 3, max_basis=8.0)
+    with pytest.raises(ValueError, match="block_size must be a positive integer"):
+        top_eigenvalues(A, 3, block_size=0)
+
+
+def test_default_max_basis_rule(monkeypatch):
+    # ResNet-18 (D = 11.2M, float32), k = 5, 60 products: Q and W of 60 columns take 5.4 GB > 1 GiB.
+    assert eigen.default_max_basis(11_200_000, 5, 1, 60, torch.float32) == 20
+    assert eigen.default_max_basis(11_200_000, 10, 4, 500, torch.float32) == 38  # 3k + 2 block_size
+    assert eigen.default_max_basis(11_200_000, 5, 1, 15, torch.float32) == 15  # never more than the budget
+    assert eigen.default_max_basis(200, 3, 1, 200, torch.float64) == 200  # small: every column, no restart
+    A = clustered_matrix()
+    plain = top_eigenvalues(A, 3, tol=1e-10)
+    assert plain.method == "lanczos(block_size=1, max_basis=200, restarts=0)"
+    monkeypatch.setattr(eigen, "ONE_BUFFER_BYTES", 0)  # as if this were a large model
+    big = top_eigenvalues(A, 3, tol=1e-10, max_matvecs=2000)
+    assert big.method.startswith("lanczos(block_size=1, max_basis=20, restarts=")
+    torch.testing.assert_close(big.values, plain.values, rtol=1e-10, atol=0)
+
+
+class RecordingBasis(eigen._Basis):
+    """`_Basis` that records (columns stored, columns allocated) after every append."""
+
+    log: ClassVar[list] = []
+
+    def append(self, block):
+        super().append(block)
+        RecordingBasis.log.append((self.capacity, self.cols, self.allocated))
+
+
+def test_chunked_basis_allocates_only_the_columns_it_stores(monkeypatch):
+    A = clustered_matrix()
+    one_buffer = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000)
+    monkeypatch.setattr(eigen, "ONE_BUFFER_BYTES", 0)  # one chunk per block, as for a large model
+    monkeypatch.setattr(eigen, "_Basis", RecordingBasis)
+    RecordingBasis.log = []
+    chunked = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000)
+    assert RecordingBasis.log
+    assert all(allocated == cols <= capacity == 8 for capacity, cols, allocated in RecordingBasis.log)
+    assert max(cols for _, cols, _ in RecordingBasis.log) == 8
+    assert chunked.num_matvecs == one_buffer.num_matvecs
+    torch.testing.assert_close(chunked.values, one_buffer.values, rtol=1e-12, atol=0)
+
+
+def test_basis_products_and_in_place_restart_match_dense():
+    g = torch.Generator().manual_seed(3)
+    M = torch.randn(50, 7, generator=g, dtype=torch.float64)
+    basis = eigen._Basis(50, capacity=7, chunk_cols=2, dtype=torch.float64, device=torch.device("cpu"))
+    basis.append(M[:, :3])  # a block split across chunks
+    basis.append(M[:, 3:7])
+    assert (basis.cols, basis.allocated, [c.shape[1] for c in basis.chunks]) == (7, 7, [2, 2, 2, 1])
+    x, s = (
+        torch.randn(50, 2, generator=g, dtype=torch.float64),
+        torch.randn(7, 3, generator=g, dtype=torch.float64),
+    )
+    torch.testing.assert_close(basis.project(x), M.T @ x)
+    torch.testing.assert_close(basis.combine(s), M @ s)
+    S = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    basis.rotate(S)
+    assert (basis.cols, basis.allocated) == (3, 4)  # the kept columns, and their chunks only
+    torch.testing.assert_close(basis.combine(torch.eye(3, dtype=torch.float64)), M @ S)
+    basis.append(M[:, :2])  # fills the free column, then a new chunk
+    assert (basis.cols, basis.allocated) == (5, 6)
+    torch.testing.assert_close(basis.project(x), torch.cat([M @ S, M[:, :2]], 1).T @ x)
+    with pytest.raises(RuntimeError, match="full"):
+        basis.append(M[:, :3])
+
+
+def test_basis_device_keeps_the_basis_there():
+    A = clustered_matrix()
+    here = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000)
+    cpu = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000, basis_device=torch.device("cpu"))
+    assert cpu.vectors.device == torch.device("cpu")
+    assert torch.equal(cpu.values, here.values)
+    assert torch.equal(cpu.vectors, here.vectors)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_basis_on_the_cpu_for_an_operator_on_the_gpu():
+    A = clustered_matrix()
+    cpu = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000)
+    split = top_eigenvalues(A.cuda(), 3, tol=1e-10, max_basis=8, max_matvecs=2000, basis_device="cpu")
+    assert split.vectors.device == torch.device("cpu")
+    torch.testing.assert_close(split.values, cpu.values, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_model_works_in_float32(dtype):
+    model, loss_fn, x, y = make_problem("mlp", n=40)
+    half, x_half = model.to(dtype), x.to(dtype)
+    # The exact reference: the float64 Hessian of the same rounded weights and inputs.
+    H = dense_hessian(copy.deepcopy(half).double(), loss_fn, (x_half.double(), y))
+    exact = torch.linalg.eigvalsh(H)
+    top3, lmin = exact.flip(0)[:3], exact[0]
+    scale = float(top3[0])
+    op = HessianOperator(half, loss_fn, (x_half, y))
+    for res in (
+        top_eigenvalues(op, 3, tol=1e-3),
+        top_eigenvalues(op, 3, tol=1e-3, max_basis=6, max_matvecs=200),
+    ):
+        assert res.values.dtype == res.vectors.dtype == res.residuals.dtype == torch.float32
+        assert res.converged
+        # Products in half precision carry ~eps relative noise (4e-3 for bfloat16): a loose tolerance.
+        assert torch.all((res.values.double() - top3).abs() <= 3e-3 * scale), (res.values, top3)
+    power = power_iteration(op, 2, tol=1e-6, max_iter=500)
+    assert power.values.dtype == torch.float32
+    assert torch.all((power.values.double() - top3[:2]).abs() <= 2e-2 * scale), (power.values, top3)
+    ratio = eigenvalue_ratio(op, tol=1e-3)
+    assert ratio["lambda_max"] == pytest.approx(scale, abs=1e-2 * scale)
+    assert ratio["lambda_min"] == pytest.approx(float(lmin), abs=1e-2 * scale)
+
+
+# Recorded with the code before thick restarts (commit a3476ca), on the mlp problem of
+# test_top_k_match_dense_eigvalsh: the default path keeps its arithmetic (bit-identical on the recording
+# machine; compared to 1e-12 so that another BLAS passes) and stops after the same number of products.
+RECORDED_MLP_TOP4 = {
+    "values": [0.6369828027562568, 0.4232499852100281, 0.33452738583054537, 0.27023039761079254],
+    "residuals": [
+        6.784131536683849e-15,
+        5.197604031154751e-11,
+        3.109626842572282e-08,
+        5.3276223339311264e-06,
+    ],
+    "num_matvecs": 23,
+}
+
+
+def test_default_path_reproduces_the_recorded_output():
+    model, loss_fn, x, y = make_problem("mlp", n=40)
+    res = top_eigenvalues(HessianOperator(model, loss_fn, (x, y)), 4, tol=1e-8)
+    assert res.method == "lanczos(block_size=1, max_basis=57, restarts=0)"  # D = 57 < the 320 products
+    assert res.num_matvecs == RECORDED_MLP_TOP4["num_matvecs"]
+    torch.testing.assert_close(
+        res.values, torch.tensor(RECORDED_MLP_TOP4["values"], dtype=torch.float64), rtol=1e-12, atol=0
+    )
+    torch.testing.assert_close(
+        res.residuals,
+        torch.tensor(RECORDED_MLP_TOP4["residuals"], dtype=torch.float64),
+        rtol=1e-6,
+        atol=1e-13,
+    )

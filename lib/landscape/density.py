@@ -3,7 +3,7 @@
 References:
     L. Lin, Y. Saad, C. Yang (2016), approximating spectral densities of large matrices;
     B. Ghorbani, S. Krishnan, Y. Xiao (2019), an investigation into neural net optimization via Hessian
-    eigenvalue density; O. Roy, M. Vetterli (2007), the effective rank; V. Papyan (2020), traces of class/cross-class
+    eigenvalue density; G. H. Golub, G. Meurant (2010), *Matrices, Moments and Quadrature with Applications*; O. Roy, M. Vetterli (2007), the effective rank; V. Papyan (2020), traces of class/cross-class
     structure pervade deep learning spectra.
 """
 
@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from .eigen import lanczos_basis
+from .eigen import lanczos_tridiagonal
 from .operators import LinearOperator, as_operator, make_generator
+from .progress import progress_bar
 from .trace import probe_vectors
 
 __all__ = ["SpectralDensity", "effective_rank", "gaussian_smoothing", "spectral_density"]
@@ -75,14 +75,25 @@ def spectral_density(
     grid_size: int = 1000,
     sigma: float | None = None,
     seed: int | torch.Generator | None = 0,
-    progress: bool = False,
+    reorthogonalize: bool = True,
+    basis_device: torch.device | str | None = None,
+    progress: bool | None = None,
 ) -> SpectralDensity:
-    r"""Stochastic Lanczos quadrature (SLQ) with full reorthogonalisation.
+    r"""Stochastic Lanczos quadrature (SLQ; Lin, Saad & Yang 2016, as used by Ghorbani et al. 2019).
 
     For each Rademacher probe v (normalised), `num_steps` Lanczos steps give T = S Θ Sᵀ; the nodes are Θ and the
     weights :math:`(S_{1i})^2`. Then :math:`v^\top f(A) v / \|v\|^2 \approx \sum_i S_{1i}^2 f(\theta_i)`,
-    exact for polynomials of degree < 2·num_steps, and averaging over probes estimates tr f(A) / D.
-    The smoothed density is :math:`\phi(t) = \sum w_i \, \mathcal N(t; \theta_i, \sigma^2)`.
+    exact for polynomials of degree < 2·num_steps (Gauss quadrature, Golub & Meurant 2010), and averaging over
+    probes estimates tr f(A) / D; the spread over probes is its error (each probe's estimate is unbiased for
+    polynomials of that degree). The smoothed density is :math:`\phi(t) = \sum w_i \, \mathcal N(t; \theta_i, \sigma^2)`.
+
+    Probes run one after another and only T is kept (not the products A Q). With `reorthogonalize=True` each
+    Lanczos vector is orthogonalised against all previous ones: memory D·num_steps values (the basis, in
+    `op.work_dtype` on `basis_device`, default the operator's device). With `reorthogonalize=False` the plain
+    three-term recurrence needs O(D) memory (three vectors); in floating point its basis loses orthogonality as
+    Ritz values converge, which creates spurious copies of converged Ritz values (ghost nodes), but the
+    quadrature weights then split among the copies and remain a valid estimate of the measure (Golub & Meurant
+    2010, ch. 4). For a float16/bfloat16 operator the products run in its dtype and everything else in float32.
 
     Args:
         op: a `LinearOperator` or dense symmetric matrix.
@@ -90,20 +101,27 @@ def spectral_density(
         num_steps: Lanczos steps per probe (products per probe).
         grid_size: grid points for the smoothed density, spanning the nodes ± 5 σ.
         sigma: kernel width (default: 1% of the spread of the nodes).
-        seed: seed or generator for the probes.
-        progress: show a progress bar over probes (tqdm).
+        seed: seed or generator for the probes (and fresh directions after a breakdown).
+        reorthogonalize: full reorthogonalisation (True, O(D·num_steps) memory) or the three-term recurrence
+            (False, O(D)).
+        basis_device: where the Lanczos basis lives (default the operator's device).
+        progress: show a progress bar over probes (None: the library default, `landscape.set_progress`).
     """
     op = as_operator(op)
     if num_probes < 1 or num_steps < 1:
         raise ValueError(f"num_probes and num_steps must be >= 1, got {num_probes}, {num_steps}")
     if num_steps > op.dim:
         raise ValueError(f"num_steps={num_steps} exceeds the operator dimension {op.dim}")
+    if not isinstance(reorthogonalize, bool):
+        raise TypeError(f"reorthogonalize must be True or False, got {reorthogonalize!r}")
     gen = make_generator(seed)
     before = op.num_matvecs
     nodes, weights = [], []
-    for _ in tqdm(range(num_probes), desc="SLQ probes", disable=not progress, leave=False):
-        v = probe_vectors(op.dim, 1, gen, op)
-        _, _, T = lanczos_basis(op, v, num_steps)
+    for _ in progress_bar(progress, iterable=range(num_probes), desc="SLQ probes", unit="probe"):
+        v = probe_vectors(op.dim, 1, gen, op)[:, 0]
+        T = lanczos_tridiagonal(
+            op, v, num_steps, reorthogonalize=reorthogonalize, generator=gen, basis_device=basis_device
+        )
         theta, S = torch.linalg.eigh(T)
         # First Lanczos vector is v/|v|: the first row of S gives the weights.
         nodes.append(theta)
