@@ -170,7 +170,7 @@ def warm_top_eigenpair(
     if not 0 < mix <= 1:
         raise ValueError(f"mix must be in (0, 1], got {mix!r}")
     gen = make_generator(seed)
-    noise = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(op.device, op.dtype)
+    noise = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(op.device, op.work_dtype)
     block = noise
     if start is not None:
         if not isinstance(start, Tensor) or start.shape != (op.dim,):
@@ -178,7 +178,7 @@ def warm_top_eigenpair(
             raise ValueError(f"start must be a vector of shape ({op.dim},), got {shape}")
         if not torch.isfinite(start).all() or float(start.norm()) == 0:
             raise ValueError("start must be finite and non-zero")
-        start = start.detach().to(op.device, op.dtype)
+        start = start.detach().to(op.device, op.work_dtype)
         block = start / start.norm() + mix * noise / noise.norm()
     with warnings.catch_warnings():  # a trajectory records the residual instead of warning
         warnings.filterwarnings("ignore", "Lanczos did not reach", RuntimeWarning)
