@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -200,3 +201,17 @@ def test_bad_input_raises():
         pac_bayes_sigma(model, F.cross_entropy, data, quantity="accuracy")
     with pytest.raises(ValueError, match="bounds"):
         pac_bayes_sigma(model, F.cross_entropy, data, bounds=(1.0, 0.1))
+
+
+def test_non_finite_parameters_or_inputs_raise_naming_what():
+    model, x, y = relu_net()
+    bad_x = x.clone()
+    bad_x[7, 2] = float("nan")
+    with pytest.raises(ValueError, match="the inputs of batch 0 contain NaN or inf"):
+        worst_case_sharpness(model, F.cross_entropy, (bad_x, y), 0.05, steps=2)
+    with pytest.raises(ValueError, match="the inputs of batch 0 contain NaN or inf"):
+        average_case_sharpness(model, F.cross_entropy, (bad_x, y), 0.05, num_samples=2)
+    with torch.no_grad():
+        model[0].bias[1] = float("inf")
+    with pytest.raises(ValueError, match=re.escape("the model's parameter '0.bias' contains NaN or inf")):
+        epsilon_sharpness(model, F.cross_entropy, (x, y), steps=2)

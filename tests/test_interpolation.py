@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -159,3 +160,21 @@ def test_models_are_bit_for_bit_unchanged():
         interpolation_barrier(model_a, model_b, F.cross_entropy, (x, y), num_points=4, method=method)
     assert_unchanged(model_a, before_a)
     assert_unchanged(model_b, before_b)
+
+
+def test_non_finite_models_or_bn_data_raise_naming_what():
+    model_a, x, y = classifier(seed=0)
+    model_b, _, _ = classifier(seed=1)
+    broken = copy.deepcopy(model_b)
+    with torch.no_grad():
+        broken[2].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match=re.escape("model_b's tensor '2.weight' contains NaN or inf")):
+        interpolation_barrier(model_a, broken, F.cross_entropy, (x, y), 3)
+    with pytest.raises(ValueError, match=re.escape("model_a's tensor '2.weight' contains NaN or inf")):
+        interpolation_barrier(broken, model_a, F.cross_entropy, (x, y), 3)
+    a, b = bn_mlp(0), bn_mlp(1)
+    bx, by = bn_data()
+    bx = bx.clone()
+    bx[3, 0] = float("inf")
+    with pytest.raises(ValueError, match="the inputs of batch 0 of bn_data contain NaN or inf"):
+        interpolation_barrier(a, b, F.cross_entropy, bn_data(seed=1), 3, bn_data=(bx, by))

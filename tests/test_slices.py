@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from landscape import progress
 from landscape.directions import random_direction
 from landscape.eigen import top_eigenvalues
 from landscape.operators import HessianOperator
-from landscape.slices import GridEvaluator, slice_1d, slice_2d, symmetric_grid
+from landscape.slices import FirstLayer, GridEvaluator, slice_1d, slice_2d, symmetric_grid
 from test_directions import assert_unchanged, snapshot
 
 
@@ -283,3 +285,194 @@ def test_scalar_and_mixed_dtype_parameters():
         w, b = model.lin.weight - 1.0, model.lin.bias
         want = F.mse_loss((x @ w.T + b) * 0.5, y).item()
     assert loop.losses[0].item() == pytest.approx(want, rel=1e-12)
+
+
+# -- progress --------------------------------------------------------------------------------------------------
+
+
+def test_progress_is_off_under_pytest_and_set_progress_turns_the_bar_on(capsys):
+    model, x, y = regression()
+    d = random_direction(model, seed=1)
+    slice_1d(model, F.mse_loss, (x, y), d, [0.0, 1.0])
+    assert "slice_1d" not in capsys.readouterr().err  # the default under pytest: no bar
+    try:
+        progress.set_progress(True)
+        slice_1d(model, F.mse_loss, (x, y), d, [0.0, 1.0])
+        assert "slice_1d" in capsys.readouterr().err
+        slice_1d(model, F.mse_loss, (x, y), d, [0.0, 1.0], progress=False)  # an explicit value wins
+        assert "slice_1d" not in capsys.readouterr().err
+    finally:
+        progress.set_progress(None)
+
+
+# -- the first layer formed once per anchor ---------------------------------------------------------------------
+
+
+def plain_losses(model, loss_fn, data, anchors, weights):
+    """Reference: each point built as a state and evaluated by one functional_call of the whole model."""
+    ev = GridEvaluator(model, loss_fn, data, method="loop")
+    out = []
+    for w in weights.tolist():
+        state = {n: sum(wk * a[n] for wk, a in zip(w, anchors, strict=True)) for n in anchors[0]}
+        out.append(ev.evaluate_state(state)[0])
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def small_cnn():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 16, 4)
+    ).double()
+    x = torch.randn(10, 2, 4, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (10,))
+    return model, x, y
+
+
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_first_layer_products_once_per_chunk_match_the_plain_evaluation(monkeypatch, net, method):
+    model, x, y = classifier() if net == "mlp" else small_cnn()
+    d1 = random_direction(model, seed=1, zero_bias_and_norm=False)
+    d2 = random_direction(model, seed=2, zero_bias_and_norm=False)
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    assert FirstLayer.find(model, [theta, d1, d2]).names == ["0.weight", "0.bias"]
+    calls = []
+    outputs = FirstLayer.outputs
+    monkeypatch.setattr(FirstLayer, "outputs", lambda self, inputs: calls.append(1) or outputs(self, inputs))
+    xs, ys = symmetric_grid(1.5, 5), symmetric_grid(1.0, 3)
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    out = slice_2d(model, F.cross_entropy, batches, d1, d2, xs, ys, method=method, chunk_size=4)
+    gx, gy = torch.meshgrid(xs, ys, indexing="ij")
+    weights = torch.stack([torch.ones(15, dtype=torch.float64), gx.reshape(-1), gy.reshape(-1)], dim=1)
+    want = plain_losses(model, F.cross_entropy, batches, [theta, d1, d2], weights)
+    torch.testing.assert_close(out.losses.reshape(-1), want, rtol=1e-12, atol=0)
+    chunks = 4 if method == "vmap" else 1  # 15 points in chunks of 4 (vmap) or in one chunk (loop)
+    assert len(calls) == chunks * len(batches)  # K products per batch and chunk, not one per point
+    with torch.no_grad():
+        at_theta = F.cross_entropy(model(x), y).item()
+    single = slice_2d(model, F.cross_entropy, (x, y), d1, d2, xs, ys, method="loop")
+    assert single.losses[2, 1].item() == at_theta  # θ's own first-layer output, bit for bit
+
+
+class Tied(nn.Module):
+    """Applies its first layer twice: its output is not the first operation's output alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.lin(self.lin(x))
+
+
+class MySequential(nn.Sequential):
+    def forward(self, x):
+        return super().forward(2 * x)  # a subclass may do anything before the first layer
+
+
+class MyLinear(nn.Linear):
+    def forward(self, x):
+        return super().forward(x.sin())
+
+
+def test_the_first_layer_rule_falls_back_to_the_plain_evaluation(monkeypatch):
+    torch.manual_seed(0)
+    first, again = nn.Linear(4, 4), nn.Linear(4, 4)
+    again.weight = first.weight  # tied: (a module used twice breaks torch.func.functional_call itself)
+    hooked = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3))
+    hooked[0].register_forward_pre_hook(lambda _m, args: (args[0] * 3,))
+    cases = {
+        "not a Sequential": Tied(),
+        "a Sequential subclass": MySequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3)),
+        "a Linear subclass": nn.Sequential(MyLinear(4, 4), nn.Tanh(), nn.Linear(4, 3)),
+        "another first op": nn.Sequential(nn.Tanh(), nn.Linear(4, 3)),
+        "a hooked first layer": hooked,
+        "a weight used twice": nn.Sequential(first, nn.Tanh(), again, nn.Linear(4, 3)),
+    }
+    x, y = torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 3, (7,))
+    for why, model in cases.items():
+        model = model.double()
+        d1, d2 = random_direction(model, seed=1), random_direction(model, seed=2)
+        theta = {n: p.detach() for n, p in model.named_parameters()}
+        assert FirstLayer.find(model, [theta, d1, d2]) is None, why
+        xs = symmetric_grid(1.0, 3)
+        weights = torch.stack([torch.ones(9, dtype=torch.float64), xs.repeat_interleave(3), xs.repeat(3)], 1)
+        want = plain_losses(model, F.cross_entropy, (x, y), [theta, d1, d2], weights)
+        for method in ("vmap", "loop"):
+            out = slice_2d(model, F.cross_entropy, (x, y), d1, d2, xs, xs, method=method)
+            torch.testing.assert_close(out.losses.reshape(-1), want, rtol=1e-13, atol=0, msg=why)
+    model, _, _ = classifier()
+    theta = {n: p.detach() for n, p in model.named_parameters()}
+    later = {n: t for n, t in theta.items() if not n.startswith("0.")}  # a subset without the first layer
+    assert FirstLayer.find(model, [later, later]) is None
+    monkeypatch.setattr(nn.modules.module, "_global_forward_hooks", {0: lambda *_: None})
+    assert FirstLayer.find(model, [theta, theta]) is None
+
+
+def test_a_direction_on_the_first_layer_only():
+    model, x, y = classifier()
+    d = {n: t for n, t in random_direction(model, seed=3, zero_bias_and_norm=False).items() if n[0] == "0"}
+    theta = {n: p.detach() for n, p in model.named_parameters() if n in d}
+    alphas = symmetric_grid(1.0, 5)
+    want = plain_losses(
+        model, F.cross_entropy, (x, y), [theta, d], torch.stack([torch.ones(5).double(), alphas], 1)
+    )
+    for method in ("vmap", "loop"):
+        out = slice_1d(model, F.cross_entropy, (x, y), d, alphas, method=method)
+        torch.testing.assert_close(out.losses, want, rtol=1e-12, atol=0)
+
+
+# -- non-finite values -------------------------------------------------------------------------------------------
+
+
+def test_non_finite_model_directions_or_data_raise_naming_what():
+    model, x, y = classifier()
+    d1, d2 = random_direction(model, seed=1), random_direction(model, seed=2)
+    bad = {**d1, "2.weight": d1["2.weight"].clone().fill_(float("nan"))}
+    with pytest.raises(ValueError, match=r"direction\['2.weight'\] contains NaN or inf"):
+        slice_1d(model, F.cross_entropy, (x, y), bad, [0.0, 1.0])
+    with pytest.raises(ValueError, match=r"d2\['2.weight'\] contains NaN or inf"):
+        slice_2d(model, F.cross_entropy, (x, y), d1, bad, [0.0], [0.0])
+    flat = torch.cat([t.reshape(-1) for t in d1.values()])
+    flat[3] = float("inf")
+    with pytest.raises(ValueError, match=r"direction\['0.weight'\] contains NaN or inf"):
+        slice_1d(model, F.cross_entropy, (x, y), flat, [0.0, 1.0])
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        other[4].bias[0] = float("inf")
+    with pytest.raises(
+        ValueError, match=re.escape("the direction model's parameter '4.bias' contains NaN or inf")
+    ):
+        slice_1d(model, F.cross_entropy, (x, y), other, [0.0, 1.0])
+    with pytest.raises(ValueError, match=re.escape("the model's parameter '4.bias' contains NaN or inf")):
+        slice_1d(other, F.cross_entropy, (x, y), model, [0.0, 1.0])  # θ blamed, not the difference
+    with pytest.raises(ValueError, match=re.escape("the model's parameter '4.bias' contains NaN or inf")):
+        slice_1d(other, F.cross_entropy, (x, y), d1, [0.0, 1.0])
+    cnn, cx, cy = bn_cnn()
+    with torch.no_grad():
+        cnn[1].running_var[2] = float("nan")
+    cd = random_direction(cnn, seed=0)
+    with pytest.raises(ValueError, match=re.escape("the model's buffer '1.running_var' contains NaN or inf")):
+        slice_1d(cnn, F.cross_entropy, (cx, cy), cd, [0.0])
+    nan_x = x.clone()
+    nan_x[15, 1] = float("nan")
+    batches = [(x[:10], y[:10]), (nan_x[10:], y[10:])]
+    for method in ("vmap", "loop"):
+        with pytest.raises(ValueError, match="the inputs of batch 1 contain NaN or inf"):
+            slice_1d(model, F.cross_entropy, batches, d1, [0.0, 1.0], method=method)
+    with pytest.raises(ValueError, match="the inputs of batch 0 contain NaN or inf"):
+        slice_2d(model, F.cross_entropy, (nan_x, y), d1, d2, [0.0], [0.0])
+    reg, rx, ry = regression()
+    ry = ry.clone()
+    ry[0] = float("inf")
+    with pytest.raises(ValueError, match="the targets of batch 0 contain NaN or inf"):
+        slice_1d(reg, F.mse_loss, (rx, ry), random_direction(reg, seed=0), [0.0])
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_a_loss_that_overflows_far_from_theta_is_kept(method):
+    model, x, y = regression()
+    d = random_direction(model, "none", seed=1, zero_bias_and_norm=False)
+    out = slice_1d(model, F.mse_loss, (x, y), d, [0.0, 1.0, 1e200], method=method)
+    assert torch.isfinite(out.losses[:2]).all()
+    assert out.losses[2].item() == float("inf")  # (1e200)² overflows: data about the surface, not an error

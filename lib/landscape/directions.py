@@ -24,6 +24,7 @@ __all__ = [
     "NORMALIZATIONS",
     "Direction",
     "as_direction",
+    "check_finite",
     "direction_norm",
     "normalize_direction",
     "random_direction",
@@ -140,7 +141,11 @@ def _rescale(d: Tensor, w: Tensor, per_filter: bool) -> Tensor:
 
 
 def as_direction(
-    model: nn.Module, direction, params: Sequence[str] | Sequence[Tensor] | None = None
+    model: nn.Module,
+    direction,
+    params: Sequence[str] | Sequence[Tensor] | None = None,
+    *,
+    name: str = "direction",
 ) -> Direction:
     """Turn a direction given in any accepted form into a dict `{parameter name: tensor}`.
 
@@ -150,57 +155,73 @@ def as_direction(
         - a flat tensor of length D in the order of `select_parameters(model, params)` — the order of
           `HessianOperator(model, ..., params=params)` and of `top_eigenvalues(...).vectors[:, i]`.
         - a model with the same parameter names and shapes: the direction θ_other − θ (the line to it).
+
+    A direction with a NaN or inf entry (after the cast) raises ValueError naming the entry; `name` is what the
+    messages call the direction (e.g. "d1"). For a model direction the two models' parameters are checked first.
     """
     named = dict(model.named_parameters())
     if isinstance(direction, nn.Module):
         other = dict(direction.named_parameters())
         _check_same_parameters(named, other)
         names, _ = select_parameters(model, params)
-        return {
+        check_finite({n: named[n] for n in names}, "the model's parameter")
+        check_finite({n: other[n] for n in names}, f"the {name} model's parameter")
+        out = {
             n: other[n].detach().to(device=named[n].device, dtype=named[n].dtype) - named[n].detach()
             for n in names
         }
-    if isinstance(direction, Tensor):
+    elif isinstance(direction, Tensor):
         names, tensors = select_parameters(model, params)
         total = sum(t.numel() for t in tensors)
         if direction.ndim != 1 or direction.numel() != total:
             raise ValueError(
-                f"a flat direction must be a 1-D tensor of length {total} (the selected parameters, in "
+                f"a flat {name} must be a 1-D tensor of length {total} (the selected parameters, in "
                 f"select_parameters order), got shape {tuple(direction.shape)}; pass the same `params` as to "
                 "HessianOperator"
             )
         pieces = torch.split(direction.detach(), [t.numel() for t in tensors])
-        return {
+        out = {
             n: c.reshape(t.shape).to(device=t.device, dtype=t.dtype)
             for n, c, t in zip(names, pieces, tensors, strict=True)
         }
-    if isinstance(direction, Mapping):
+    elif isinstance(direction, Mapping):
         if params is not None:
             raise ValueError(
                 "`params` applies to flat and model directions only; a dict names its parameters"
             )
         unknown = [n for n in direction if n not in named]
         if unknown:
-            raise ValueError(f"direction names {unknown} are not parameters of the model")
+            raise ValueError(f"{name} names {unknown} are not parameters of the model")
         if not direction:
-            raise ValueError("the direction is empty")
-        out: Direction = {}
+            raise ValueError(f"the {name} is empty")
+        out = {}
         for n, param in named.items():  # model order
             if n not in direction:
                 continue
             d = direction[n]
             if not isinstance(d, Tensor):
-                raise TypeError(f"direction[{n!r}] must be a tensor, got {type(d).__name__}")
+                raise TypeError(f"{name}[{n!r}] must be a tensor, got {type(d).__name__}")
             if d.shape != param.shape:
                 raise ValueError(
-                    f"direction[{n!r}] has shape {tuple(d.shape)}, the parameter {tuple(param.shape)}"
+                    f"{name}[{n!r}] has shape {tuple(d.shape)}, the parameter {tuple(param.shape)}"
                 )
             out[n] = d.detach().to(device=param.device, dtype=param.dtype)
-        return out
-    raise TypeError(
-        "a direction must be a dict {parameter name: tensor}, a flat tensor or an nn.Module, got "
-        f"{type(direction).__name__}"
-    )
+    else:
+        raise TypeError(
+            f"a {name} must be a dict {{parameter name: tensor}}, a flat tensor or an nn.Module, got "
+            f"{type(direction).__name__}"
+        )
+    check_finite(out, name, indexed=True)
+    return out
+
+
+def check_finite(tensors: Mapping[str, Tensor], what: str, *, indexed: bool = False) -> None:
+    """Raise ValueError if a floating (or complex) tensor of `tensors` has a NaN or inf entry, naming it:
+    "{what} 'name' contains NaN or inf" (or "{what}['name'] ..." with `indexed`). One pass over the entries."""
+    for n, t in tensors.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            label = f"{what}[{n!r}]" if indexed else f"{what} {n!r}"
+            raise ValueError(f"{label} contains NaN or inf")
 
 
 def _check_same_parameters(

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from .operators import LossFn, eval_mode, make_generator, select_parameters
+from .progress import progress_bar
 from .slices import GridEvaluator
 
 __all__ = [
@@ -192,25 +193,34 @@ def _check_positive_int(value, name: str) -> int:
 
 
 def _projected_ascent(
-    problem: _Problem, scale: dict[str, Tensor], p: float, steps: int, step_size: float, gen: torch.Generator
+    problem: _Problem,
+    scale: dict[str, Tensor],
+    p: float,
+    steps: int,
+    step_size: float,
+    gen: torch.Generator,
+    progress: bool | None,
+    desc: str,
 ) -> float:
     """max over ‖u‖_p ≤ 1 of L(θ + scale ⊙ u), by projected gradient ascent; returns the best loss seen."""
     u = problem.draw(gen, "ballinf" if p == math.inf else "ball2")
     best = -math.inf
-    for _ in range(steps):
-        loss, grad = problem.loss_and_gradient({n: scale[n] * u[n] for n in u})
-        best = max(best, loss)
-        g = {n: scale[n] * grad[n] for n in u}  # ∂/∂u L(θ + s ⊙ u)
-        if p == math.inf:
-            u = {n: (u[n] + step_size * torch.sign(g[n])).clamp(-1.0, 1.0) for n in u}
-        else:
-            g_norm = _norm(g, 2)
-            if g_norm == 0:
-                break  # a critical point of the perturbed loss: no ascent direction
-            u = {n: u[n] + (step_size / g_norm) * g[n] for n in u}
-            u_norm = _norm(u, 2)
-            if u_norm > 1:
-                u = {n: z / u_norm for n, z in u.items()}
+    with progress_bar(progress, total=steps, desc=desc, unit="step") as bar:
+        for _ in range(steps):
+            loss, grad = problem.loss_and_gradient({n: scale[n] * u[n] for n in u})
+            best = max(best, loss)
+            bar.update()
+            g = {n: scale[n] * grad[n] for n in u}  # ∂/∂u L(θ + s ⊙ u)
+            if p == math.inf:
+                u = {n: (u[n] + step_size * torch.sign(g[n])).clamp(-1.0, 1.0) for n in u}
+            else:
+                g_norm = _norm(g, 2)
+                if g_norm == 0:
+                    break  # a critical point of the perturbed loss: no ascent direction
+                u = {n: u[n] + (step_size / g_norm) * g[n] for n in u}
+                u_norm = _norm(u, 2)
+                if u_norm > 1:
+                    u = {n: z / u_norm for n, z in u.items()}
     return max(best, problem.loss({n: scale[n] * u[n] for n in u}))
 
 
@@ -228,6 +238,7 @@ def epsilon_sharpness(
     step_size: float = 0.25,
     seed: int | torch.Generator | None = 0,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    progress: bool | None = None,
 ) -> Sharpness:
     r"""Keskar et al. (2017)'s ε-sharpness (Metric 2.1, full space, A = I):
 
@@ -246,6 +257,7 @@ def epsilon_sharpness(
         step_size: ascent step in units of the box half-width.
         seed: seed of the random start.
         params: parameter subset to perturb (default: all with `requires_grad`).
+        progress: a progress bar over the ascent steps (None: the library default, `landscape.set_progress`).
 
     Returns:
         `Sharpness` with `value` = φ (a percentage).
@@ -256,7 +268,9 @@ def epsilon_sharpness(
     problem = _Problem(model, loss_fn, data, params)
     base = problem.loss()
     scale = {n: epsilon * (t.abs() + 1) for n, t in problem.theta.items()}
-    worst = _projected_ascent(problem, scale, math.inf, steps, step_size, make_generator(seed))
+    worst = _projected_ascent(
+        problem, scale, math.inf, steps, step_size, make_generator(seed), progress, "epsilon_sharpness"
+    )
     return Sharpness(
         value=100 * (worst - base) / (1 + base),
         loss=base,
@@ -282,6 +296,7 @@ def worst_case_sharpness(
     step_size: float | None = None,
     seed: int | torch.Generator | None = 0,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    progress: bool | None = None,
 ) -> Sharpness:
     r"""Worst-case (adaptive) sharpness (Kwon et al. 2021; Andriushchenko et al. 2023, Eq. 1 with m = n):
 
@@ -306,6 +321,7 @@ def worst_case_sharpness(
         step_size: ascent step in units of ρ (default 1.0 for p = 2, 0.25 for p = ∞).
         seed: seed of the random start.
         params: parameter subset to perturb (default: all with `requires_grad`).
+        progress: a progress bar over the ascent steps (None: the library default, `landscape.set_progress`).
     """
     rho = _check_radius(rho, "rho")
     p = _check_p(p)
@@ -316,7 +332,9 @@ def worst_case_sharpness(
     problem = _Problem(model, loss_fn, data, params)
     base = problem.loss()
     scale = {n: rho * t.abs() if adaptive else torch.full_like(t, rho) for n, t in problem.theta.items()}
-    worst = _projected_ascent(problem, scale, p, steps, step_size, make_generator(seed))
+    worst = _projected_ascent(
+        problem, scale, p, steps, step_size, make_generator(seed), progress, "worst_case_sharpness"
+    )
     return Sharpness(
         value=worst - base,
         loss=base,
@@ -330,7 +348,7 @@ def worst_case_sharpness(
     )
 
 
-def _gaussian_losses(problem: _Problem, scale_fn, num_samples: int, seed, chunk_size) -> Tensor:
+def _gaussian_losses(problem: _Problem, scale_fn, num_samples: int, seed, chunk_size, progress) -> Tensor:
     """L(θ + scale ⊙ z_s) for s = 1..S, z_s ~ N(0, I) from per-sample seeds (independent of chunking)."""
     gen = make_generator(seed)
     seeds = torch.randint(0, 2**62, (num_samples,), generator=gen).tolist()
@@ -349,7 +367,7 @@ def _gaussian_losses(problem: _Problem, scale_fn, num_samples: int, seed, chunk_
         ]
         return {n: torch.stack([t + scale_fn(n) * d[n] for d in draws]) for n, t in problem.theta.items()}
 
-    losses, _ = ev.evaluate_points(make_points, num_samples, desc="gaussian perturbations")
+    losses, _ = ev.evaluate_points(make_points, num_samples, progress=progress, desc="average_case_sharpness")
     problem.evaluations += num_samples
     return losses
 
@@ -365,6 +383,7 @@ def average_case_sharpness(
     seed: int | torch.Generator | None = 0,
     chunk_size: int | None = None,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    progress: bool | None = None,
 ) -> Sharpness:
     r"""Average-case (adaptive) sharpness (Andriushchenko et al. 2023, Eq. 2 with m = n):
 
@@ -383,6 +402,7 @@ def average_case_sharpness(
         seed: seed of the draws.
         chunk_size: draws per vmapped pass (as in `slice_1d`).
         params: parameter subset to perturb (default: all with `requires_grad`).
+        progress: a progress bar over the draws (None: the library default, `landscape.set_progress`).
     """
     rho = _check_radius(rho, "rho")
     if not isinstance(adaptive, bool):
@@ -395,7 +415,7 @@ def average_case_sharpness(
     def scale_fn(name: str):
         return rho * theta[name].abs() if adaptive else rho
 
-    losses = _gaussian_losses(problem, scale_fn, num_samples, seed, chunk_size)
+    losses = _gaussian_losses(problem, scale_fn, num_samples, seed, chunk_size, progress)
     mean = float(losses.mean())
     stderr = float(losses.std() / math.sqrt(num_samples)) if num_samples > 1 else math.inf
     return Sharpness(
@@ -425,6 +445,7 @@ def pac_bayes_sigma(
     iterations: int = 20,
     seed: int | torch.Generator | None = 0,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    progress: bool | None = None,
 ) -> PacBayesFlatness:
     r"""The PAC-Bayes flatness of Jiang et al. (2020, Sec. C.1): the largest σ′ with
 
@@ -436,7 +457,8 @@ def pac_bayes_sigma(
     loss. Reported as `flatness` = 1/σ′² (their `pacbayes.flatness` / `pacbayes.mag.flatness`). σ′ is found by
     bisection in log σ within `bounds`, with the same `num_samples` standard normal draws at every σ (common
     random numbers make the estimate a smooth function of σ). If even the upper bound stays within target, σ′
-    is that bound.
+    is that bound. `progress` shows a bar over the σ tried (at most `iterations` + 2; None: the library
+    default, `landscape.set_progress`).
     """
     if quantity not in ("error", "loss"):
         raise ValueError(f"unknown quantity={quantity!r}; expected 'error' or 'loss'")
@@ -478,26 +500,30 @@ def pac_bayes_sigma(
             ]
             return {n: torch.stack([t + std(n) * d[n] for d in draws]) for n, t in theta.items()}
 
-        losses, accs = ev.evaluate_points(make_points, num_samples, desc="pac-bayes σ")
+        losses, accs = ev.evaluate_points(make_points, num_samples, progress=False)
         evaluations += num_samples
+        bar.update()
         return float(value(losses, accs).mean()) - base
 
-    inc = increase(hi)
-    if inc <= target:
-        sigma = hi
-    else:
-        log_lo, log_hi = math.log(lo), math.log(hi)
-        inc = increase(lo)
-        if inc > target:
-            raise ValueError(f"even σ = {lo:g} increases the {quantity} by {inc:g} > target; lower bounds[0]")
-        sigma = lo
-        for _ in range(iterations):
-            mid = math.exp((log_lo + log_hi) / 2)
-            mid_inc = increase(mid)
-            if mid_inc <= target:
-                log_lo, sigma, inc = math.log(mid), mid, mid_inc
-            else:
-                log_hi = math.log(mid)
+    with progress_bar(progress, total=iterations + 2, desc="pac_bayes_sigma", unit="σ") as bar:
+        inc = increase(hi)
+        if inc <= target:
+            sigma = hi
+        else:
+            log_lo, log_hi = math.log(lo), math.log(hi)
+            inc = increase(lo)
+            if inc > target:
+                raise ValueError(
+                    f"even σ = {lo:g} increases the {quantity} by {inc:g} > target; lower bounds[0]"
+                )
+            sigma = lo
+            for _ in range(iterations):
+                mid = math.exp((log_lo + log_hi) / 2)
+                mid_inc = increase(mid)
+                if mid_inc <= target:
+                    log_lo, sigma, inc = math.log(mid), mid, mid_inc
+                else:
+                    log_hi = math.log(mid)
     return PacBayesFlatness(
         sigma=sigma,
         flatness=1 / sigma**2,

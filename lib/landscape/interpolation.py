@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .directions import _check_same_parameters
+from .directions import _check_same_parameters, check_finite
 from .operators import LossFn, iterate_batches, materialize, move_batch
-from .slices import FlatAnchors, GridEvaluator
+from .progress import progress_bar
+from .slices import FlatAnchors, GridEvaluator, check_finite_data
 
 __all__ = ["BN_STATS", "Barrier", "interpolation_barrier", "recompute_batchnorm_statistics"]
 
@@ -70,7 +70,7 @@ def interpolation_barrier(
     accuracy: bool | None = None,
     method: str = "auto",
     chunk_size: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Barrier:
     r"""The loss barrier on the straight line between two networks (Entezari et al. 2022)
 
@@ -100,10 +100,12 @@ def interpolation_barrier(
         num_points: grid size (≥ 2).
         bn_data: data to recompute BatchNorm statistics at each α (None: interpolate them).
         accuracy: compute errors (None: when targets are class indices and outputs are logits).
-        method, chunk_size, progress: as in `slice_1d`.
+        method, chunk_size, progress: as in `slice_1d` (progress: a bar over the grid; None: the library
+            default, `landscape.set_progress`).
 
     Returns:
-        `Barrier`.
+        `Barrier`. NaN or inf in either model's tensors or in the data raise ValueError; a non-finite loss at
+        an interior α is kept (a barrier of inf or NaN).
     """
     if not (isinstance(num_points, int) and not isinstance(num_points, bool) and num_points >= 2):
         raise ValueError(f"num_points must be an integer >= 2, got {num_points!r}")
@@ -113,6 +115,8 @@ def interpolation_barrier(
     state_a = {**dict(model_a.named_parameters()), **dict(model_a.named_buffers())}
     state_b = {**dict(model_b.named_parameters()), **dict(model_b.named_buffers())}
     _check_same_parameters(state_a, state_b, what="tensors")
+    check_finite(state_a, "model_a's tensor")
+    check_finite(state_b, "model_b's tensor")
     for n, t in state_a.items():
         if t.dtype != state_b[n].dtype or t.device != state_b[n].device:
             raise ValueError(
@@ -181,19 +185,21 @@ def _evaluate_with_recomputed_bn(model, evaluator, anchors, weights, bn_data, pr
         for b, _ in m.named_buffers(recurse=False)
     }
     flat = FlatAnchors(anchors)
-    for p in tqdm(range(num), desc="barrier (BN recomputed)", unit="pt", disable=not progress, leave=False):
-        point = {n: t[0] for n, t in flat(weights[p : p + 1]).items()}
-        with torch.no_grad():
-            for n, t in point.items():
-                if n not in bn_names:
-                    _get_tensor(work, n).copy_(t)
-        recompute_batchnorm_statistics(work, bn_data)
-        state = {n: t.detach() for n, t in work.named_buffers() if n in bn_names}
-        loss, acc = evaluator.evaluate_state(
-            {**{n: t for n, t in point.items() if n not in bn_names}, **state}
-        )
-        losses[p] = loss
-        accs[p] = float("nan") if acc is None else acc
+    with progress_bar(progress, total=num, desc="barrier (BN recomputed)", unit="pt") as bar:
+        for p in range(num):
+            point = {n: t[0] for n, t in flat(weights[p : p + 1]).items()}
+            with torch.no_grad():
+                for n, t in point.items():
+                    if n not in bn_names:
+                        _get_tensor(work, n).copy_(t)
+            recompute_batchnorm_statistics(work, bn_data)
+            state = {n: t.detach() for n, t in work.named_buffers() if n in bn_names}
+            loss, acc = evaluator.evaluate_state(
+                {**{n: t for n, t in point.items() if n not in bn_names}, **state}
+            )
+            losses[p] = loss
+            accs[p] = float("nan") if acc is None else acc
+            bar.update()
     return losses, (accs if evaluator.is_classifier else None)
 
 
@@ -204,8 +210,8 @@ def _get_tensor(module: nn.Module, name: str) -> Tensor:
 
 def recompute_batchnorm_statistics(model: nn.Module, data) -> nn.Module:
     """Reset every BatchNorm layer's running statistics of `model` **in place** and re-estimate them as the
-    cumulative average over the batches of `data` (PyTorch's `momentum=None` mode), with only the BatchNorm layers in train mode (dropout and the rest
-    stay in eval mode). Modes and momenta are restored. Meant for working copies: it modifies `model`.
+    cumulative average over the batches of `data` (PyTorch's `momentum=None` mode), with only the BatchNorm
+    layers in train mode (dropout and the rest stay in eval mode); inputs with NaN or inf raise ValueError. Modes and momenta are restored. Meant for working copies: it modifies `model`.
 
     Returns:
         `model`.
@@ -224,11 +230,13 @@ def recompute_batchnorm_statistics(model: nn.Module, data) -> nn.Module:
             bn.train()
         seen = 0
         with torch.no_grad():
-            for inputs, targets in iterate_batches(data):
+            for index, (inputs, targets) in enumerate(iterate_batches(data)):
                 if inputs.shape[0] == 0:
                     continue
                 seen += int(inputs.shape[0])
-                model(move_batch(inputs, targets, like)[0])
+                moved = move_batch(inputs, targets, like)[0]
+                check_finite_data(moved, f"the inputs of batch {index} of bn_data")
+                model(moved)
         if seen == 0:
             raise ValueError("bn_data is empty: no samples to estimate BatchNorm statistics on")
     finally:

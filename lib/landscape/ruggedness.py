@@ -102,7 +102,7 @@ def ruggedness(
     params: Sequence[str] | Sequence[Tensor] | None = None,
     method: str = "auto",
     chunk_size: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> Ruggedness:
     """The ruggedness R = TV(f − q) / TV(f) of the slice f(α) = L(θ + α d) (see the module docstring).
 
@@ -114,7 +114,11 @@ def ruggedness(
         model, loss_fn, data: the network (not modified), a mean loss, and the data.
         direction: any form `slice_1d` accepts (dict, flat vector such as a Hessian eigenvector, a model).
         alphas: coordinates along the direction.
-        params, method, chunk_size, progress: as in `slice_1d`.
+        params, method, chunk_size, progress: as in `slice_1d` (progress: a bar over the slice's points; None:
+            the library default, `landscape.set_progress`).
+
+    Non-finite values: as in `slice_1d` (NaN or inf in the model, the direction or the data raise ValueError;
+    a non-finite loss on the grid makes R inf or NaN).
     """
     d = as_direction(model, direction, params)
     alphas = torch.as_tensor(alphas, dtype=torch.float64).detach().cpu()
