@@ -25,6 +25,7 @@ from landscape.curvature import (
     layer_spectra,
     parameter_groups,
 )
+from landscape.trace import probe_vectors
 
 # ----------------------------------------------------------------------------------------------------------------
 # Dense references
@@ -382,8 +383,8 @@ def test_hutchinson_diagonal_is_the_mean_of_its_probes():
     model, loss_fn, x, y = make_problem("mlp")
     H = dense_hessian(model, loss_fn, (x, y))
     gen = torch.Generator().manual_seed(5)
-    columns = [torch.randint(0, 2, (H.shape[0], 1), generator=gen, dtype=torch.int8) for _ in range(13)]
-    Z = torch.cat(columns, dim=1).double() * 2 - 1
+    Z = torch.cat([probe_vectors(H.shape[0], 1, gen, DenseOperator(H)) for _ in range(13)], dim=1)
+    assert set(Z.unique().tolist()) == {-1.0, 1.0}
     samples = Z * (H @ Z)
     for chunk in (1, 5, 32):
         est = hessian_diagonal(DenseOperator(H), num_matvecs=13, seed=5, chunk=chunk)
