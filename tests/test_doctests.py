@@ -5,6 +5,7 @@ import pytest
 
 MODULES = [
     "landscape.operators",
+    "landscape.curvature",
     "landscape.eigen",
     "landscape.trace",
     "landscape.density",

@@ -1,6 +1,15 @@
 """landscape: exact, fast probes of neural-network loss-surface geometry."""
 
 from .alignment import align_permutation, permute_hidden_units, weight_matching
+from .curvature import (
+    DiagonalEstimate,
+    FisherOperator,
+    GGNOperator,
+    LayerSpectrum,
+    hessian_diagonal,
+    layer_spectra,
+    parameter_groups,
+)
 from .data import Dataset, cache_root, image_dataset, load_dataset, mnist1d
 from .density import SpectralDensity, effective_rank, spectral_density
 from .directions import as_direction, normalize_direction, random_direction
@@ -56,6 +65,14 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "unpack_first_two",
     "unpack_inputs_then_target",
     "set_progress",
+    # curvature beside the Hessian: GGN, empirical/true Fisher, the diagonal, per-layer spectra
+    "GGNOperator",
+    "FisherOperator",
+    "DiagonalEstimate",
+    "hessian_diagonal",
+    "LayerSpectrum",
+    "layer_spectra",
+    "parameter_groups",
     # eigenvalues: Lanczos, and the power-iteration baseline
     "EigenResult",
     "top_eigenvalues",
