@@ -46,3 +46,17 @@ def test_normalized_sharpness_matches_dense_definition():
     assert res.lambda_max == pytest.approx(float(exact[-1]), rel=1e-6)
     assert abs(res.trace - float(scaled.trace())) <= 4 * res.trace_stderr
     assert res.residual <= 1e-4 * res.lambda_max
+
+
+def test_max_basis_and_progress_reach_lanczos_and_the_trace(capsys):
+    net, _, x, y = relu_net_and_rescaled_twin()
+    op = HessianOperator(net, F.cross_entropy, (x, y))
+    theta = op.parameters_vector().abs()
+    exact = torch.linalg.eigvalsh(theta[:, None] * op.to_dense() * theta[None, :])
+    res = normalized_sharpness(net, F.cross_entropy, (x, y), tol=1e-8, max_basis=8, trace_matvecs=0)
+    assert res.lambda_max == pytest.approx(float(exact[-1]), rel=1e-6)  # restarted Lanczos, 8 columns
+    with pytest.raises(ValueError, match="max_basis"):
+        normalized_sharpness(net, F.cross_entropy, (x, y), max_basis=1)
+    capsys.readouterr()
+    normalized_sharpness(net, F.cross_entropy, (x, y), trace_matvecs=20, progress=True)
+    assert "trace (xtrace)" in capsys.readouterr().err

@@ -4,7 +4,7 @@ References:
     M. F. Hutchinson (1989), a stochastic estimator of the trace of the influence matrix;
     R. A. Meyer, C. Musco, C. Musco, D. P. Woodruff (2021), Hutch++: optimal stochastic trace estimation;
     E. N. Epperly, J. A. Tropp, R. J. Webber (2024), XTrace: making the most of every sample in stochastic
-    trace estimation.
+    trace estimation (SIAM J. Matrix Anal. Appl. 45(1)).
 """
 
 from __future__ import annotations
@@ -16,36 +16,67 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .operators import LinearOperator, as_operator, make_generator
+from .operators import LinearOperator, as_operator, make_generator, work_dtype
+from .progress import progress_bar
 
-__all__ = ["TRACE_METHODS", "TraceEstimate", "hessian_trace", "probe_vectors"]
+__all__ = ["DISTRIBUTIONS", "TRACE_METHODS", "TraceEstimate", "hessian_trace", "probe_vectors"]
 
 TRACE_METHODS = ("hutchinson", "hutch++", "xtrace")
+DISTRIBUTIONS = ("rademacher", "gaussian", "sphere")
+DEFAULT_CHUNK_SIZE = 16
 
 
 @dataclass(frozen=True)
 class TraceEstimate:
     """A trace estimate with its standard error (one standard deviation of the estimator, estimated from the
-    same samples), the products it used, the method and the seed."""
+    spread of `num_samples` samples: their std / √num_samples), the products it used, the method and the seed.
+
+    `num_samples` is m for Hutchinson, m − 2⌊m/3⌋ for Hutch++ (its Hutchinson part), ⌊m/2⌋ for XTrace (its
+    leave-one-out estimates, which share probes) and 0 for the exact trace; None when not recorded."""
 
     estimate: float
     stderr: float
     num_matvecs: int
     method: str
     seed: int | None
+    num_samples: int | None = None
+
+
+def _draw_rows(out: Tensor, generator: torch.Generator, distribution: str) -> Tensor:
+    """Fill each row of `out` (count × D) with one probe and return their squared norms (float64, CPU).
+
+    Row j is the j-th D-vector drawn from `generator` (on the CPU, Rademacher as int8, Gaussian in float64,
+    then cast), one draw per row: the probes do not depend on how a caller splits them into blocks."""
+    dim = out.shape[1]
+    norms2 = torch.empty(out.shape[0], dtype=torch.float64)
+    for j, row in enumerate(out):
+        if distribution == "rademacher":
+            z = torch.randint(0, 2, (dim,), generator=generator, dtype=torch.int8).mul_(2).sub_(1)
+            norms2[j] = dim
+        else:
+            z = torch.randn(dim, generator=generator, dtype=torch.float64)
+            if distribution == "sphere":
+                z.mul_(math.sqrt(dim) / z.norm())
+            norms2[j] = z.dot(z)
+        row.copy_(z)
+    return norms2
+
+
+def _check_distribution(distribution: str) -> None:
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"unknown distribution={distribution!r}; expected one of {DISTRIBUTIONS}")
 
 
 def probe_vectors(
     dim: int, count: int, generator: torch.Generator, like: LinearOperator, distribution: str = "rademacher"
 ) -> Tensor:
-    """`count` random probe columns with E[z zᵀ] = I: Rademacher (±1) or standard Gaussian, drawn on the CPU."""
-    if distribution == "rademacher":
-        z = torch.randint(0, 2, (dim, count), generator=generator, dtype=torch.int8).double() * 2 - 1
-    elif distribution == "gaussian":
-        z = torch.randn(dim, count, generator=generator, dtype=torch.float64)
-    else:
-        raise ValueError(f"unknown distribution={distribution!r}; expected 'rademacher' or 'gaussian'")
-    return z.to(device=like.device, dtype=like.dtype)
+    """`count` random probe columns `(dim, count)` with E[z zᵀ] = I, in `like`'s work dtype and device: Rademacher
+    (±1), standard Gaussian, or uniform on the sphere of radius √dim ("sphere"). Column j is the j-th vector
+    drawn from `generator` (on the CPU), so drawing 2 columns, or 1 and then 1, gives the same probes."""
+    _check_distribution(distribution)
+    rows = torch.empty(count, dim, dtype=work_dtype(like.dtype), device=like.device)
+    _draw_rows(rows, generator, distribution)
+    return rows.T
 
 
 def _mean_and_stderr(samples: Tensor) -> tuple[float, float]:
@@ -56,78 +87,135 @@ def _mean_and_stderr(samples: Tensor) -> tuple[float, float]:
     return mean, stderr
 
 
-def _hutchinson(op, m, gen, dist):
-    z = probe_vectors(op.dim, m, gen, op, dist)
-    samples = (z * (op @ z)).sum(0)
-    return _mean_and_stderr(samples)
+def _spans(total: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(total, start + size)) for start in range(0, total, size)]
 
 
-def _hutchpp(op, m, gen, dist):
+def _product(op: LinearOperator, block: Tensor, bar) -> Tensor:
+    out = op @ block
+    bar.update(block.shape[1])
+    return out
+
+
+def _probe_buffer(op: LinearOperator, count: int, chunk: int) -> Tensor:
+    """One (chunk × D) block, refilled for every chunk of probes (rows: a column block is its transpose)."""
+    return torch.empty(min(chunk, count), op.dim, dtype=op.work_dtype, device=op.device)
+
+
+def _hutchinson_samples(op, count, gen, dist, chunk, bar, basis=None) -> Tensor:
+    """zᵀ A z for `count` probes drawn in chunks; with `basis` Q, the probes are first projected off range(Q)."""
+    buf = _probe_buffer(op, count, chunk)
+    samples = torch.empty(count, dtype=torch.float64)
+    for start, stop in _spans(count, chunk):
+        Z = buf[: stop - start]
+        _draw_rows(Z, gen, dist)
+        Z = Z.T
+        if basis is not None:
+            Z = Z - basis @ (basis.T @ Z)
+        samples[start:stop] = (Z * _product(op, Z, bar)).sum(0).double().cpu()
+    return samples
+
+
+def _hutchinson(op, m, gen, dist, chunk, bar):
+    mean, stderr = _mean_and_stderr(_hutchinson_samples(op, m, gen, dist, chunk, bar))
+    return mean, stderr, m
+
+
+def _sketch_qr(op, buf, s, gen, dist, chunk, bar) -> tuple[Tensor, Tensor]:
+    """Q, R of Y = A Ω for s probes Ω drawn in chunks into `buf`; Y is held as s rows and freed on return."""
+    Yt = torch.empty(s, op.dim, dtype=op.work_dtype, device=op.device)
+    for start, stop in _spans(s, chunk):
+        block = buf[: stop - start]
+        _draw_rows(block, gen, dist)
+        Yt[start:stop] = _product(op, block.T, bar).T
+    return torch.linalg.qr(Yt.T)  # Yt.T is column-major, as LAPACK wants it; Q comes back column-major
+
+
+def _hutchpp(op, m, gen, dist, chunk, bar):
     if m < 3:
         raise ValueError(f"hutch++ needs num_matvecs >= 3, got {m}")
     s = m // 3
-    sketch = probe_vectors(op.dim, s, gen, op, dist)
-    Q, _ = torch.linalg.qr(op @ sketch)
-    low_rank = float(torch.trace(Q.T @ (op @ Q)))
-    g = probe_vectors(op.dim, m - 2 * s, gen, op, dist)
-    g = g - Q @ (Q.T @ g)
-    samples = (g * (op @ g)).sum(0)
-    mean, stderr = _mean_and_stderr(samples)
-    return low_rank + mean, stderr
+    Q, _ = _sketch_qr(op, _probe_buffer(op, s, chunk), s, gen, dist, chunk, bar)
+    low_rank = 0.0
+    for start, stop in _spans(s, chunk):
+        block = Q[:, start:stop]
+        low_rank += float((block * _product(op, block, bar)).sum())
+    mean, stderr = _mean_and_stderr(_hutchinson_samples(op, m - 2 * s, gen, dist, chunk, bar, basis=Q))
+    return low_rank + mean, stderr, m - 2 * s
 
 
-def _xtrace(op, m, gen, dist):
-    """XTrace (Epperly et al. 2024): the average over i of the leave-one-out estimators
-    tr(Q_(i)ᵀ A Q_(i)) + ω_iᵀ (I − P_i) A (I − P_i) ω_i, where Q_(i) spans A Ω without column i.
+def _xtrace(op, m, gen, dist, chunk, bar):
+    """XTrace (Epperly et al. 2024, Algorithm 1.2 with the normalisation of their section 2.3 for Gaussian and
+    sphere probes), from H = QᵀAQ, W = QᵀΩ, R and the probes' norms: s × s matrices only.
 
-    With P = QQᵀ and s_i = R^{-T} e_i / ‖R^{-T} e_i‖, the projector onto range(Q_(i)) is Q (I − s_i s_iᵀ) Qᵀ,
-    so every term reduces to small matrices: H = QᵀAQ, W = QᵀΩ, X = (AQ)ᵀ Ω and R.
+    With Y = A Ω = Q R, the basis without column i spans Q·range(R without column i), so its projector is
+    P_i = Q M_i Qᵀ with M_i = I − s_i s_iᵀ, s_i = R^{-T} e_i / ‖R^{-T} e_i‖. With v_i = M_i w_i and A symmetric
+    (Qᵀ A ω_i = r_i), sample i is
+
+        tr(M_i H) + ω_iᵀ (I − P_i) A (I − P_i) ω_i = tr(H) − s_iᵀ H s_i + w_iᵀ r_i − 2 v_iᵀ r_i + v_iᵀ H v_i.
+
+    If R is numerically singular (A has numerical rank r < s), no single probe is needed for the range: every
+    M_i is the projector U_r U_rᵀ onto R's r leading left singular vectors, and the samples are exact for a
+    matrix of rank r.
     """
     if m < 4:
         raise ValueError(f"xtrace needs num_matvecs >= 4, got {m}")
     s = m // 2
-    omega = probe_vectors(op.dim, s, gen, op, dist)
-    Q, R = torch.linalg.qr(op @ omega)
-    Z = op @ Q
-    H = (Q.T @ Z).double()
+    replay = torch.Generator(device=gen.device).set_state(gen.get_state())
+    buf = _probe_buffer(op, s, chunk)
+    Q, R = _sketch_qr(op, buf, s, gen, dist, chunk, bar)
+    W = torch.empty(s, s, dtype=torch.float64)
+    norms2 = torch.empty(s, dtype=torch.float64)
+    for start, stop in _spans(s, chunk):  # the same probes again, from the generator's saved state
+        block = buf[: stop - start]
+        norms2[start:stop] = _draw_rows(block, replay, dist)
+        W[:, start:stop] = (Q.T @ block.T).double().cpu()
+    H = torch.empty(s, s, dtype=torch.float64)
+    for start, stop in _spans(s, chunk):
+        H[:, start:stop] = (Q.T @ _product(op, Q[:, start:stop], bar)).double().cpu()
     H = (H + H.T) / 2
-    W = (Q.T @ omega).double()
-    X = (Z.T @ omega).double()
-    R = R.double()
-    if float(torch.linalg.svdvals(R).min()) <= 1e-12 * float(torch.linalg.svdvals(R).max()):
-        raise ValueError(
-            "xtrace: the sketch A Ω is rank-deficient (an operator of low rank); use method='hutch++', or "
-            "method='exact' (D products)"
-        )
-    S = torch.linalg.solve_triangular(
-        R.T, torch.eye(s, dtype=torch.float64), upper=False
-    )  # columns R^{-T} e_i
-    S = S / S.norm(dim=0, keepdim=True)
-    c = (S * W).sum(0)  # s_iᵀ w_i
-    HS, HW = H @ S, H @ W
-    sHs = (S * HS).sum(0)
-    wHw = (W * HW).sum(0)
-    sHw = (S * HW).sum(0)
-    xw = (X * W).sum(0)
-    xs = (X * S).sum(0)
-    sr = (S * R).sum(0)  # s_iᵀ r_i with r_i = R e_i
-    residual_terms = wHw - xw + c * (xs + sr) - 2 * c * sHw + c**2 * sHs
-    samples = torch.trace(H) - sHs + residual_terms
-    return _mean_and_stderr(samples)
+    R = R.double().cpu()
+    U, sv, _ = torch.linalg.svd(R)
+    # Below eps^(3/4) of the largest (1.8e-12 in float64, 6e-6 in float32) a singular value is rounding noise.
+    rank = int((sv > torch.finfo(op.work_dtype).eps ** 0.75 * sv[0]).sum())
+    if rank == s:
+        S = torch.linalg.solve_triangular(R.T, torch.eye(s, dtype=torch.float64), upper=False)
+        S = S / S.norm(dim=0, keepdim=True)
+        V = W - S * (S * W).sum(0)
+        low_rank = torch.trace(H) - (S * (H @ S)).sum(0)
+        kept = s - 1
+    else:
+        Ur = U[:, :rank]
+        V = Ur @ (Ur.T @ W)
+        low_rank = torch.trace(Ur.T @ H @ Ur).expand(s)
+        kept = rank
+    residual = (W * R).sum(0) - 2 * (V * R).sum(0) + (V * (H @ V)).sum(0)
+    if dist != "rademacher":
+        # Epperly et al. 2024, section 2.3: for rotation-invariant probes, (I − P_i) ω_i points uniformly on
+        # the sphere of range(I − P_i) (dimension D − kept); replacing its squared norm by that dimension keeps
+        # the estimator unbiased and removes the norm's fluctuation from the variance. (Rademacher probes are
+        # not rotation-invariant; there the rescaling would bias the estimate.)
+        residual = residual * (op.dim - kept) / (norms2 - (V * V).sum(0))
+    mean, stderr = _mean_and_stderr(low_rank + residual)
+    return mean, stderr, s
 
 
-def _exact(op, m, gen, dist):
-    """Σ_i e_iᵀ A e_i from the D unit vectors, in blocks of at most 64 columns (memory O(D·64))."""
-    total, block = 0.0, 64
-    for start in range(0, op.dim, block):
-        stop = min(op.dim, start + block)
-        eye = torch.zeros(op.dim, stop - start, dtype=op.dtype, device=op.device)
-        eye[torch.arange(start, stop), torch.arange(stop - start)] = 1
-        total += float((op @ eye)[start:stop].diagonal().double().sum())
-    return total, 0.0
+def _exact(op, m, gen, dist, chunk, bar):
+    """Σ_i e_iᵀ A e_i from the D unit vectors, `chunk` at a time."""
+    total = 0.0
+    buf = _probe_buffer(op, op.dim, chunk)
+    for start, stop in _spans(op.dim, chunk):
+        block = buf[: stop - start].zero_()
+        block[torch.arange(stop - start), torch.arange(start, stop)] = 1
+        total += float(_product(op, block.T, bar)[start:stop].diagonal().double().sum())
+    return total, 0.0, 0
 
 
 _ESTIMATORS = {"hutchinson": _hutchinson, "hutch++": _hutchpp, "xtrace": _xtrace, "exact": _exact}
+
+
+def _products(method: str, m: int, dim: int) -> int:
+    return {"hutchinson": m, "hutch++": m, "xtrace": 2 * (m // 2), "exact": dim}[method]
 
 
 def hessian_trace(
@@ -136,7 +224,9 @@ def hessian_trace(
     *,
     method: str = "xtrace",
     seed: int | torch.Generator | None = 0,
-    distribution: str = "rademacher",
+    distribution: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool | None = None,
 ) -> TraceEstimate:
     r"""Estimate tr(A) from at most `num_matvecs` products.
 
@@ -146,25 +236,49 @@ def hessian_trace(
       :math:`\mathrm{tr}(Q^\top A Q) + \mathrm{Hutchinson}_{m/3}((I-QQ^\top)A(I-QQ^\top))`; the stderr is that of
       the Hutchinson part. Error ~ 1/m for matrices with decaying spectra, such as Hessians.
     - ``"xtrace"`` (Epperly et al. 2024, default): uses every probe both for the low-rank part and for the
-      correction, by averaging m/2 leave-one-out Hutch++-type estimators; stderr = their std / √(m/2), the
-      paper's error estimate. It is a heuristic: the leave-one-out terms share probes, so it runs small (the
-      validation chapter measures how often ±2 stderr covers the truth). Use ``"hutch++"`` when a calibrated
-      error bar matters more than the smallest error.
+      correction, by averaging m/2 leave-one-out Hutch++-type estimators
+      :math:`\mathrm{tr}(Q_{(i)}^\top A Q_{(i)}) + \omega_i^\top (I-P_i) A (I-P_i) \omega_i`, where
+      :math:`Q_{(i)}` spans :math:`A\Omega` without column i; stderr = their std / √(m/2), the paper's error
+      estimate. With Gaussian or sphere probes (default "sphere": the paper's choice) the correction is the
+      paper's normalised one: :math:`(I-P_i)\omega_i` rescaled to the squared norm D − m/2 + 1, the dimension
+      it lives in (unbiased, smaller variance; it matters when m/2 is not small against D). The error bar is a
+      heuristic: the leave-one-out terms share probes, so it runs small (the validation chapter measures how
+      often ±2 stderr covers the truth). Use ``"hutch++"`` when a calibrated error bar matters more than the
+      smallest error. On a flat spectrum (no dominant low-rank part) both Hutch++ and XTrace spend products on
+      a basis that captures little: Hutchinson is then the most accurate of the three.
     - ``"exact"``: :math:`\sum_i e_i^\top A e_i` from the D unit vectors (D products, stderr 0). A budget of
       D products or more gives the exact trace with any method (no estimator beats it there, and the sketches
       of Hutch++/XTrace would be rank-deficient).
 
-    Memory: O(D·m) for the stochastic methods (all m probes at once), O(D·64) for ``"exact"``.
+    Probes: probe j is the j-th D-vector drawn from the seeded CPU generator, whatever `chunk_size` (the result
+    does not depend on it, up to the rounding of block products). Products, probes and bases are in
+    `op.work_dtype` (the operator's dtype promoted to at least float32: a float16/bfloat16 operator computes
+    its products in its dtype and everything else in float32); the s × s matrices of Hutch++/XTrace and all
+    sums are in float64.
+
+    Memory, in D-vectors of `op.work_dtype`, with c = min(chunk_size, m), besides what the operator needs
+    for one product of c columns (for a half-precision operator, that block cast to its dtype):
+
+    - Hutchinson: 3c (a block of probes, its product, their elementwise product).
+    - Hutch++, s = ⌊m/3⌋: at most 2s + c during the QR of A S (the sketch and its Q factor), then s + 4c.
+    - XTrace, s = ⌊m/2⌋: at most 2s + c during the QR of A Ω (the sketch is freed after it; the probes are
+      drawn again from the generator's saved state for QᵀΩ instead of being kept), then s + 2c.
+    - exact: 3c.
 
     Args:
         op: a `LinearOperator` (e.g. `HessianOperator`) or a dense symmetric matrix.
         num_matvecs: product budget.
         method: one of ``"hutchinson"``, ``"hutch++"``, ``"xtrace"``, ``"exact"``.
         seed: seed or generator for the probes.
-        distribution: ``"rademacher"`` (default) or ``"gaussian"`` probes.
+        distribution: ``"rademacher"`` (±1), ``"gaussian"`` or ``"sphere"`` (Gaussian scaled to norm √D)
+            probes; default ``"sphere"`` for XTrace (Gaussian gives the same normalised estimate: only the
+            probes' directions enter it; Rademacher gives the plain, unnormalised XTrace) and ``"rademacher"``
+            for the others.
+        chunk_size: probes multiplied per product call (memory above).
+        progress: a progress bar over products (None: the library default, `landscape.set_progress`).
 
     Returns:
-        `TraceEstimate(estimate, stderr, num_matvecs, method, seed)`.
+        `TraceEstimate(estimate, stderr, num_matvecs, method, seed, num_samples)`.
 
     Example:
         A matrix of rank 3 is captured exactly by the low-rank part of Hutch++ and XTrace:
@@ -174,20 +288,31 @@ def hessian_trace(
         >>> A = U @ torch.diag(torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64)) @ U.T
         >>> round(hessian_trace(A, 12, method="hutch++").estimate, 10)
         6.0
+        >>> round(hessian_trace(A, 12, method="xtrace").estimate, 10)
+        6.0
     """
     op = as_operator(op)
     if method not in _ESTIMATORS:
         raise ValueError(f"unknown method={method!r}; expected one of {(*TRACE_METHODS, 'exact')}")
     if not isinstance(num_matvecs, int) or isinstance(num_matvecs, bool) or num_matvecs < 1:
         raise ValueError(f"num_matvecs must be a positive integer, got {num_matvecs!r}")
+    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if distribution is not None:
+        _check_distribution(distribution)
     gen = make_generator(seed)
     before = op.num_matvecs
     used = "exact" if num_matvecs >= op.dim else method
-    estimate, stderr = _ESTIMATORS[used](op, num_matvecs, gen, distribution)
+    dist = distribution or ("sphere" if used == "xtrace" else "rademacher")
+    with progress_bar(
+        progress, total=_products(used, num_matvecs, op.dim), desc=f"trace ({used})", unit="product"
+    ) as bar:
+        estimate, stderr, samples = _ESTIMATORS[used](op, num_matvecs, gen, dist, int(chunk_size), bar)
     return TraceEstimate(
         estimate=estimate,
         stderr=stderr,
         num_matvecs=op.num_matvecs - before,
         method=used,
         seed=int(seed) if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) else None,
+        num_samples=samples,
     )
