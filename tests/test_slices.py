@@ -318,20 +318,36 @@ def plain_losses(model, loss_fn, data, anchors, weights):
     return torch.tensor(out, dtype=torch.float64)
 
 
-def small_cnn():
+def wide_mlp():
+    """An MLP whose first layer has fan-in 64 >= 16 K (K = 3 anchors): the first-layer rule applies."""
     torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 16, 4)
-    ).double()
-    x = torch.randn(10, 2, 4, 4, dtype=torch.float64)
+    model = nn.Sequential(nn.Linear(64, 8), nn.Tanh(), nn.Linear(8, 4)).double()
+    x = torch.randn(10, 64, dtype=torch.float64)
     y = torch.randint(0, 4, (10,))
     return model, x, y
+
+
+def wide_cnn():
+    """A CNN whose first convolution has fan-in 6 x 3 x 3 = 54 >= 16 K."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(6, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 16, 4)
+    ).double()
+    x = torch.randn(10, 6, 4, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (10,))
+    return model, x, y
+
+
+def grid_weights(xs, ys):
+    gx, gy = torch.meshgrid(xs, ys, indexing="ij")
+    ones = torch.ones(gx.numel(), dtype=torch.float64)
+    return torch.stack([ones, gx.reshape(-1), gy.reshape(-1)], dim=1)
 
 
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
 @pytest.mark.parametrize("method", ["vmap", "loop"])
 def test_first_layer_products_once_per_chunk_match_the_plain_evaluation(monkeypatch, net, method):
-    model, x, y = classifier() if net == "mlp" else small_cnn()
+    model, x, y = wide_mlp() if net == "mlp" else wide_cnn()
     d1 = random_direction(model, seed=1, zero_bias_and_norm=False)
     d2 = random_direction(model, seed=2, zero_bias_and_norm=False)
     theta = {n: p.detach() for n, p in model.named_parameters()}
@@ -342,9 +358,7 @@ def test_first_layer_products_once_per_chunk_match_the_plain_evaluation(monkeypa
     xs, ys = symmetric_grid(1.5, 5), symmetric_grid(1.0, 3)
     batches = [(x[:6], y[:6]), (x[6:], y[6:])]
     out = slice_2d(model, F.cross_entropy, batches, d1, d2, xs, ys, method=method, chunk_size=4)
-    gx, gy = torch.meshgrid(xs, ys, indexing="ij")
-    weights = torch.stack([torch.ones(15, dtype=torch.float64), gx.reshape(-1), gy.reshape(-1)], dim=1)
-    want = plain_losses(model, F.cross_entropy, batches, [theta, d1, d2], weights)
+    want = plain_losses(model, F.cross_entropy, batches, [theta, d1, d2], grid_weights(xs, ys))
     torch.testing.assert_close(out.losses.reshape(-1), want, rtol=1e-12, atol=0)
     chunks = 4 if method == "vmap" else 1  # 15 points in chunks of 4 (vmap) or in one chunk (loop)
     assert len(calls) == chunks * len(batches)  # K products per batch and chunk, not one per point
@@ -354,15 +368,15 @@ def test_first_layer_products_once_per_chunk_match_the_plain_evaluation(monkeypa
     assert single.losses[2, 1].item() == at_theta  # θ's own first-layer output, bit for bit
 
 
-class Tied(nn.Module):
+class Twice(nn.Module):
     """Applies its first layer twice: its output is not the first operation's output alone."""
 
     def __init__(self):
         super().__init__()
-        self.lin = nn.Linear(4, 4)
+        self.lin = nn.Linear(64, 64)
 
     def forward(self, x):
-        return self.lin(self.lin(x))
+        return self.lin(self.lin(x))[:, :3]
 
 
 class MySequential(nn.Sequential):
@@ -377,32 +391,35 @@ class MyLinear(nn.Linear):
 
 def test_the_first_layer_rule_falls_back_to_the_plain_evaluation(monkeypatch):
     torch.manual_seed(0)
-    first, again = nn.Linear(4, 4), nn.Linear(4, 4)
-    again.weight = first.weight  # tied: (a module used twice breaks torch.func.functional_call itself)
-    hooked = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3))
+    first, again = nn.Linear(64, 64), nn.Linear(64, 64)
+    again.weight = first.weight  # tied (a module used twice breaks torch.func.functional_call itself)
+    hooked = nn.Sequential(nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 3))
     hooked[0].register_forward_pre_hook(lambda _m, args: (args[0] * 3,))
-    cases = {
-        "not a Sequential": Tied(),
-        "a Sequential subclass": MySequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 3)),
-        "a Linear subclass": nn.Sequential(MyLinear(4, 4), nn.Tanh(), nn.Linear(4, 3)),
-        "another first op": nn.Sequential(nn.Tanh(), nn.Linear(4, 3)),
+    cases = {  # each would qualify but for the named defect (fan-in 64 >= 16 K)
+        "not a Sequential": Twice(),
+        "a Sequential subclass": MySequential(nn.Linear(64, 4), nn.Tanh(), nn.Linear(4, 3)),
+        "a Linear subclass": nn.Sequential(MyLinear(64, 4), nn.Tanh(), nn.Linear(4, 3)),
+        "another first op": nn.Sequential(nn.Tanh(), nn.Linear(64, 3)),
         "a hooked first layer": hooked,
-        "a weight used twice": nn.Sequential(first, nn.Tanh(), again, nn.Linear(4, 3)),
+        "a weight used twice": nn.Sequential(first, nn.Tanh(), again, nn.Linear(64, 3)),
+        "a small fan-in": nn.Sequential(nn.Linear(47, 4), nn.Tanh(), nn.Linear(4, 3)),
     }
-    x, y = torch.randn(7, 4, dtype=torch.float64), torch.randint(0, 3, (7,))
     for why, model in cases.items():
         model = model.double()
+        width = 47 if why == "a small fan-in" else 64
+        x, y = torch.randn(7, width, dtype=torch.float64), torch.randint(0, 3, (7,))
         d1, d2 = random_direction(model, seed=1), random_direction(model, seed=2)
         theta = {n: p.detach() for n, p in model.named_parameters()}
         assert FirstLayer.find(model, [theta, d1, d2]) is None, why
         xs = symmetric_grid(1.0, 3)
-        weights = torch.stack([torch.ones(9, dtype=torch.float64), xs.repeat_interleave(3), xs.repeat(3)], 1)
-        want = plain_losses(model, F.cross_entropy, (x, y), [theta, d1, d2], weights)
+        want = plain_losses(model, F.cross_entropy, (x, y), [theta, d1, d2], grid_weights(xs, xs))
         for method in ("vmap", "loop"):
             out = slice_2d(model, F.cross_entropy, (x, y), d1, d2, xs, xs, method=method)
             torch.testing.assert_close(out.losses.reshape(-1), want, rtol=1e-13, atol=0, msg=why)
-    model, _, _ = classifier()
+    model, _, _ = wide_mlp()
     theta = {n: p.detach() for n, p in model.named_parameters()}
+    assert FirstLayer.find(model, [theta, theta, theta]) is not None  # the control: the rule holds
+    assert FirstLayer.find(nn.Sequential(nn.Linear(47, 4)).double(), [theta] * 3) is None  # 47 < 16 x 3
     later = {n: t for n, t in theta.items() if not n.startswith("0.")}  # a subset without the first layer
     assert FirstLayer.find(model, [later, later]) is None
     monkeypatch.setattr(nn.modules.module, "_global_forward_hooks", {0: lambda *_: None})
@@ -410,16 +427,27 @@ def test_the_first_layer_rule_falls_back_to_the_plain_evaluation(monkeypatch):
 
 
 def test_a_direction_on_the_first_layer_only():
-    model, x, y = classifier()
+    model, x, y = wide_mlp()
     d = {n: t for n, t in random_direction(model, seed=3, zero_bias_and_norm=False).items() if n[0] == "0"}
     theta = {n: p.detach() for n, p in model.named_parameters() if n in d}
+    assert FirstLayer.find(model, [theta, d]) is not None
     alphas = symmetric_grid(1.0, 5)
-    want = plain_losses(
-        model, F.cross_entropy, (x, y), [theta, d], torch.stack([torch.ones(5).double(), alphas], 1)
-    )
+    weights = torch.stack([torch.ones(5, dtype=torch.float64), alphas], 1)
+    want = plain_losses(model, F.cross_entropy, (x, y), [theta, d], weights)
     for method in ("vmap", "loop"):
         out = slice_1d(model, F.cross_entropy, (x, y), d, alphas, method=method)
         torch.testing.assert_close(out.losses, want, rtol=1e-12, atol=0)
+
+
+def test_auto_uses_vmap_for_tiny_forward_passes_on_a_cpu_and_the_loop_otherwise():
+    model, x, y = classifier()  # 64 samples x 452 parameters < 1e5 multiply-adds
+    d = random_direction(model, seed=1)
+    assert slice_1d(model, F.cross_entropy, (x, y), d, [0.0, 1.0]).method == "vmap"
+    model, x, y = wide_mlp()  # 10 x 556 < 1e5, but 400 samples give 2.2e5
+    d = random_direction(model, seed=1)
+    assert slice_1d(model, F.cross_entropy, (x, y), d, [0.0, 1.0]).method == "vmap"
+    big = (x.repeat(40, 1), y.repeat(40))
+    assert slice_1d(model, F.cross_entropy, big, d, [0.0, 1.0]).method == "loop"
 
 
 # -- non-finite values -------------------------------------------------------------------------------------------
