@@ -226,7 +226,8 @@ class RecordingBasis(eigen._Basis):
 def test_chunked_basis_allocates_only_the_columns_it_stores(monkeypatch):
     A = clustered_matrix()
     one_buffer = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000)
-    monkeypatch.setattr(eigen, "ONE_BUFFER_BYTES", 0)  # one chunk per block, as for a large model
+    monkeypatch.setattr(eigen, "ONE_BUFFER_BYTES", 0)  # chunks, as for a large model
+    monkeypatch.setattr(eigen, "CHUNK_COLS", 1)  # one chunk per block
     monkeypatch.setattr(eigen, "_Basis", RecordingBasis)
     RecordingBasis.log = []
     chunked = top_eigenvalues(A, 3, tol=1e-10, max_basis=8, max_matvecs=2000)
@@ -243,7 +244,7 @@ def test_basis_products_and_in_place_restart_match_dense():
     basis = eigen._Basis(50, capacity=7, chunk_cols=2, dtype=torch.float64, device=torch.device("cpu"))
     basis.append(M[:, :3])  # a block split across chunks
     basis.append(M[:, 3:7])
-    assert (basis.cols, basis.allocated, [c.shape[1] for c in basis.chunks]) == (7, 7, [2, 2, 2, 1])
+    assert (basis.cols, basis.allocated, [c.shape[0] for c in basis.chunks]) == (7, 7, [2, 2, 2, 1])
     x, s = (
         torch.randn(50, 2, generator=g, dtype=torch.float64),
         torch.randn(7, 3, generator=g, dtype=torch.float64),

@@ -75,30 +75,30 @@ class _Basis:
     """The columns of a D x n matrix, stored as a list of chunks that are allocated as columns arrive.
 
     Every chunk but the last is full. A chunk holds `chunk_cols` columns (fewer for the last one when
-    `capacity` is reached), so the storage is `capacity` columns at most, and exactly the columns stored when
-    `chunk_cols` is the block width. Qᵀx and Q s run chunk by chunk: nothing is concatenated. With one chunk
-    they are single matrix products.
+    `capacity` is reached), so the storage is `capacity` columns at most and at most `chunk_cols − 1` columns
+    more than those stored. Each chunk keeps its columns as contiguous rows (`(width, D)`): a new column writes
+    only its own memory pages, and Qᵀx and Q s are one matrix product per chunk (nothing is concatenated).
     """
 
     def __init__(self, dim: int, capacity: int, chunk_cols: int, dtype: torch.dtype, device: torch.device):
         self.dim, self.capacity, self.chunk_cols = dim, capacity, chunk_cols
         self.dtype, self.device = dtype, device
-        self.chunks: list[Tensor] = []
+        self.chunks: list[Tensor] = []  # each (width, D): column j of the basis is a row
         self.cols = 0
 
     @property
     def allocated(self) -> int:
         """Columns of storage held."""
-        return sum(c.shape[1] for c in self.chunks)
+        return sum(c.shape[0] for c in self.chunks)
 
     def _views(self):
-        """(first column, filled columns) of each chunk in use."""
+        """(first column, filled rows `(w, D)`) of each chunk in use."""
         offset = 0
         for chunk in self.chunks:
-            width = min(chunk.shape[1], self.cols - offset)
+            width = min(chunk.shape[0], self.cols - offset)
             if width <= 0:
                 return
-            yield offset, chunk[:, :width]
+            yield offset, chunk[:width]
             offset += width
 
     def append(self, block: Tensor) -> None:
@@ -109,52 +109,59 @@ class _Basis:
                 width = min(self.chunk_cols, self.capacity - self.allocated)
                 if width <= 0:
                     raise RuntimeError(f"basis of capacity {self.capacity} is full")  # a caller's bug
-                self.chunks.append(torch.empty(self.dim, width, dtype=self.dtype, device=self.device))
+                self.chunks.append(torch.empty(width, self.dim, dtype=self.dtype, device=self.device))
                 free = width
             last = self.chunks[-1]
-            at = last.shape[1] - free
+            at = last.shape[0] - free
             n = min(free, block.shape[1] - done)
-            last[:, at : at + n] = block[:, done : done + n]
+            last[at : at + n] = block[:, done : done + n].T
             done += n
             self.cols += n
 
     def project(self, x: Tensor) -> Tensor:
         """Qᵀ x, `(n, m)`."""
-        return torch.cat([view.T @ x for _, view in self._views()])
+        return torch.cat([rows @ x for _, rows in self._views()])
 
     def combine(self, s: Tensor) -> Tensor:
         """Q s, `(D, m)`."""
         out = None
-        for offset, view in self._views():
-            part = s[offset : offset + view.shape[1]]
-            out = view @ part if out is None else out.addmm_(view, part)
+        for offset, rows in self._views():
+            part = s[offset : offset + rows.shape[0]]
+            out = rows.T @ part if out is None else out.addmm_(rows.T, part)
         return out
 
     def rotate(self, S: Tensor) -> None:
-        """Q <- Q S in place, for S `(n, p)` with p <= n, one row slab at a time (temporary: a slab x p)."""
+        """Q <- Q S in place, for S `(n, p)` with p <= n, one slab of coordinates at a time (temporary:
+        p x slab)."""
         p = S.shape[1]
         S = S.to(device=self.device, dtype=self.dtype)
         views = list(self._views())
-        rows = max(1, _SLAB_VALUES // max(self.cols, 1))
-        for r in range(0, self.dim, rows):
+        width = max(1, _SLAB_VALUES // max(self.cols, 1))
+        for r in range(0, self.dim, width):
             slab = None
-            for offset, view in views:
-                part = S[offset : offset + view.shape[1]]
-                slab = view[r : r + rows] @ part if slab is None else slab.addmm_(view[r : r + rows], part)
-            for offset, view in views:
+            for offset, rows in views:
+                part = S[offset : offset + rows.shape[0]].T
+                block = rows[:, r : r + width]
+                slab = part @ block if slab is None else slab.addmm_(part, block)
+            for offset, rows in views:
                 if offset < p:
-                    width = min(view.shape[1], p - offset)
-                    view[r : r + rows, :width] = slab[:, offset : offset + width]
-        while self.chunks and self.allocated - self.chunks[-1].shape[1] >= p:
+                    n = min(rows.shape[0], p - offset)
+                    rows[:n, r : r + width] = slab[offset : offset + n]
+        while self.chunks and self.allocated - self.chunks[-1].shape[0] >= p:
             self.chunks.pop()  # storage past the p kept columns
         self.cols = p
 
 
+CHUNK_COLS = 16
+
+
 def _chunk_cols(dim: int, capacity: int, block: int, dtype: torch.dtype, copies: int) -> int:
-    """One buffer of `capacity` columns when `copies` such matrices fit in ONE_BUFFER_BYTES, else one chunk per
-    block (memory = what is stored)."""
+    """One buffer of `capacity` columns when `copies` such matrices fit in ONE_BUFFER_BYTES, else chunks of
+    max(block, CHUNK_COLS) columns (few, large matrix products; at most CHUNK_COLS − 1 columns unused)."""
     itemsize = torch.empty(0, dtype=dtype).element_size()
-    return capacity if copies * dim * capacity * itemsize <= ONE_BUFFER_BYTES else block
+    if copies * dim * capacity * itemsize <= ONE_BUFFER_BYTES:
+        return capacity
+    return min(capacity, max(block, CHUNK_COLS))
 
 
 def _orthonormalise(block: Tensor, basis: _Basis | None) -> tuple[Tensor, Tensor]:
@@ -379,9 +386,11 @@ def top_eigenvalues(
     space) compared with keeping every column.
 
     Memory: Q and W of at most `max_basis` columns, 2·D·max_basis values in `op.work_dtype` on `basis_device`,
-    plus O(D·(k + block_size)) for Ritz vectors and residuals. Storage grows block by block as the basis fills,
-    except when Q and W of `max_basis` columns fit in 1 GiB (`ONE_BUFFER_BYTES`): then each is one buffer, so
-    the products with the basis are single matrix products. The default `max_basis` is the whole budget when
+    plus O(D·(k + block_size)) for Ritz vectors and residuals. Storage grows in chunks of max(block_size, 16)
+    columns as the basis fills, except when Q and W of `max_basis` columns fit in 1 GiB (`ONE_BUFFER_BYTES`):
+    then each is one buffer, so the products with the basis are single matrix products. Columns are stored as
+    rows, so on a CPU a column not yet written occupies no resident memory either way; on a GPU the buffer is
+    reserved whole. The default `max_basis` is the whole budget when
     Q and W of `budget` columns fit in 1 GiB (never a restart: the plain method), else max(20, 3k + 2·block_size)
     (e.g. ResNet-18, D = 11.2M in float32, k = 5: 20 columns, 1.8 GB).
 
