@@ -1,4 +1,4 @@
-"""DistributedHessianOperator against the single-process HessianOperator on all the data.
+"""DistributedHessianOperator and DistributedGGNOperator against the single-process operators on all data.
 
 Two ranks of a gloo group in spawned processes (rendezvous through a file, gloo on the loopback interface);
 each worker writes its results to a file the test reads back.
@@ -17,10 +17,12 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import make_problem
-from landscape import HessianOperator, hessian_trace, top_eigenvalues
-from landscape.distributed import DistributedHessianOperator
+from landscape import GGNOperator, HessianOperator, hessian_trace, top_eigenvalues
+from landscape.distributed import DistributedGGNOperator, DistributedHessianOperator
 
 N, BATCH, SPLIT = 24, 5, 7  # rank 0 holds samples [0, 7), rank 1 [7, 24): 7 and 17 in batches of 5
+# The cases the ranks compute, and the single-process operator each equals.
+CASES = {"uneven": "hessian", "empty_rank": "hessian", "ggn": "ggn"}
 JOIN_TIMEOUT_S = 120
 
 
@@ -57,16 +59,24 @@ class _CountingCollectives:
         return calls
 
 
-def _measure(op: DistributedHessianOperator, counter: _CountingCollectives) -> dict:
+def _values(op) -> dict:
+    """Products with the two probe blocks and a vector, the top two eigenvalues and a trace estimate."""
     V, W = _probe_blocks(op.dim)
+    return {
+        "HV": op @ V,
+        "HW": op @ W,
+        "Hv": op @ V[:, 0],
+        "eig": top_eigenvalues(op, k=2, tol=1e-8, seed=0).values,
+        "trace": hessian_trace(op, 20, seed=0).estimate,
+    }
+
+
+def _measure(op, counter: _CountingCollectives) -> dict:
+    """`_values` of a distributed operator, with the collectives of its construction and of one product."""
     out = {"construction": counter.take()}
-    out["HV"] = op @ V
+    op @ _probe_blocks(op.dim)[0]
     out["product"] = counter.take()
-    out["HW"] = op @ W
-    out["Hv"] = op @ V[:, 0]
-    counter.take()
-    out["eig"] = top_eigenvalues(op, k=2, tol=1e-8, seed=0).values
-    out["trace"] = hessian_trace(op, 20, seed=0).estimate
+    out.update(_values(op))
     out["num_samples"] = (op.local_num_samples, op.num_samples)
     counter.take()
     return out
@@ -96,6 +106,7 @@ def _worker(rank: int, world_size: int, rendezvous: str, result_dir: str) -> Non
                 dataset = torch.utils.data.TensorDataset(x[SPLIT:], y[SPLIT:])
                 shard = torch.utils.data.DataLoader(dataset, batch_size=BATCH)
             results["uneven"] = _measure(DistributedHessianOperator(model, loss_fn, shard), counter)
+            results["ggn"] = _measure(DistributedGGNOperator(model, loss_fn, shard), counter)
             # an empty rank 0 (a pair of empty tensors); products rebuilt at every call (cache_graph=False)
             shard = (x[:0], y[:0]) if rank == 0 else _batches(x, y)
             op = DistributedHessianOperator(model, loss_fn, shard, cache_graph=False)
@@ -164,39 +175,41 @@ def two_ranks(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference():
-    """The single-process operator on all N samples, and what `_measure` computes with it."""
+    """`_values` of the single-process operators on all N samples."""
     model, loss_fn, x, y = make_problem("mlp", n=N)
-    op = HessianOperator(model, loss_fn, _batches(x, y))
-    V, W = _probe_blocks(op.dim)
     return {
-        "HV": op @ V,
-        "HW": op @ W,
-        "Hv": op @ V[:, 0],
-        "eig": top_eigenvalues(op, k=2, tol=1e-8, seed=0).values,
-        "trace": hessian_trace(op, 20, seed=0).estimate,
+        "hessian": _values(HessianOperator(model, loss_fn, _batches(x, y))),
+        "ggn": _values(GGNOperator(model, loss_fn, _batches(x, y))),
     }
 
 
-@pytest.mark.parametrize("case", ["uneven", "empty_rank"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_products_equal_single_process(two_ranks, reference, case):
+    expected = reference[CASES[case]]
     for res in (r[case] for r in two_ranks):
         for key in ("HV", "HW", "Hv"):
-            torch.testing.assert_close(res[key], reference[key], rtol=0, atol=1e-12)
+            torch.testing.assert_close(res[key], expected[key], rtol=0, atol=1e-12)
     assert [r[case]["num_samples"] for r in two_ranks] == (
-        [(SPLIT, N), (N - SPLIT, N)] if case == "uneven" else [(0, N), (N, N)]
+        [(0, N), (N, N)] if case == "empty_rank" else [(SPLIT, N), (N - SPLIT, N)]
     )
 
 
-@pytest.mark.parametrize("case", ["uneven", "empty_rank"])
+def test_ggn_case_is_not_the_hessian(reference):
+    """The GGN case checks something of its own: on this network the GGN and the Hessian differ."""
+    assert (reference["ggn"]["HV"] - reference["hessian"]["HV"]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_solvers_agree_on_every_rank(two_ranks, reference, case):
+    expected = reference[CASES[case]]
     first, second = (r[case] for r in two_ranks)
     assert torch.equal(first["eig"], second["eig"])  # bit for bit: the products are identical on every rank
     assert first["trace"] == second["trace"]
-    torch.testing.assert_close(first["eig"], reference["eig"], rtol=1e-10, atol=0)
-    assert first["trace"] == pytest.approx(reference["trace"], rel=1e-10)
+    torch.testing.assert_close(first["eig"], expected["eig"], rtol=1e-10, atol=0)
+    assert first["trace"] == pytest.approx(expected["trace"], rel=1e-10)
 
 
-@pytest.mark.parametrize("case", ["uneven", "empty_rank"])
+@pytest.mark.parametrize("case", list(CASES))
 def test_one_collective_at_construction_one_all_reduce_per_product(two_ranks, case):
     for res in (r[case] for r in two_ranks):
         assert res["construction"] == [("all_gather", True)]
@@ -217,7 +230,7 @@ def test_subgroup(two_ranks, reference):
     assert "not a member of `group`" in two_ranks[0]["subgroup"]
     rank, world_size, num_samples, HV = two_ranks[1]["subgroup"]
     assert (rank, world_size, num_samples) == (0, 1, N)
-    torch.testing.assert_close(HV, reference["HV"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(HV, reference["hessian"]["HV"], rtol=0, atol=1e-12)
 
 
 @pytest.fixture
@@ -234,8 +247,8 @@ def test_world_size_one_equals_hessian_operator(single_rank, reference):
     model, loss_fn, x, y = make_problem("mlp", n=N)
     op = DistributedHessianOperator(model, loss_fn, (x, y))
     V, W = _probe_blocks(op.dim)
-    torch.testing.assert_close(op @ V, reference["HV"], rtol=0, atol=1e-12)
-    torch.testing.assert_close(op @ W, reference["HW"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(op @ V, reference["hessian"]["HV"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(op @ W, reference["hessian"]["HW"], rtol=0, atol=1e-12)
     assert (op.rank, op.world_size, op.num_samples) == (0, 1, N)
 
 
@@ -260,9 +273,9 @@ def test_nccl_world_size_one_on_gpu(tmp_path, reference):
             DistributedHessianOperator(model, loss_fn, (x, y))
         op = DistributedHessianOperator(model.cuda(), loss_fn, _batches(x, y))
         V, W = _probe_blocks(op.dim)
-        torch.testing.assert_close((op @ V.cuda()).cpu(), reference["HV"], rtol=0, atol=1e-12)
-        torch.testing.assert_close((op @ W.cuda()).cpu(), reference["HW"], rtol=0, atol=1e-12)
+        torch.testing.assert_close((op @ V.cuda()).cpu(), reference["hessian"]["HV"], rtol=0, atol=1e-12)
+        torch.testing.assert_close((op @ W.cuda()).cpu(), reference["hessian"]["HW"], rtol=0, atol=1e-12)
         values = top_eigenvalues(op, k=2, tol=1e-8, seed=0).values.cpu()
-        torch.testing.assert_close(values, reference["eig"], rtol=1e-10, atol=0)
+        torch.testing.assert_close(values, reference["hessian"]["eig"], rtol=1e-10, atol=0)
     finally:
         dist.destroy_process_group()

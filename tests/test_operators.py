@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import assert_unchanged, make_problem, snapshot
 from landscape import DenseOperator, HessianOperator, ScaledOperator, dense_hessian
+from landscape.operators import CurvatureOperator
 
 
 def reference_hessian(model, loss_fn, inputs, targets):
@@ -301,7 +302,7 @@ def test_batch_formats_and_model_outputs(mlp_problem):
         nested = [((x[i], mask[i]), y[i]) for i in halves]
         torch.testing.assert_close(HessianOperator(two, loss_fn, nested).to_dense(), H)
     flat = [(x[i], mask[i], y[i]) for i in halves]
-    with pytest.raises(TypeError, match="ambiguous.*unpack_inputs_then_target"):
+    with pytest.raises(TypeError, match=r"ambiguous.*unpack_inputs_then_target"):
         HessianOperator(_TwoInputModel(model), loss_fn, flat)
     op = HessianOperator(_TwoInputModel(model), loss_fn, flat, unpack=unpack_inputs_then_target)
     torch.testing.assert_close(op.to_dense(), H)
@@ -353,9 +354,43 @@ def test_half_precision_products_come_back_in_float32(mlp_problem, dtype):
     model, loss_fn, x, y = mlp_problem
     half = copy.deepcopy(model).to(dtype)
     op = HessianOperator(half, loss_fn, (x, y))
-    assert op.dtype == dtype and op.work_dtype == torch.float32
+    assert op.dtype == dtype
+    assert op.work_dtype == torch.float32
     v = torch.randn(op.dim, generator=torch.Generator().manual_seed(0))
     hv = op @ v
     assert hv.dtype == torch.float32
     reference = HessianOperator(copy.deepcopy(half).float(), loss_fn, (x.float(), y)) @ v
     assert float((hv - reference).norm() / reference.norm()) < 0.1  # half-precision products: ~1e-2 noise
+
+
+class _SecondMoment(CurvatureOperator):
+    """C = (1/N) Σ_i x_i x_iᵀ on a model with one parameter per input feature: the base's data handling with a
+    closed-form product (`_prepare` keeps the batch's inputs, `_product` is X_bᵀ X_b V)."""
+
+    def _prepare(self, inputs, targets, n):
+        return inputs
+
+    def _product(self, X, V):
+        return X.T @ (X @ V)
+
+
+@pytest.mark.parametrize("cache_graph", [True, False])
+def test_curvature_operator_base_weights_batches_and_checks_its_data(cache_graph):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 1, bias=False).double()  # D = 5: one parameter per input feature
+    x = torch.randn(24, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.zeros(24, 1, dtype=torch.float64)
+    mse = torch.nn.functional.mse_loss
+    batches = [(x[:5], y[:5]), (x[5:5], y[5:5]), (x[5:16], y[5:16]), (x[16:], y[16:])]  # uneven, one empty
+    op = _SecondMoment(model, mse, batches, cache_graph=cache_graph)
+    assert (op.cache_graph, op.num_samples, op.dim) == (cache_graph, 24, 5)
+    torch.testing.assert_close(op.to_dense(), x.T @ x / 24, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="data is empty: no samples to define the loss on"):
+        _SecondMoment(model, mse, [(x[:0], y[:0])], cache_graph=cache_graph)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    if cache_graph:  # the states were built from the old parameters
+        with pytest.raises(RuntimeError, match="parameters changed after this _SecondMoment was built"):
+            op @ torch.ones(5, dtype=torch.float64)
+    else:
+        torch.testing.assert_close(op.to_dense(), x.T @ x / 24, rtol=1e-12, atol=1e-14)

@@ -3,8 +3,9 @@ empirical and the true Fisher; the Hessian diagonal; per-layer (block-diagonal) 
 
 Every operator here is a `LinearOperator` on the flattened parameters, so `top_eigenvalues`, `hessian_trace`,
 `spectral_density` and `hessian_diagonal` take them as they take `HessianOperator`. They read data, batches,
-model outputs, the loss reduction and the train/eval mode exactly as `HessianOperator` does (the helpers of
-`landscape.operators`), and each defines the matrix of the *mean* over the N samples of a data set:
+model outputs, the loss reduction and the train/eval mode exactly as `HessianOperator` does (all are
+subclasses of `operators.CurvatureOperator`, which holds that data handling), and each defines the matrix of
+the *mean* over the N samples of a data set:
 
 .. math::  C = \frac1N \sum_b C_b, \qquad C_b \text{ summed over the } n_b \text{ samples of batch } b.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,23 +30,19 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .eigen import EigenResult, _order, top_eigenvalues
 from .operators import (
-    _NORMS,
-    REDUCTIONS,
+    BATCH_NORMS,
+    CurvatureOperator,
+    FunctionalModel,
     HessianOperator,
     LinearOperator,
     LossFn,
-    _FunctionalModel,
-    _map_tensors,
     as_operator,
     batch_loss,
     batch_size_of,
     call_model,
-    check_reduction,
     curvature_mode,
-    flatten_parameters,
-    has_convolution,
-    iterate_batches,
     make_generator,
+    map_tensors,
     materialize,
     move_batch,
     resolve_mode,
@@ -71,167 +68,9 @@ CACHE_BYTES = 2**30
 _ROW_CHUNK = 32
 
 
-class CurvatureOperator(LinearOperator):
-    r"""The data handling shared by the curvature operators: a matrix :math:`C = \frac1N \sum_b C_b` over batches.
-
-    Arguments and conventions are those of `HessianOperator` (data formats, `unpack`, `reduction`,
-    `check_reduction`, `mode`, `params`, `progress`; the parameters set dtype and device; the model, its buffers,
-    `.grad` and modes are left as they were). A subclass implements two methods:
-
-    - `_prepare(inputs, targets, n)`: what products of batch b reuse (graphs, per-sample gradients), from a batch
-      already on the parameters' device, under gradient mode and the curvature mode;
-    - `_product(state, V)`: :math:`C_b V` for a block `V` of shape (D, m), summed over the batch's samples.
-
-    With `cache_graph=True` the states of all batches are built once, at construction; with `False` they are
-    rebuilt batch by batch at every product (memory of one batch).
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        data,
-        params: Sequence[str] | Sequence[Tensor] | None = None,
-        cache_graph: bool | None = True,
-        batched: bool | None = None,
-        *,
-        unpack: Callable | None = None,
-        reduction: str = "mean",
-        check_reduction: bool = True,
-        mode: str | None = None,
-        progress: bool | None = None,
-    ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not callable(loss_fn):
-            raise TypeError("loss_fn must be callable as loss_fn(outputs, targets)")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction={reduction!r}; expected one of {REDUCTIONS}")
-        self.param_names, self.params = select_parameters(model, params)
-        first = self.params[0]
-        if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
-            raise ValueError("all selected parameters must share one dtype and device")
-        super().__init__(sum(p.numel() for p in self.params), first.dtype, first.device)
-        self.model = model
-        self.loss_fn = loss_fn
-        self.data = materialize(data)
-        self.unpack = unpack
-        self.reduction = reduction
-        self.mode = resolve_mode(model, mode)
-        if batched is None:  # vmap over convolution backward passes is slower than a loop on CPUs
-            batched = not has_convolution(model)
-        self._batch_block = bool(batched)
-        self._versions = [p._version for p in self.params]
-        if check_reduction:
-            self._check_reduction()
-        self.cache_graph = self._resolve_cache(cache_graph)
-        self._states: list[tuple[int, object]] | None = None
-        if self.cache_graph:
-            self._states = list(self._batch_states(progress))
-        elif self._count_samples() == 0:
-            raise ValueError("data is empty: no samples to define the loss on")
-
-    # -- to implement ------------------------------------------------------------------------------------------
-
-    def _prepare(self, inputs, targets, n: int) -> object:
-        raise NotImplementedError
-
-    def _product(self, state, V: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    # -- shared ------------------------------------------------------------------------------------------------
-
-    @property
-    def num_samples(self) -> int:
-        return sum(n for n, _ in self._states) if self._states is not None else self._count_samples()
-
-    def parameters_vector(self) -> Tensor:
-        """The current parameter values θ, flattened in operator order."""
-        return flatten_parameters(self.params)
-
-    def _resolve_cache(self, cache_graph: bool | None) -> bool:
-        return True if cache_graph is None else bool(cache_graph)
-
-    def _weight(self, n: int) -> int:
-        """The factor turning `loss_fn` on a batch into the sum of its per-sample losses."""
-        return n if self.reduction == "mean" else 1
-
-    def _batches(self) -> Iterator[tuple[object, Tensor]]:
-        return iterate_batches(self.data, self.unpack)
-
-    def _count_samples(self) -> int:
-        return sum(batch_size_of(*b) for b in self._batches())
-
-    def _first_batch(self):
-        return next((b for b in self._batches() if batch_size_of(*b) > 0), None)
-
-    def _check_reduction(self) -> None:
-        first = self._first_batch()
-        if first is not None:
-            with curvature_mode(self.model, self.mode):
-                check_reduction(self.model, self.loss_fn, *first, self.params[0], self.reduction)
-
-    def _batch_states(self, progress: bool | None = False) -> Iterator[tuple[int, object]]:
-        count = 0
-        with (
-            curvature_mode(self.model, self.mode),
-            progress_bar(progress, desc=f"{type(self).__name__} batches", unit="batch") as bar,
-        ):
-            for inputs, targets in self._batches():
-                n = batch_size_of(inputs, targets)
-                if n == 0:
-                    continue
-                count += n
-                inputs, targets = move_batch(inputs, targets, self.params[0])
-                # The math attention kernel is twice differentiable; the fused CPU/GPU kernels are not.
-                with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
-                    state = self._prepare(inputs, targets, n)
-                bar.update(1)
-                yield n, state
-        if count == 0:
-            raise ValueError("data is empty: no samples to define the loss on")
-
-    def _check_parameters(self) -> None:
-        """Products use the tensors captured at construction: refuse if they were changed or replaced."""
-        current = dict(self.model.named_parameters())
-        for name, param in zip(self.param_names, self.params, strict=True):
-            if current.get(name) is not param:
-                raise RuntimeError(
-                    f"the model's parameter {name!r} was replaced after this {type(self).__name__} was built; "
-                    "build a new one"
-                )
-        if self._states is not None and [p._version for p in self.params] != self._versions:
-            raise RuntimeError(
-                f"the model's parameters changed after this {type(self).__name__} was built; build a new one "
-                "(or use cache_graph=False)"
-            )
-
-    def _matmat(self, V: Tensor) -> Tensor:
-        total, count = self._summed_matmat(V)
-        return total.div_(count)
-
-    def _summed_matmat(self, V: Tensor) -> tuple[Tensor, int]:
-        """(Σ_b C_b V, Σ_b n_b) over this process's batches: the unnormalised product and its sample count."""
-        self._check_parameters()
-        total, count = None, 0
-        states = self._states if self._states is not None else self._batch_states()
-        try:
-            for n, state in states:
-                cv = self._product(state, V)
-                total = cv if total is None else total.add_(cv)
-                count += n
-        except RuntimeError as err:
-            if "modified by an inplace operation" in str(err):
-                raise RuntimeError(
-                    f"the model's parameters or buffers changed after this {type(self).__name__} was built; "
-                    "build a new one (or use cache_graph=False)"
-                ) from err
-            raise
-        if total is None:  # no local batches (an empty shard)
-            total = torch.zeros(self.dim, V.shape[1], dtype=self.dtype, device=self.device)
-        return total, count
-
-    # -- autograd helpers --------------------------------------------------------------------------------------
+class _JacobianOperator(CurvatureOperator):
+    """A `CurvatureOperator` with the autograd products the GGN and the Fisher are built from: batched
+    `torch.autograd.grad`, and J V and Jᵀ U for the Jacobian J of the model outputs."""
 
     def _grad(
         self, outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor]
@@ -270,18 +109,6 @@ class CurvatureOperator(LinearOperator):
         """A (D, m) block as per-parameter (m, *shape) cotangents."""
         chunks = torch.split(V.T, [p.numel() for p in self.params], dim=1)
         return [c.reshape(V.shape[1], *p.shape) for c, p in zip(chunks, self.params, strict=True)]
-
-    def _flatten(self, grads: list[Tensor | None], rows: int) -> Tensor:
-        """Per-parameter (rows, *shape) results (None: zero) as a (rows, D) block."""
-        return torch.cat(
-            [
-                torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device)
-                if g is None
-                else g.reshape(rows, -1)
-                for g, p in zip(grads, self.params, strict=True)
-            ],
-            dim=1,
-        )
 
     def _linearise(self, inputs) -> _Linearisation:
         """The model's outputs on a batch with the graphs that give J V and Jᵀ U (J = ∂outputs/∂θ).
@@ -322,7 +149,7 @@ class _Linearisation:
     ]  # g(u) per parameter, with its graph (None: the output does not depend on it)
 
 
-class GGNOperator(CurvatureOperator):
+class GGNOperator(_JacobianOperator):
     r"""Generalised Gauss–Newton matrix of the mean loss (Schraudolph 2002; Martens 2020, §8):
 
     .. math::  G = \frac1N \sum_b J_b^\top \, \nabla^2_f \big(w_b \bar L_b(f)\big) \, J_b,
@@ -372,7 +199,7 @@ FISHER_KINDS = ("empirical", "true")
 LIKELIHOODS = ("categorical", "gaussian")
 
 
-class FisherOperator(CurvatureOperator):
+class FisherOperator(_JacobianOperator):
     r"""Empirical or true Fisher information of the mean loss, as an operator on the flattened parameters.
 
     ``kind="empirical"`` (default): the uncentred second moment of the per-sample gradients,
@@ -439,22 +266,13 @@ class FisherOperator(CurvatureOperator):
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: LossFn,
-        data,
-        params: Sequence[str] | Sequence[Tensor] | None = None,
-        cache_graph: bool | None = None,
-        batched: bool | None = None,
-        *,
+        *args,
         kind: str = "empirical",
         likelihood: str | None = None,
         sigma: float | None = None,
         num_samples: int | None = None,
         seed: int | torch.Generator | None = 0,
-        unpack: Callable | None = None,
-        reduction: str = "mean",
-        check_reduction: bool = True,
-        mode: str | None = None,
-        progress: bool | None = None,
+        **kwargs,
     ) -> None:
         if kind not in FISHER_KINDS:
             raise ValueError(f"unknown kind={kind!r}; expected one of {FISHER_KINDS}")
@@ -486,20 +304,10 @@ class FisherOperator(CurvatureOperator):
         self._label_state = gen.get_state()  # every pass over the data redraws the same labels from here
         self._labels = torch.Generator()
         # Per-sample gradients by vmap over single samples, unless the samples of a batch are coupled.
-        self._coupled = (mode == "train") and any(isinstance(m, _NORMS) for m in model.modules())
-        super().__init__(
-            model,
-            loss_fn,
-            data,
-            params,
-            cache_graph,
-            batched,
-            unpack=unpack,
-            reduction=reduction,
-            check_reduction=check_reduction,
-            mode=mode,
-            progress=progress,
+        self._coupled = kwargs.get("mode") == "train" and any(
+            isinstance(m, BATCH_NORMS) for m in model.modules()
         )
+        super().__init__(model, *args, **kwargs)
 
     def _resolve_cache(self, cache_graph: bool | None) -> bool:
         if cache_graph is not None:
@@ -530,7 +338,7 @@ class FisherOperator(CurvatureOperator):
 
     def _sample_loss(self, out: Tensor, targets, i: int) -> Tensor:
         """ℓ_i: `loss_fn` on the single-sample slice i of a batch's outputs and targets."""
-        one = _map_tensors(targets, lambda t: t[i : i + 1])
+        one = map_tensors(targets, lambda t: t[i : i + 1])
         return batch_loss(lambda *_, **__: out[i : i + 1], self.loss_fn, None, one, out)
 
     def _batch_states(self, progress: bool | None = False):
@@ -574,9 +382,9 @@ class FisherOperator(CurvatureOperator):
         theta = {name: p.detach() for name, p in zip(self.param_names, self.params, strict=True)}
 
         def sample_loss(theta, x, y):
-            x1 = _map_tensors(x, lambda t: t.unsqueeze(0))
-            y1 = _map_tensors(y, lambda t: t.unsqueeze(0))
-            out = call_model(_FunctionalModel(self.model, theta), x1)
+            x1 = map_tensors(x, lambda t: t.unsqueeze(0))
+            y1 = map_tensors(y, lambda t: t.unsqueeze(0))
+            out = call_model(FunctionalModel(self.model, theta), x1)
             return batch_loss(lambda *_, **__: out, self.loss_fn, None, y1, out, check_finite=False)
 
         grads, losses = torch.func.vmap(torch.func.grad_and_value(sample_loss), in_dims=(None, 0, 0))(

@@ -17,7 +17,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .progress import progress_bar
+
 __all__ = [
+    "CurvatureOperator",
     "DenseOperator",
     "HessianOperator",
     "LinearOperator",
@@ -241,13 +244,14 @@ def _tensor_leaves(tree) -> list[Tensor]:
     return []
 
 
-def _map_tensors(tree, fn):
+def map_tensors(tree, fn):
+    """`tree` with `fn` applied to every tensor in it (nested tuples, lists and dicts keep their shape)."""
     if isinstance(tree, Tensor):
         return fn(tree)
     if isinstance(tree, Mapping):
-        return {k: _map_tensors(v, fn) for k, v in tree.items()}
+        return {k: map_tensors(v, fn) for k, v in tree.items()}
     if isinstance(tree, (tuple, list)):
-        return type(tree)(_map_tensors(v, fn) for v in tree)
+        return type(tree)(map_tensors(v, fn) for v in tree)
     return tree
 
 
@@ -321,7 +325,7 @@ def move_batch(inputs, targets, like: Tensor):
     def move(t: Tensor) -> Tensor:
         return t.to(device=like.device, dtype=like.dtype if t.is_floating_point() else None)
 
-    return _map_tensors(inputs, move), _map_tensors(targets, move)
+    return map_tensors(inputs, move), map_tensors(targets, move)
 
 
 def call_model(model: nn.Module, inputs) -> Tensor:
@@ -402,7 +406,7 @@ def check_reduction(model: nn.Module, loss_fn: LossFn, inputs, targets, like: Te
 
     with torch.no_grad():
         single = float(batch_loss(model, loss_fn, inputs, targets, like))
-        doubled = float(batch_loss(model, loss_fn, _map_tensors(inputs, double), double(targets), like))
+        doubled = float(batch_loss(model, loss_fn, map_tensors(inputs, double), double(targets), like))
     if single == 0.0:
         return
     ratio = doubled / single
@@ -426,7 +430,7 @@ def check_reduction(model: nn.Module, loss_fn: LossFn, inputs, targets, like: Te
 
 MODES = ("eval", "train")
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
-_NORMS = nn.modules.batchnorm._BatchNorm
+BATCH_NORMS = nn.modules.batchnorm._BatchNorm
 
 
 def _random_modules(model: nn.Module) -> list[str]:
@@ -445,7 +449,7 @@ def resolve_mode(model: nn.Module, mode: str | None) -> str:
         stateful = [
             name or type(m).__name__
             for name, m in model.named_modules()
-            if m.training and isinstance(m, (*_DROPOUT, _NORMS, nn.MultiheadAttention))
+            if m.training and isinstance(m, (*_DROPOUT, BATCH_NORMS, nn.MultiheadAttention))
         ]
         if stateful:
             warnings.warn(
@@ -486,7 +490,7 @@ def curvature_mode(model: nn.Module, mode: str = "eval"):
                 )
             model.train()
             for m in model.modules():
-                if isinstance(m, _NORMS):
+                if isinstance(m, BATCH_NORMS):
                     for name in ("running_mean", "running_var", "num_batches_tracked"):
                         if m._buffers.get(name) is not None:
                             detached.append((m, name, m._buffers[name]))
@@ -507,10 +511,193 @@ def eval_mode(model: nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The Hessian
+# Curvature operators: the shared data handling, and the Hessian
 
 
-class HessianOperator(LinearOperator):
+class CurvatureOperator(LinearOperator):
+    r"""The data handling shared by the curvature operators: a matrix :math:`C = \frac1N \sum_b C_b` over batches.
+
+    Arguments and conventions are those of `HessianOperator` (data formats, `unpack`, `reduction`,
+    `check_reduction`, `mode`, `params`, `progress`; the parameters set dtype and device; the model, its buffers,
+    `.grad` and modes are left as they were). A subclass implements two methods:
+
+    - `_prepare(inputs, targets, n)`: what products of batch b reuse (graphs, per-sample gradients), from a batch
+      already on the parameters' device, under gradient mode and the curvature mode;
+    - `_product(state, V)`: :math:`C_b V` for a block `V` of shape (D, m), summed over the batch's samples.
+
+    With `cache_graph=True` the states of all batches are built once, at construction; with `False` they are
+    rebuilt batch by batch at every product (memory of one batch); `None` (the default) is the subclass's rule,
+    `_resolve_cache` (True unless overridden). Data without samples is an error, raised by `_empty_data` (a
+    data-parallel subclass, where one rank's shard may be empty, overrides it).
+    """
+
+    # The progress bar's label while the batch states are built (None: "<class name> batches").
+    _STATES_DESC: str | None = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data,
+        params: Sequence[str] | Sequence[Tensor] | None = None,
+        cache_graph: bool | None = None,
+        batched: bool | None = None,
+        *,
+        unpack: Callable | None = None,
+        reduction: str = "mean",
+        check_reduction: bool = True,
+        mode: str | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise TypeError("loss_fn must be callable as loss_fn(outputs, targets)")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction={reduction!r}; expected one of {REDUCTIONS}")
+        self.param_names, self.params = select_parameters(model, params)
+        first = self.params[0]
+        if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
+            raise ValueError("all selected parameters must share one dtype and device")
+        super().__init__(sum(p.numel() for p in self.params), first.dtype, first.device)
+        self.model = model
+        self.loss_fn = loss_fn
+        self.data = materialize(data)
+        self.unpack = unpack
+        self.reduction = reduction
+        self.mode = resolve_mode(model, mode)
+        if batched is None:  # vmap over convolution backward passes is slower than a loop on CPUs
+            batched = not has_convolution(model)
+        self._batch_block = bool(batched)
+        self._versions = [p._version for p in self.params]
+        if check_reduction:
+            self._check_reduction()
+        self._states: list[tuple[int, object]] | None = None
+        self.cache_graph = self._resolve_cache(cache_graph)
+        if self.cache_graph:
+            self._states = list(self._batch_states(progress))
+        if self._count_samples() == 0:
+            self._empty_data()
+
+    # -- to implement ------------------------------------------------------------------------------------------
+
+    def _prepare(self, inputs, targets, n: int) -> object:
+        raise NotImplementedError
+
+    def _product(self, state, V: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------------------------
+
+    @property
+    def num_samples(self) -> int:
+        return self._count_samples()
+
+    def parameters_vector(self) -> Tensor:
+        """The current parameter values θ, flattened in operator order."""
+        return flatten_parameters(self.params)
+
+    def _resolve_cache(self, cache_graph: bool | None) -> bool:
+        return True if cache_graph is None else bool(cache_graph)
+
+    def _empty_data(self) -> None:
+        """Called at construction when the data hold no samples."""
+        raise ValueError("data is empty: no samples to define the loss on")
+
+    def _weight(self, n: int) -> int:
+        """The factor turning `loss_fn` on a batch into the sum of its per-sample losses."""
+        return n if self.reduction == "mean" else 1
+
+    def _batches(self) -> Iterator[tuple[object, Tensor]]:
+        return iterate_batches(self.data, self.unpack)
+
+    def _count_samples(self) -> int:
+        """This process's samples: summed from the cached states, else counted in a pass over the batches."""
+        if self._states is not None:
+            return sum(n for n, _ in self._states)
+        return sum(batch_size_of(*b) for b in self._batches())
+
+    def _first_batch(self):
+        return next((b for b in self._batches() if batch_size_of(*b) > 0), None)
+
+    def _check_reduction(self) -> None:
+        first = self._first_batch()
+        if first is not None:
+            with curvature_mode(self.model, self.mode):
+                check_reduction(self.model, self.loss_fn, *first, self.params[0], self.reduction)
+
+    def _batch_states(self, progress: bool | None = False) -> Iterator[tuple[int, object]]:
+        """For each batch with samples: its size n_b and what `_prepare` makes of it."""
+        desc = self._STATES_DESC or f"{type(self).__name__} batches"
+        with curvature_mode(self.model, self.mode), progress_bar(progress, desc=desc, unit="batch") as bar:
+            for inputs, targets in self._batches():
+                n = batch_size_of(inputs, targets)
+                if n == 0:
+                    continue
+                inputs, targets = move_batch(inputs, targets, self.params[0])
+                # The math attention kernel is twice differentiable; the fused CPU/GPU kernels are not.
+                with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
+                    state = self._prepare(inputs, targets, n)
+                bar.update(1)
+                yield n, state
+
+    def _check_parameters(self) -> None:
+        """Products use the tensors captured at construction: refuse if they were changed or replaced."""
+        current = dict(self.model.named_parameters())
+        for name, param in zip(self.param_names, self.params, strict=True):
+            if current.get(name) is not param:
+                raise RuntimeError(
+                    f"the model's parameter {name!r} was replaced after this {type(self).__name__} was built; "
+                    "build a new one"
+                )
+        if self._states is not None and [p._version for p in self.params] != self._versions:
+            raise RuntimeError(
+                f"the model's parameters changed after this {type(self).__name__} was built; build a new one "
+                "(or use cache_graph=False)"
+            )
+
+    def _flatten(self, grads: list[Tensor | None], rows: int) -> Tensor:
+        """Per-parameter (rows, *shape) results (None: zero) as a (rows, D) block."""
+        return torch.cat(
+            [
+                torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device)
+                if g is None
+                else g.reshape(rows, -1)
+                for g, p in zip(grads, self.params, strict=True)
+            ],
+            dim=1,
+        )
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        total, count = self._summed_matmat(V)
+        return total.div_(count)
+
+    def _summed_matmat(self, V: Tensor) -> tuple[Tensor, int]:
+        """(Σ_b C_b V, Σ_b n_b) over this process's batches: the unnormalised product and its sample count.
+
+        A data-parallel subclass (`landscape.distributed.DataParallelMixin`) sums the first over the ranks and
+        divides by the global sample count."""
+        self._check_parameters()
+        total, count = None, 0
+        states = self._states if self._states is not None else self._batch_states()
+        try:
+            for n, state in states:
+                cv = self._product(state, V)
+                total = cv if total is None else total.add_(cv)
+                count += n
+        except RuntimeError as err:
+            if "modified by an inplace operation" in str(err):
+                raise RuntimeError(
+                    f"the model's parameters or buffers changed after this {type(self).__name__} was built; "
+                    "build a new one (or use cache_graph=False)"
+                ) from err
+            raise
+        if total is None:  # no local batches (an empty shard)
+            total = torch.zeros(self.dim, V.shape[1], dtype=self.dtype, device=self.device)
+        return total, count
+
+
+class HessianOperator(CurvatureOperator):
     r"""Hessian of the mean loss over a whole data set, as an operator on the flattened parameters.
 
     .. math::  H = \nabla^2_\theta \frac{1}{N} \sum_{b} n_b \, \bar L_b(\theta),
@@ -550,7 +737,8 @@ class HessianOperator(LinearOperator):
         loss_fn: `loss_fn(outputs, targets)` returning the mean loss over a batch (a scalar).
         data: the data set (see above).
         params: parameter names or tensors to restrict the Hessian to (default: all with `requires_grad`).
-        cache_graph: keep the gradient graphs between products (faster, uses memory for all batches).
+        cache_graph: keep the gradient graphs between products (faster, uses memory for all batches; the
+            default, None, means True).
         batched: multiply a block of vectors in one vmapped backward pass (default: yes, unless the model has
             convolutions, where a loop over the vectors is faster on CPUs; measured in `nox -s bench`).
         unpack: `unpack(batch) -> (inputs, targets)` for batches of other shapes (see `default_unpack`).
@@ -563,138 +751,19 @@ class HessianOperator(LinearOperator):
             `landscape.set_progress`).
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        loss_fn: LossFn,
-        data,
-        params: Sequence[str] | Sequence[Tensor] | None = None,
-        cache_graph: bool = True,
-        batched: bool | None = None,
-        *,
-        unpack: Callable | None = None,
-        reduction: str = "mean",
-        check_reduction: bool = True,
-        mode: str | None = None,
-        progress: bool | None = None,
-    ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if not callable(loss_fn):
-            raise TypeError("loss_fn must be callable as loss_fn(outputs, targets)")
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"unknown reduction={reduction!r}; expected one of {REDUCTIONS}")
-        self.param_names, self.params = select_parameters(model, params)
-        first = self.params[0]
-        if any(p.dtype != first.dtype or p.device != first.device for p in self.params):
-            raise ValueError("all selected parameters must share one dtype and device")
-        super().__init__(sum(p.numel() for p in self.params), first.dtype, first.device)
-        self.model = model
-        self.loss_fn = loss_fn
-        self.data = materialize(data)
-        self.unpack = unpack
-        self.reduction = reduction
-        self.mode = resolve_mode(model, mode)
-        self.cache_graph = cache_graph
-        self._graphs: list[tuple[int, tuple[Tensor, ...]]] | None = None
-        if batched is None:  # vmap over convolution double-backward is slower than a loop on CPUs
-            batched = not has_convolution(model)
-        self._batch_block = bool(batched)
-        self._versions = [p._version for p in self.params]
-        if check_reduction:
-            self._check_reduction()
-        if cache_graph:
-            self._graphs = list(self._gradient_graphs(progress))
-        else:
-            self._check_data_nonempty()
+    _STATES_DESC = "Hessian graphs"
 
-    @property
-    def num_samples(self) -> int:
-        return sum(n for n, _ in self._graphs) if self._graphs is not None else self._count_samples()
+    def _prepare(self, inputs, targets, n: int) -> tuple[Tensor, ...]:
+        """The gradient of n_b · mean loss (or of the summed loss) with its graph kept (zeros for parameters the
+        loss does not reach)."""
+        loss = batch_loss(self.model, self.loss_fn, inputs, targets, self.params[0])
+        grads = torch.autograd.grad(loss * self._weight(n), self.params, create_graph=True, allow_unused=True)
+        return tuple(
+            g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params, strict=True)
+        )
 
-    def parameters_vector(self) -> Tensor:
-        """The current parameter values θ, flattened in operator order."""
-        return flatten_parameters(self.params)
-
-    def _batches(self) -> Iterator[tuple[object, Tensor]]:
-        return iterate_batches(self.data, self.unpack)
-
-    def _check_reduction(self) -> None:
-        first = next((b for b in self._batches() if batch_size_of(*b) > 0), None)
-        if first is not None:
-            with curvature_mode(self.model, self.mode):
-                check_reduction(self.model, self.loss_fn, *first, self.params[0], self.reduction)
-
-    def _check_data_nonempty(self) -> None:
-        if self._count_samples() == 0:
-            raise ValueError("data is empty: no samples to define the loss on")
-
-    def _count_samples(self) -> int:
-        return sum(batch_size_of(*b) for b in self._batches())
-
-    def _check_parameters(self) -> None:
-        """Products use the tensors captured at construction: refuse if they were changed or replaced."""
-        current = dict(self.model.named_parameters())
-        for name, param in zip(self.param_names, self.params, strict=True):
-            if current.get(name) is not param:
-                raise RuntimeError(
-                    f"the model's parameter {name!r} was replaced after this HessianOperator was built; build a "
-                    "new one"
-                )
-        if self._graphs is not None and [p._version for p in self.params] != self._versions:
-            raise RuntimeError(
-                "the model's parameters changed after this HessianOperator was built; build a new one "
-                "(or use cache_graph=False)"
-            )
-
-    def _gradient_graphs(self, progress: bool | None = False) -> Iterator[tuple[int, tuple[Tensor, ...]]]:
-        """For each batch: its size n_b and the gradient of n_b · mean loss (or of the summed loss) with its graph
-        kept."""
-        from .progress import progress_bar
-
-        count = 0
-        with (
-            curvature_mode(self.model, self.mode),
-            progress_bar(progress, desc="Hessian graphs", unit="batch") as bar,
-        ):
-            for inputs, targets in self._batches():
-                n = batch_size_of(inputs, targets)
-                if n == 0:
-                    continue
-                count += n
-                with torch.enable_grad():
-                    loss = batch_loss(self.model, self.loss_fn, inputs, targets, self.params[0])
-                    weight = n if self.reduction == "mean" else 1
-                    grads = torch.autograd.grad(
-                        loss * weight, self.params, create_graph=True, allow_unused=True
-                    )
-                grads = tuple(
-                    g if g is not None else torch.zeros_like(p)
-                    for g, p in zip(grads, self.params, strict=True)
-                )
-                bar.update(1)
-                yield n, grads
-        if count == 0:
-            raise ValueError("data is empty: no samples to define the loss on")
-
-    def _matmat(self, V: Tensor) -> Tensor:
-        total, count = self._summed_matmat(V)
-        return total.div_(count)
-
-    def _summed_matmat(self, V: Tensor) -> tuple[Tensor, int]:
-        """(Σ_b n_b H_b V, Σ_b n_b) over this process's batches: the unnormalised product and its sample count.
-
-        A data-parallel subclass all-reduces both before dividing."""
-        self._check_parameters()
-        total, count = None, 0
-        graphs = self._graphs if self._graphs is not None else self._gradient_graphs()
-        for n, grads in graphs:
-            hv = self._backward(grads, V)
-            total = hv if total is None else total.add_(hv)
-            count += n
-        if total is None:  # no local batches (an empty shard)
-            total = torch.zeros(self.dim, V.shape[1], dtype=self.dtype, device=self.device)
-        return total, count
+    def _product(self, grads: tuple[Tensor, ...], V: Tensor) -> Tensor:
+        return self._backward(grads, V)
 
     def _backward(self, grads: tuple[Tensor, ...], V: Tensor) -> Tensor:
         """H_b V for one batch: vector-Jacobian products of the gradient, batched (vmap) or one per column."""
@@ -713,56 +782,35 @@ class HessianOperator(LinearOperator):
                 if r
             ]
 
-        def flatten(hv, rows: int) -> Tensor:  # per-parameter results -> (rows, D)
-            return torch.cat(
-                [
-                    torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device)
-                    if h is None
-                    else h.reshape(rows, -1)
-                    for h, p in zip(hv, self.params, strict=True)
-                ],
-                dim=1,
+        if m > 1 and self._batch_block:
+            try:
+                with warnings.catch_warnings():  # ops without a batching rule loop inside vmap: still exact
+                    warnings.filterwarnings("ignore", message="There is a performance drop")
+                    hv = torch.autograd.grad(
+                        outs,
+                        self.params,
+                        grad_outputs=pieces(V.T),
+                        retain_graph=True,
+                        is_grads_batched=True,
+                        allow_unused=True,
+                    )
+                return self._flatten(hv, m).T
+            except RuntimeError as err:  # an op without a vmap rule: fall back to one pass per vector
+                if "modified by an inplace operation" in str(err):
+                    raise
+                self._batch_block = False
+        columns = []
+        for j in range(m):
+            vec = V[:, j].reshape(1, -1)
+            hv = torch.autograd.grad(
+                outs,
+                self.params,
+                grad_outputs=[c[0] for c in pieces(vec)],
+                retain_graph=True,
+                allow_unused=True,
             )
-
-        try:
-            if m > 1 and self._batch_block:
-                try:
-                    with (
-                        warnings.catch_warnings()
-                    ):  # ops without a batching rule loop inside vmap: still exact
-                        warnings.filterwarnings("ignore", message="There is a performance drop")
-                        hv = torch.autograd.grad(
-                            outs,
-                            self.params,
-                            grad_outputs=pieces(V.T),
-                            retain_graph=True,
-                            is_grads_batched=True,
-                            allow_unused=True,
-                        )
-                    return flatten(hv, m).T
-                except RuntimeError as err:  # an op without a vmap rule: fall back to one pass per vector
-                    if "modified by an inplace operation" in str(err):
-                        raise
-                    self._batch_block = False
-            columns = []
-            for j in range(m):
-                vec = V[:, j].reshape(1, -1)
-                hv = torch.autograd.grad(
-                    outs,
-                    self.params,
-                    grad_outputs=[c[0] for c in pieces(vec)],
-                    retain_graph=True,
-                    allow_unused=True,
-                )
-                columns.append(flatten(hv, 1)[0])
-            return torch.stack(columns, dim=1)
-        except RuntimeError as err:
-            if "modified by an inplace operation" in str(err):
-                raise RuntimeError(
-                    "the model's parameters or buffers changed after this HessianOperator was built; build a "
-                    "new one (or use cache_graph=False)"
-                ) from err
-            raise
+            columns.append(self._flatten(hv, 1)[0])
+        return torch.stack(columns, dim=1)
 
 
 def dense_hessian(
@@ -802,7 +850,7 @@ def dense_hessian(
             def loss_of(flat: Tensor, inputs=inputs, targets=targets) -> Tensor:
                 chunks = torch.split(flat, sizes)
                 state = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
-                module = _FunctionalModel(model, {**fixed, **state, **buffers})
+                module = FunctionalModel(model, {**fixed, **state, **buffers})
                 return batch_loss(module, loss_fn, inputs, targets, flat)
 
             # torch.autograd.functional.hessian, not torch.func: in torch 2.14 the vmapped second derivative
@@ -815,7 +863,7 @@ def dense_hessian(
     return total / count
 
 
-class _FunctionalModel(nn.Module):
+class FunctionalModel(nn.Module):
     """Calls `model` with substituted parameters and buffers (torch.func.functional_call), nothing stored."""
 
     def __init__(self, model: nn.Module, state: dict[str, Tensor]) -> None:
