@@ -488,6 +488,8 @@ def test_layer_spectra_small_blocks_options_and_errors():
         layer_spectra(model, loss_fn, (x, y), operator="kfac")
     with pytest.raises(ValueError, match="k must be a positive integer"):
         layer_spectra(model, loss_fn, (x, y), k=0)
+    with pytest.raises(ValueError, match="unknown which='biggest'"):
+        layer_spectra(model, loss_fn, (x, y), which="biggest")
 
 
 def test_layer_spectra_warn_once_about_train_mode():

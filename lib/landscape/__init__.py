@@ -13,7 +13,7 @@ from .curvature import (
 from .data import Dataset, cache_root, image_dataset, load_dataset, mnist1d
 from .density import SpectralDensity, effective_rank, spectral_density
 from .directions import as_direction, normalize_direction, random_direction
-from .distributed import DistributedHessianOperator
+from .distributed import DistributedGGNOperator, DistributedHessianOperator
 from .dynamics import (
     ContinuedRun,
     EdgeOfStability,
@@ -61,6 +61,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "DenseOperator",
     "HessianOperator",
     "DistributedHessianOperator",
+    "DistributedGGNOperator",
     "ScaledOperator",
     "as_operator",
     "dense_hessian",

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .eigen import EigenResult, _order, top_eigenvalues
+from .eigen import WHICH, EigenResult, ritz_order, top_eigenvalues
 from .operators import (
     BATCH_NORMS,
     CurvatureOperator,
@@ -672,6 +672,8 @@ def layer_spectra(
     Returns:
         dict group name → `LayerSpectrum(name, params, dim, eigen)`, in parameter order.
     """
+    if which not in WHICH:
+        raise ValueError(f"unknown which={which!r}; expected one of {WHICH}")
     if isinstance(operator, str):
         if operator not in OPERATORS:
             raise ValueError(
@@ -712,7 +714,7 @@ def _dense_eigen(op: LinearOperator, k: int, which: str) -> EigenResult:
     A = op.to_dense().to(op.work_dtype)
     A = (A + A.T) / 2
     theta, S = torch.linalg.eigh(A)
-    idx = _order(theta, which)[: min(k, op.dim)]
+    idx = ritz_order(theta, which)[: min(k, op.dim)]
     values, vectors = theta[idx], S[:, idx]
     residuals = (A @ vectors - vectors * values).norm(dim=0)
     return EigenResult(

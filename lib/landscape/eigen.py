@@ -331,7 +331,8 @@ def _grow_symmetric(M: Tensor, new_cols: Tensor) -> Tensor:
     return out
 
 
-def _order(theta: Tensor, which: str) -> Tensor:
+def ritz_order(theta: Tensor, which: str) -> Tensor:
+    """Indices of `theta` from the requested end inwards (descending, ascending, or by magnitude)."""
     if which == "largest":
         return torch.argsort(theta, descending=True)
     if which == "smallest":
@@ -470,7 +471,7 @@ def top_eigenvalues(
     def select(theta, S, residuals):
         if theta.numel() < k:
             return False
-        idx = _order(theta, which)[:k]
+        idx = ritz_order(theta, which)[:k]
         scale = float(theta.abs().max())
         resid = residuals(idx)
         for i, r in zip(idx.tolist(), resid.tolist(), strict=True):
@@ -493,13 +494,13 @@ def top_eigenvalues(
         capacity=capacity,
         chunk_cols=_chunk_cols(op.dim, capacity, block_size, dtype, copies=2),
         select=select,
-        keep=lambda theta: _order(theta, which)[:num_keep],
+        keep=lambda theta: ritz_order(theta, which)[:num_keep],
         generator=gen,
         device=device,
         progress=progress,
     )
     theta, S = torch.linalg.eigh(run.T)
-    idx = _order(theta, which)[:k]
+    idx = ritz_order(theta, which)[:k]
     values = theta[idx].to(dtype)
     s = S[:, idx].to(device=device, dtype=dtype)
     vectors = run.Q.combine(s)
