@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from landscape import progress
 from landscape.directions import random_direction
 from landscape.eigen import top_eigenvalues
+from landscape.interpolation import interpolation_barrier
 from landscape.operators import HessianOperator
 from landscape.slices import FirstLayer, GridEvaluator, slice_1d, slice_2d, symmetric_grid
 from test_directions import assert_unchanged, snapshot
@@ -504,3 +505,21 @@ def test_a_loss_that_overflows_far_from_theta_is_kept(method):
     out = slice_1d(model, F.mse_loss, (x, y), d, [0.0, 1.0, 1e200], method=method)
     assert torch.isfinite(out.losses[:2]).all()
     assert out.losses[2].item() == float("inf")  # (1e200)² overflows: data about the surface, not an error
+
+
+def test_barrier_weights_through_the_first_layer_match_the_plain_evaluation():
+    model_a, x, y = wide_mlp()
+    model_b = copy.deepcopy(model_a)
+    with torch.no_grad():
+        for p in model_b.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5), dtype=p.dtype))
+    a = {n: t.detach() for n, t in model_a.named_parameters()}
+    b = {n: t.detach() for n, t in model_b.named_parameters()}
+    assert FirstLayer.find(model_a, [a, b, a]) is not None
+    ev = GridEvaluator(model_a, F.cross_entropy, (x, y))
+    for method in ("vmap", "loop"):  # rows (1, 0, α) up to α = 1/2, then (0, 1, α − 1)
+        out = interpolation_barrier(model_a, model_b, F.cross_entropy, (x, y), 5, method=method)
+        want = [
+            ev.evaluate_state({n: (1 - al) * a[n] + al * b[n] for n in a})[0] for al in out.alphas.tolist()
+        ]
+        torch.testing.assert_close(out.losses, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)

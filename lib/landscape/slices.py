@@ -1,9 +1,10 @@
 """1-D and 2-D slices of the loss surface: L(θ + α d) and L(θ + x d₁ + y d₂) on a grid.
 
 Every grid point is a linear combination of a few fixed parameter sets ("anchors": θ and the directions, or two
-models), built element-wise (so a coordinate 0 gives θ exactly) and evaluated in inference mode with the model
-in eval mode; the caller's model is never written. Two evaluation strategies give the same numbers up to the
-rounding of the forward pass:
+models), built so that a coordinate 0 gives θ exactly (the other terms are exact zeros), and evaluated in
+inference mode with the model in eval mode; the caller's model is never written. Two evaluation strategies
+give the same numbers up to rounding (of building a point and of the forward pass, about 1e-15 relative in
+float64):
 
 - `"vmap"`: `torch.func.vmap` of `torch.func.functional_call` over a chunk of grid points, one forward pass per
   chunk and batch (for tiny models, where a single forward pass is dominated by per-operation overhead, and
@@ -365,8 +366,12 @@ class FirstLayer:
         """Σ_k weights[k] · outputs[k] for one point, shape (*output shape), written into `out` if given: K
         passes over one output, in place after the first (a (1, K) @ (K, M) product, or a fresh tensor per
         point, costs as much as a 40-input linear layer on a CPU)."""
-        acc = torch.mul(outputs[0], weights[0], out=out)
-        for k in range(1, len(weights)):
+        if weights[0] == 1 and len(weights) > 1:  # θ + Σ w_k d_k: one pass fewer
+            acc = torch.add(outputs[0], outputs[1], alpha=weights[1], out=out)
+            start = 2
+        else:
+            acc, start = torch.mul(outputs[0], weights[0], out=out), 1
+        for k in range(start, len(weights)):
             acc.add_(outputs[k], alpha=weights[k])
         return acc
 
@@ -576,7 +581,7 @@ class GridEvaluator:
                         continue
                 else:
                     if work is None:
-                        work = self._working_copy(flat if linear is not None else None)
+                        work = self._working_copy(flat)
                     points = make_points(start, stop) if linear is None else None
                     chunk_losses, chunk_correct = self._looped(work, stop - start, points, rows, first)
                 losses[start:stop] = chunk_losses.cpu()
