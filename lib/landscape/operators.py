@@ -68,7 +68,8 @@ class LinearOperator:
                 f"operator of shape {self.shape} cannot multiply a tensor of shape {tuple(x.shape)}: "
                 f"expected ({self.dim},) or ({self.dim}, m)"
             )
-        if not torch.isfinite(x).all():
+        # amax/amin propagate NaN and need no block-sized temporary (isfinite(x) would allocate ~2x the block)
+        if x.numel() and not (torch.isfinite(x.amax()) and torch.isfinite(x.amin())):
             raise ValueError("the vector multiplied by the operator contains NaN or inf")
         block = x.unsqueeze(1) if x.ndim == 1 else x
         if block.shape[1] == 0:
