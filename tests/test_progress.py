@@ -36,6 +36,7 @@ def test_terminal_rule_outside_pytest(monkeypatch):
             return True
 
     monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.delitem(sys.modules, "papermill", raising=False)  # other tests may have imported it
     assert get_progress() is True
     monkeypatch.setitem(sys.modules, "papermill", object())
     assert get_progress() is False
