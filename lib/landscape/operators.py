@@ -235,13 +235,13 @@ def unpack_inputs_then_target(batch) -> tuple[object, Tensor]:
     return (inputs[0] if len(inputs) == 1 else tuple(inputs)), targets
 
 
-def _tensor_leaves(tree) -> list[Tensor]:
+def tensor_leaves(tree) -> list[Tensor]:
     if isinstance(tree, Tensor):
         return [tree]
     if isinstance(tree, Mapping):
-        return [t for v in tree.values() for t in _tensor_leaves(v)]
+        return [t for v in tree.values() for t in tensor_leaves(v)]
     if isinstance(tree, (tuple, list)):
-        return [t for v in tree for t in _tensor_leaves(v)]
+        return [t for v in tree for t in tensor_leaves(v)]
     return []
 
 
@@ -259,7 +259,7 @@ def map_tensors(tree, fn):
 def batch_size_of(inputs, targets) -> int:
     """Samples in a batch: the leading dimension of the targets (of the first input tensor if targets are not a
     tensor)."""
-    leaves = [targets] if isinstance(targets, Tensor) else _tensor_leaves(inputs)
+    leaves = [targets] if isinstance(targets, Tensor) else tensor_leaves(inputs)
     if not leaves or leaves[0].ndim == 0:
         raise ValueError(
             "cannot tell the batch size: expected targets (or inputs) with a leading batch dimension; a Dataset of "
@@ -307,7 +307,7 @@ def _check_batch(pair) -> tuple[object, Tensor]:
             raise ValueError(
                 f"inputs and targets disagree on the batch size: {inputs.shape[0]} vs {targets.shape[0]}"
             )
-    elif not _tensor_leaves(inputs):
+    elif not tensor_leaves(inputs):
         raise TypeError(f"the model inputs of a batch contain no tensor (got {type(inputs).__name__})")
     return inputs, targets
 

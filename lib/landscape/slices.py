@@ -58,12 +58,12 @@ from torch import Tensor, nn
 from .directions import Direction, as_direction, check_finite, direction_norm
 from .operators import (
     LossFn,
-    _tensor_leaves,
     eval_mode,
     has_convolution,
     iterate_batches,
     materialize,
     move_batch,
+    tensor_leaves,
 )
 from .progress import progress_bar
 
@@ -240,7 +240,7 @@ def _check_independent(a: Direction, b: Direction) -> None:
 def check_finite_data(part, what: str) -> None:
     """Raise ValueError "{what} contain NaN or inf" if a floating tensor in `part` (a tensor, or a tuple, list
     or dict of them) has a NaN or inf entry."""
-    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in _tensor_leaves(part)):
+    if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in tensor_leaves(part)):
         raise ValueError(f"{what} contain NaN or inf")
 
 
