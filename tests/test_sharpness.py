@@ -60,3 +60,17 @@ def test_max_basis_and_progress_reach_lanczos_and_the_trace(capsys):
     capsys.readouterr()
     normalized_sharpness(net, F.cross_entropy, (x, y), trace_matvecs=20, progress=True)
     assert "trace (xtrace)" in capsys.readouterr().err
+
+
+def test_operator_options_reach_the_hessian():
+    from conftest import make_problem
+
+    model, loss_fn, x, y = make_problem("cnn")
+    model.train()
+    with pytest.warns(UserWarning, match="train mode"):
+        default = normalized_sharpness(model, loss_fn, (x, y), trace_matvecs=0)
+    quiet = normalized_sharpness(model, loss_fn, (x, y), trace_matvecs=0, mode="eval")
+    assert quiet.lambda_max == default.lambda_max
+    train = normalized_sharpness(model, loss_fn, (x, y), trace_matvecs=0, mode="train")
+    assert abs(train.lambda_max - quiet.lambda_max) > 1e-6 * abs(quiet.lambda_max)
+    model.eval()

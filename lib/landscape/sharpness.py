@@ -42,6 +42,7 @@ def normalized_sharpness(
     seed: int | torch.Generator | None = 0,
     max_basis: int | None = None,
     progress: bool | None = None,
+    **operator_options,
 ) -> NormalizedSharpness:
     r"""Scale-normalised sharpness of the mean loss at the model's parameters θ.
 
@@ -68,8 +69,9 @@ def normalized_sharpness(
         max_basis: most Lanczos basis columns kept (default: `top_eigenvalues`'s, by the memory it needs).
         progress: progress bars over batches, Lanczos and trace products (None: the library default,
             `landscape.set_progress`).
+        operator_options: further `HessianOperator` arguments (`mode`, `unpack`, `reduction`, `cache_graph`, ...).
     """
-    op = HessianOperator(model, loss_fn, data, params=params, progress=progress)
+    op = HessianOperator(model, loss_fn, data, params=params, progress=progress, **operator_options)
     scaled = ScaledOperator(op, op.parameters_vector().abs())
     top = top_eigenvalues(scaled, 1, tol=tol, seed=seed, max_basis=max_basis, progress=progress)
     if trace_matvecs > 0:
