@@ -242,3 +242,43 @@ def test_bad_chunk_size_and_distribution(hessian):
             hessian_trace(hessian, 10, chunk_size=bad)
     with pytest.raises(ValueError, match="'sphere'"):
         hessian_trace(hessian, 10, distribution="normal")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_in_place_cholesky_qr2_orthonormalises_an_ill_conditioned_sketch(dtype):
+    from landscape import trace
+
+    g = torch.Generator().manual_seed(0)
+    U = torch.linalg.qr(torch.randn(300, 12, generator=g, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=torch.float64))[0]
+    Y = U @ torch.diag(torch.logspace(0, -5, 12, dtype=torch.float64)) @ V.T  # cond(Y) = 1e5
+    rows = Y.T.to(dtype).clone()
+    storage = rows.data_ptr()
+    R = trace._cholesky_qr2_rows(rows)
+    assert rows.data_ptr() == storage  # in place
+    Q = rows.T.double()
+    eps = torch.finfo(dtype).eps
+    assert float((Q.T @ Q - torch.eye(12, dtype=torch.float64)).abs().max()) < 50 * eps
+    assert float((Q @ R - Y.to(dtype).double()).norm() / Y.norm()) < 50 * eps
+    assert torch.equal(R, R.triu())
+    singular = Y[:, :11] @ torch.randn(11, 12, generator=g, dtype=torch.float64)  # rank 11
+    rows = singular.T.clone()
+    assert trace._cholesky_qr2_rows(rows) is None
+    assert torch.equal(rows, singular.T)  # untouched, for the Householder fallback
+
+
+def test_xtrace_equals_its_householder_version():
+    from landscape import trace
+
+    g = torch.Generator().manual_seed(1)
+    B = torch.randn(80, 80, generator=g, dtype=torch.float64)
+    A = B @ B.T / 80
+    ours = hessian_trace(A, 24, seed=3)
+    original = trace._cholesky_qr2_rows
+    try:
+        trace._cholesky_qr2_rows = lambda rows: None  # always the Householder path
+        householder = hessian_trace(A, 24, seed=3)
+    finally:
+        trace._cholesky_qr2_rows = original
+    assert ours.estimate == pytest.approx(householder.estimate, rel=1e-10)
+    assert ours.stderr == pytest.approx(householder.stderr, rel=1e-8)

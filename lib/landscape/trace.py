@@ -128,7 +128,44 @@ def _sketch_qr(op, buf, s, gen, dist, chunk, bar) -> tuple[Tensor, Tensor]:
         block = buf[: stop - start]
         _draw_rows(block, gen, dist)
         Yt[start:stop] = _product(op, block.T, bar).T
-    return torch.linalg.qr(Yt.T)  # Yt.T is column-major, as LAPACK wants it; Q comes back column-major
+    R = _cholesky_qr2_rows(Yt)
+    if R is None:  # numerically rank-deficient (or cond > ~1e7): Householder QR, which needs a second copy
+        return torch.linalg.qr(Yt.T)  # Yt.T is column-major, as LAPACK wants it; Q comes back column-major
+    return Yt.T, R.to(op.work_dtype)
+
+
+_SLAB_VALUES = 2**22  # float64 values of one temporary slab
+
+
+def _cholesky_qr2_rows(Yt: Tensor) -> Tensor | None:
+    """Orthonormalise the rows of `Yt` (s × D) in place by CholeskyQR2 and return R (float64, s × s) with
+    Y = Q R for Y = Ytᵀ before and Q = Ytᵀ after; None (Yt untouched) when Y is too ill-conditioned.
+
+    Each pass forms the Gram matrix G = YᵀY in float64 slab by slab, factors G = LLᵀ and overwrites the rows
+    with L⁻¹ Yt, so the memory beyond Yt is one float64 slab (Householder QR would need a second s × D copy).
+    The float64 Gram keeps the first pass accurate up to cond(Y) ≈ 1e7 whatever Yt's dtype; the second pass
+    restores orthogonality to rounding (Yamamoto et al. 2015, "Roundoff error analysis of the CholeskyQR2
+    algorithm"). Written by hand: torch has no in-place QR.
+    """
+    rows, dim = Yt.shape
+    width = max(1, _SLAB_VALUES // max(rows, 1))
+    spans = _spans(dim, width)
+    R = torch.eye(rows, dtype=torch.float64)
+    for attempt in range(2):
+        G = torch.zeros(rows, rows, dtype=torch.float64, device=Yt.device)
+        for a, b in spans:
+            slab = Yt[:, a:b].double()
+            G.addmm_(slab, slab.T)
+        L, info = torch.linalg.cholesky_ex(G)
+        diagonal = L.diagonal() if int(info) == 0 else None
+        if diagonal is None or float(diagonal.min()) ** 2 <= 1e-14 * float(diagonal.max()) ** 2:
+            if attempt == 0:
+                return None
+            raise RuntimeError("CholeskyQR2: the second pass lost positive definiteness")  # cannot happen
+        for a, b in spans:
+            Yt[:, a:b] = torch.linalg.solve_triangular(L, Yt[:, a:b].double(), upper=False).to(Yt.dtype)
+        R = L.T.cpu() @ R
+    return R
 
 
 def _hutchpp(op, m, gen, dist, chunk, bar):
@@ -265,9 +302,12 @@ def hessian_trace(
     half-precision operator, the block cast to its dtype):
 
     - Hutchinson: 3c (a block of probes, its product, their elementwise product).
-    - Hutch++, s = ⌊m/3⌋: at most 2s + c during the QR of A S (the sketch and its Q factor), then s + 3c.
-    - XTrace, s = ⌊m/2⌋: at most 2s + c during the QR of A Ω (the sketch is freed after it; the probes are
-      drawn again from the generator's saved state for QᵀΩ instead of being kept), then s + 2c.
+    - Hutch++, s = ⌊m/3⌋: s + 3c. The sketch A S is orthonormalised in place (CholeskyQR2 with a float64
+      Gram matrix, one float64 slab of 2²² values beside it).
+    - XTrace, s = ⌊m/2⌋: s + 2c, the sketch A Ω orthonormalised in place likewise (the probes are drawn again
+      from the generator's saved state for QᵀΩ instead of being kept).
+    - Either, when the sketch is numerically rank-deficient (condition number above ~1e7): 2s + c for a
+      Householder QR instead.
     - exact: 3c.
 
     Args:
