@@ -520,3 +520,19 @@ def test_estimators_accept_the_curvature_operators():
     assert density.nodes.min() > eigs[0] - 1e-8
     assert density.nodes.max() < eigs[-1] + 1e-8
     assert math.isclose(float(density.nodes.max()), float(eigs[-1]), rel_tol=1e-6)
+
+
+def test_empirical_fisher_couples_samples_through_batchnorm_without_running_statistics():
+    # BatchNorm with track_running_stats=False normalises with batch statistics in eval mode too: per-sample
+    # gradients must go through the batch (as in train mode), not through single samples
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2, track_running_stats=False),
+        torch.nn.Flatten(), torch.nn.Linear(32, 3),
+    ).double().eval()  # fmt: skip
+    x = torch.randn(10, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (10,), generator=torch.Generator().manual_seed(2))
+    loss_fn = torch.nn.functional.cross_entropy
+    evaluated = FisherOperator(model, loss_fn, (x, y), mode="eval").to_dense()
+    through_batch = FisherOperator(model, loss_fn, (x, y), mode="train").to_dense()
+    torch.testing.assert_close(evaluated, through_batch, rtol=1e-10, atol=1e-12)

@@ -394,3 +394,35 @@ def test_curvature_operator_base_weights_batches_and_checks_its_data(cache_graph
             op @ torch.ones(5, dtype=torch.float64)
     else:
         torch.testing.assert_close(op.to_dense(), x.T @ x / 24, rtol=1e-12, atol=1e-14)
+
+
+def test_half_precision_large_batches_do_not_overflow():
+    # n_b · loss and the sum over batches exceed float16's 65504: weights and sums are applied in float32
+    model = torch.nn.Linear(4, 1, bias=False).half()
+    x = torch.ones(40000, 4)
+    batches = [(x[i : i + 10000], torch.zeros(10000, 1)) for i in range(0, 40000, 10000)]
+    op = HessianOperator(model, torch.nn.functional.mse_loss, batches)
+    hv = op @ torch.eye(4)[:, 0]
+    torch.testing.assert_close(hv, torch.full((4,), 2.0))  # H = 2 x xᵀ for x = 1
+
+
+def test_failed_product_restores_the_model_at_once(monkeypatch):
+    model, loss_fn, x, y = make_problem("cnn")
+    op = HessianOperator(model, loss_fn, (x, y), mode="train", cache_graph=False)
+
+    def out_of_memory(*args):
+        raise torch.OutOfMemoryError("simulated")
+
+    monkeypatch.setattr(op, "_product", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError) as caught:
+        op @ torch.ones(op.dim, dtype=torch.float64)
+    assert caught.value is not None  # the traceback is still held, as in a notebook
+    assert model.bn.running_mean is not None
+    assert not model.training
+
+
+def test_train_mode_refuses_sync_batchnorm(mlp_problem):
+    model, loss_fn, x, y = mlp_problem
+    synced = torch.nn.Sequential(*model[:1], torch.nn.SyncBatchNorm(6), *model[1:]).double()
+    with pytest.raises(ValueError, match="SyncBatchNorm"):
+        HessianOperator(synced, loss_fn, (x, y), mode="train")

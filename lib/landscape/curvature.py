@@ -179,11 +179,13 @@ class GGNOperator(_JacobianOperator):
         tensor([[5.]], dtype=torch.float64)
     """
 
+    _WEIGHT_IN_GRAPH = True
+
     def _prepare(self, inputs, targets, n: int) -> tuple[_Linearisation, Tensor, Tensor]:
         lin = self._linearise(inputs)
         leaf = lin.out.detach().requires_grad_()
         loss = batch_loss(lambda *_, **__: leaf, self.loss_fn, inputs, targets, self.params[0])
-        (grad_out,) = torch.autograd.grad(loss * self._weight(n), leaf, create_graph=True)
+        (grad_out,) = torch.autograd.grad(loss * self._graph_weight(n), leaf, create_graph=True)
         return lin, leaf, grad_out
 
     def _product(self, state, V: Tensor) -> Tensor:
@@ -304,8 +306,10 @@ class FisherOperator(_JacobianOperator):
         self._label_state = gen.get_state()  # every pass over the data redraws the same labels from here
         self._labels = torch.Generator()
         # Per-sample gradients by vmap over single samples, unless the samples of a batch are coupled.
-        self._coupled = kwargs.get("mode") == "train" and any(
-            isinstance(m, BATCH_NORMS) for m in model.modules()
+        # BatchNorm normalises with batch statistics in train mode, and in any mode without running statistics.
+        self._coupled = isinstance(model, nn.Module) and any(
+            isinstance(m, BATCH_NORMS) and (kwargs.get("mode") == "train" or m.running_mean is None)
+            for m in model.modules()
         )
         super().__init__(model, *args, **kwargs)
 

@@ -439,7 +439,9 @@ def _random_modules(model: nn.Module) -> list[str]:
     return [
         name or type(m).__name__
         for name, m in model.named_modules()
-        if (isinstance(m, _DROPOUT) and m.p > 0) or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0)
+        if (isinstance(m, _DROPOUT) and m.p > 0)
+        or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0)
+        or (type(m).__name__ == "StochasticDepth" and getattr(m, "p", 0) > 0)  # torchvision.ops
     ]
 
 
@@ -488,6 +490,13 @@ def curvature_mode(model: nn.Module, mode: str = "eval"):
                 raise ValueError(
                     f"mode='train' with dropout ({', '.join(random[:3])}): the train-mode loss is random. Set "
                     "the dropout probability to 0 or use mode='eval'"
+                )
+            synced = [name for name, m in model.named_modules() if isinstance(m, nn.SyncBatchNorm)]
+            if synced:
+                raise ValueError(
+                    f"mode='train' with SyncBatchNorm ({', '.join(synced[:3])}): its statistics are pooled over "
+                    "ranks and it has no second derivative; convert it to BatchNorm for the probe or use "
+                    "mode='eval'"
                 )
             model.train()
             for m in model.modules():
@@ -609,6 +618,14 @@ class CurvatureOperator(LinearOperator):
         """The factor turning `loss_fn` on a batch into the sum of its per-sample losses."""
         return n if self.reduction == "mean" else 1
 
+    # Subclasses whose `_prepare` differentiates `loss * _graph_weight(n)` (Hessian, GGN) set this.
+    _WEIGHT_IN_GRAPH = False
+
+    def _graph_weight(self, n: int) -> int:
+        """The part of `_weight` applied inside the autograd graph: all of it, except in half precision, where
+        n_b · loss could overflow float16 and the weight is applied to the product in `work_dtype` instead."""
+        return self._weight(n) if self.dtype == self.work_dtype else 1
+
     def _batches(self) -> Iterator[tuple[object, Tensor]]:
         return iterate_batches(self.data, self.unpack)
 
@@ -683,7 +700,9 @@ class CurvatureOperator(LinearOperator):
         states = self._states if self._states is not None else self._batch_states()
         try:
             for n, state in states:
-                cv = self._product(state, V)
+                cv = self._product(state, V).to(self.work_dtype)  # sums over batches never in half precision
+                if self._WEIGHT_IN_GRAPH and self.dtype != self.work_dtype:
+                    cv.mul_(self._weight(n))  # the weight `_graph_weight` left out of a half-precision graph
                 total = cv if total is None else total.add_(cv)
                 count += n
         except RuntimeError as err:
@@ -693,8 +712,11 @@ class CurvatureOperator(LinearOperator):
                     "build a new one (or use cache_graph=False)"
                 ) from err
             raise
+        finally:
+            if not isinstance(states, list):  # a paused generator would keep the model in the curvature mode
+                states.close()
         if total is None:  # no local batches (an empty shard)
-            total = torch.zeros(self.dim, V.shape[1], dtype=self.dtype, device=self.device)
+            total = torch.zeros(self.dim, V.shape[1], dtype=self.work_dtype, device=self.device)
         return total, count
 
 
@@ -726,7 +748,13 @@ class HessianOperator(CurvatureOperator):
     Checks at construction: the loss reduction (a `loss_fn` that sums over the batch when a mean was declared
     would scale every curvature by the batch size: `check_reduction`, one extra forward pass of the first batch
     doubled); a non-finite loss is an error. A parameter changed in place, or replaced by another tensor, after
-    construction makes products raise.
+    construction makes products raise (a change through ``p.data`` bypasses autograd's version counter and is
+    not detected: build a new operator after such an update).
+
+    Limitation: batches are weighted by their sample count n_b. A loss normalised by something else — valid
+    tokens with ``ignore_index``, class weights, a masked token mean — passes the reduction check (it is still
+    a mean) but makes the operator a weighted average of batch Hessians rather than the Hessian of the loss on
+    the whole data set; use one batch, or equal normalisers per batch, for such losses.
 
     Precision: products run in the parameters' dtype (float16/bfloat16 included); solvers keep their vectors
     and reductions in `work_dtype` (at least float32).
@@ -753,12 +781,15 @@ class HessianOperator(CurvatureOperator):
     """
 
     _STATES_DESC = "Hessian graphs"
+    _WEIGHT_IN_GRAPH = True
 
     def _prepare(self, inputs, targets, n: int) -> tuple[Tensor, ...]:
         """The gradient of n_b · mean loss (or of the summed loss) with its graph kept (zeros for parameters the
         loss does not reach)."""
         loss = batch_loss(self.model, self.loss_fn, inputs, targets, self.params[0])
-        grads = torch.autograd.grad(loss * self._weight(n), self.params, create_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            loss * self._graph_weight(n), self.params, create_graph=True, allow_unused=True
+        )
         return tuple(
             g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params, strict=True)
         )
