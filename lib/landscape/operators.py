@@ -701,8 +701,9 @@ class CurvatureOperator(LinearOperator):
         try:
             for n, state in states:
                 cv = self._product(state, V).to(self.work_dtype)  # sums over batches never in half precision
-                if self._WEIGHT_IN_GRAPH and self.dtype != self.work_dtype:
-                    cv.mul_(self._weight(n))  # the weight `_graph_weight` left out of a half-precision graph
+                left_out = self._weight(n) // self._graph_weight(n) if self._WEIGHT_IN_GRAPH else 1
+                if left_out != 1:  # the part of the weight a half-precision graph left out
+                    cv.mul_(left_out)
                 total = cv if total is None else total.add_(cv)
                 count += n
         except RuntimeError as err:
