@@ -7,6 +7,7 @@ import torch
 from conftest import make_problem
 from landscape import (
     HessianOperator,
+    LinearOperator,
     dense_hessian,
     eigen,
     eigenvalue_ratio,
@@ -236,6 +237,45 @@ def test_chunked_basis_allocates_only_the_columns_it_stores(monkeypatch):
     assert max(cols for _, cols, _ in RecordingBasis.log) == 8
     assert chunked.num_matvecs == one_buffer.num_matvecs
     torch.testing.assert_close(chunked.values, one_buffer.values, rtol=1e-12, atol=0)
+    torch.testing.assert_close(chunked.residuals, one_buffer.residuals, rtol=1e-6, atol=1e-14)
+
+
+@pytest.mark.parametrize(("max_basis", "block_size"), [(8, 1), (12, 1), (7, 2)])
+def test_lanczos_without_stored_products_stops_where_the_explicit_residuals_do(
+    monkeypatch, max_basis, block_size
+):
+    # The relation residual ‖R Eᵀs‖ equals the explicit ‖A Q s − θ Q s‖ in float64, through restarts and blocks.
+    A = clustered_matrix()
+    kwargs = {"tol": 1e-10, "max_basis": max_basis, "block_size": block_size, "max_matvecs": 2000}
+    without = top_eigenvalues(A, 3, **kwargs)  # a restarted basis stores Q alone
+    monkeypatch.setattr(eigen, "_keeps_products", lambda *args: True)
+    with_products = top_eigenvalues(A, 3, **kwargs)
+    assert without.converged
+    assert without.method == with_products.method  # the same restarts
+    assert without.num_matvecs == with_products.num_matvecs + 3
+    torch.testing.assert_close(without.values, with_products.values, rtol=1e-12, atol=0)
+    true_res = (A @ without.vectors - without.vectors * without.values).norm(dim=0)
+    torch.testing.assert_close(without.residuals, true_res, rtol=1e-6, atol=1e-14)
+
+
+class NoisyOperator(LinearOperator):
+    """A dense symmetric matrix whose products carry seeded relative noise (like half-precision products)."""
+
+    def __init__(self, A, noise):
+        super().__init__(A.shape[0], A.dtype, A.device)
+        self.A, self.noise, self.gen = A, noise, torch.Generator().manual_seed(0)
+
+    def _matmat(self, V):
+        W = self.A @ V
+        return W + self.noise * W.norm(dim=0) * torch.randn(W.shape, generator=self.gen, dtype=W.dtype)
+
+
+def test_relation_residuals_below_the_products_noise_are_not_reported_as_converged():
+    op = NoisyOperator(clustered_matrix(), 1e-4)
+    with pytest.warns(RuntimeWarning, match="explicit residuals of the returned pairs"):
+        res = top_eigenvalues(op, 1, tol=1e-10, max_basis=20, max_matvecs=400)
+    assert not res.converged
+    assert float(res.residuals[0]) > 1e-6  # the noise floor, honestly reported
 
 
 def test_basis_products_and_in_place_restart_match_dense():

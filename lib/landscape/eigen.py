@@ -165,13 +165,14 @@ def _chunk_cols(dim: int, capacity: int, block: int, dtype: torch.dtype, copies:
 
 
 def _orthonormalise(block: Tensor, basis: _Basis | None) -> tuple[Tensor, Tensor]:
-    """Orthogonalise `block` against `basis` (twice: 'twice is enough') and return (Q, norms before QR)."""
+    """Orthogonalise `block` against `basis` in place (twice: 'twice is enough') and return (Q, Gram), the
+    Gram matrix RᵀR (float64, CPU) of the orthogonalised block R before its QR: ‖R c‖² = cᵀ RᵀR c."""
     if basis is not None and basis.cols > 0:
         for _ in range(2):
-            block = block - basis.combine(basis.project(block))
-    norms = block.norm(dim=0)
+            block.sub_(basis.combine(basis.project(block)))
+    gram = (block.T @ block).double().cpu()
     q, _ = torch.linalg.qr(block)
-    return q, norms
+    return q, gram
 
 
 def lanczos_tridiagonal(
@@ -264,13 +265,16 @@ def _lanczos(
 ) -> _Krylov:
     """Shared block-Lanczos loop with full reorthogonalisation and thick restarts.
 
-    Spends at most `budget` products. Q and W = A Q grow block by block (in `op.work_dtype`, on `device`) and
-    T = QᵀW by the new block's column. After each block, if `select` is given, it is called as
-    `select(theta, S, residuals)` with the Ritz values, the Ritz vectors in the basis, and a function returning
-    the explicit residual norms ‖W s − θ Q s‖ of chosen Ritz pairs; it returns True to stop. When the next block
-    would pass `capacity` columns, `keep(theta)` picks the Ritz pairs to keep: Q <- Q S_keep, W <- W S_keep,
-    T <- diag(θ_keep), and the loop continues with the next block, which was orthogonalised against the whole
-    old basis and so against the kept Ritz vectors.
+    Spends at most `budget` products. Q (and, with `keep_products`, W = A Q) grow block by block (in
+    `op.work_dtype`, on `device`) and T = QᵀAQ by the new block's column. After each block, if `select` is
+    given, it is called as `select(theta, S, residuals)` with the Ritz values, the Ritz vectors in the basis, and
+    a function returning the residual norms ‖A Q s − θ Q s‖ of chosen Ritz pairs; it returns True to stop. With
+    W the residuals are explicit, ‖W s − θ Q s‖. Without W they come from the Lanczos relation
+    A Q = Q T + R Eᵀ (R: the last product orthogonalised against Q; E: the last block's columns), which every
+    step and every restart preserves: ‖A Q s − θ Q s‖ = ‖R (Eᵀ s)‖, from the Gram matrix RᵀR.
+    When the next block would pass `capacity` columns, `keep(theta)` picks the Ritz pairs to keep:
+    Q <- Q S_keep (W likewise), T <- diag(θ_keep), and the loop continues with the next block, which was
+    orthogonalised against the whole old basis and so against the kept Ritz vectors.
     """
     dim, dtype = op.dim, op.work_dtype
     Q = _Basis(dim, capacity, chunk_cols, dtype, device)
@@ -286,7 +290,8 @@ def _lanczos(
                 theta, S = torch.linalg.eigh(T)
                 idx = keep(theta)
                 Q.rotate(S[:, idx])
-                W.rotate(S[:, idx])
+                if W is not None:
+                    W.rotate(S[:, idx])
                 T = torch.diag(theta[idx])
                 restarts += 1
             w = (op @ q.to(op.device)).to(device)
@@ -296,25 +301,33 @@ def _lanczos(
             used += width
             bar.update(width)
             T = _grow_symmetric(T, Q.project(w).double().cpu())
+            invariant = Q.cols >= dim
+            if not invariant:
+                # The next block (w is orthogonalised in place; W holds its own copy); `gram` describes
+                # R = (I − Q Qᵀ) A q, for the relation residuals.
+                q, gram = _orthonormalise(w, Q)
             if select is not None:
                 theta, S = torch.linalg.eigh(T)
 
-                def residuals(idx, theta=theta, S=S):
-                    s = S[:, idx].to(device=device, dtype=dtype)
-                    vals = theta[idx].to(device=device, dtype=dtype)
-                    return (W.combine(s) - Q.combine(s) * vals).norm(dim=0).double().cpu()
+                def residuals(idx, theta=theta, S=S, gram=None if invariant else gram, width=width):
+                    if W is not None:
+                        s = S[:, idx].to(device=device, dtype=dtype)
+                        vals = theta[idx].to(device=device, dtype=dtype)
+                        return (W.combine(s) - Q.combine(s) * vals).norm(dim=0).double().cpu()
+                    if gram is None:  # the basis spans the whole space: A Q = Q T
+                        return torch.zeros(len(idx), dtype=torch.float64)
+                    tail = S[-width:, idx]
+                    return (tail * (gram @ tail)).sum(0).clamp_min(0).sqrt()
 
                 done = select(theta, S, residuals)
                 if done:
                     break
-            if Q.cols >= dim:
+            if invariant:
                 break
-            q, norms = _orthonormalise(w, Q)
             # Invariant subspace (or a rank-deficient block): continue with fresh random directions.
-            lost = norms <= 1e-10 * max(1.0, float(T.abs().max()))
+            lost = gram.diagonal().sqrt() <= 1e-10 * max(1.0, float(T.abs().max()))
             if bool(lost.any()):
                 fresh = torch.randn(dim, int(lost.sum()), generator=generator, dtype=torch.float64)
-                w = w.clone()
                 w[:, lost] = fresh.to(dtype=dtype, device=device)
                 q, _ = _orthonormalise(w, Q)
     return _Krylov(Q, W, T, done, restarts)
@@ -349,6 +362,14 @@ def default_max_basis(dim: int, k: int, block_size: int, budget: int, dtype: tor
     return min(budget, max(20, 3 * k + 2 * block_size))
 
 
+def _keeps_products(dim: int, capacity: int, budget: int, dtype: torch.dtype) -> bool:
+    """Whether `top_eigenvalues` stores W = A Q beside Q: only for the plain method (the basis holds the whole
+    budget, no restart) with Q and W in ONE_BUFFER_BYTES. A restarted basis exists to bound memory, so it stores
+    Q alone and pays k products at the end for the explicit residuals."""
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    return capacity >= budget and 2 * dim * capacity * itemsize <= ONE_BUFFER_BYTES
+
+
 def top_eigenvalues(
     op: LinearOperator | Tensor,
     k: int = 1,
@@ -366,34 +387,41 @@ def top_eigenvalues(
     r"""The k extreme eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation and thick
     restarts.
 
-    Builds the Krylov space of a random start block, keeps every product (W = A Q), and after each step solves
-    the Rayleigh–Ritz problem T = QᵀAQ = S Θ Sᵀ. For a Ritz pair (θ, y = Qs) the residual
-    r = ‖A y − θ y‖ = ‖W s − θ Q s‖ needs no extra product (it is computed explicitly, so it stays honest in
-    float32, where the products themselves carry rounding noise). A pair is accepted when its eigenvalue error
-    bound
+    Builds the Krylov space of a random start block and after each step solves the Rayleigh–Ritz problem
+    T = QᵀAQ = S Θ Sᵀ. A Ritz pair (θ, y = Qs) is accepted when its eigenvalue error bound
 
-    .. math::  \min\left(r, \; r^2 / \mathrm{gap}\right) \le \mathrm{tol} \cdot |\theta|
+    .. math::  \min\left(r, \; r^2 / \mathrm{gap}\right) \le \mathrm{tol} \cdot |\theta|, \qquad r = ‖A y − θ y‖
 
     holds (Parlett 1998, Thm. 11.7.1; the gap is measured to the nearest other Ritz value; after a restart the
     basis holds fewer Ritz values, so this estimate can exceed the true gap, while r itself always bounds the
     error).
 
+    Two ways to get r. The plain method (the basis holds the whole budget, never restarts) keeps every product
+    W = A Q when Q and W fit in 1 GiB (`ONE_BUFFER_BYTES`), and r = ‖W s − θ Q s‖ is explicit at every step,
+    with no extra product (honest in float32, where the products carry rounding noise). Otherwise only Q is
+    stored: the loop stops on the Lanczos-relation residual r = ‖R Eᵀ s‖ (A Q = Q T + R Eᵀ, R the last
+    product orthogonalised against Q), and the k returned pairs then get explicit residuals from k more
+    products (reserved from `max_matvecs`). If those explicit residuals fail the test (the relation assumes
+    exact products; float32 or half-precision products have a rounding floor), the result says
+    `converged=False`, with a warning.
+
     When the basis holds `max_basis` columns and the budget is not spent, it is compressed to the
     p = min(max_basis − block_size, max(k + block_size, max_basis // 2)) wanted Ritz pairs (thick restart, Wu &
-    Simon 2000; the Krylov–Schur form of Stewart 2001): Q ← Q S_p, W ← W S_p, T ← Θ_p, and Lanczos continues
-    from the next block, the last product orthogonalised against the whole old basis (hence orthogonal to the
-    kept Ritz vectors, whose residuals lie in its span). T = QᵀW and the explicit residuals stay exact
+    Simon 2000; the Krylov–Schur form of Stewart 2001): Q ← Q S_p, T ← Θ_p, and Lanczos continues from the next
+    block, the last product orthogonalised against the whole old basis (hence orthogonal to the kept Ritz
+    vectors, whose residuals lie in its span). T = QᵀAQ and the relation A Q = Q T + R Eᵀ stay exact
     statements about the current basis; a restart only slows convergence (each cycle keeps the best part of the
     space) compared with keeping every column.
 
-    Memory: Q and W of at most `max_basis` columns, 2·D·max_basis values in `op.work_dtype` on `basis_device`,
-    plus O(D·(k + block_size)) for Ritz vectors and residuals. Storage grows in chunks of max(block_size, 16)
-    columns as the basis fills, except when Q and W of `max_basis` columns fit in 1 GiB (`ONE_BUFFER_BYTES`):
-    then each is one buffer, so the products with the basis are single matrix products. Columns are stored as
-    rows, so on a CPU a column not yet written occupies no resident memory either way; on a GPU the buffer is
-    reserved whole. The default `max_basis` is the whole budget when
-    Q and W of `budget` columns fit in 1 GiB (never a restart: the plain method), else max(20, 3k + 2·block_size)
-    (e.g. ResNet-18, D = 11.2M in float32, k = 5: 20 columns, 1.8 GB).
+    Memory, in D-vectors of `op.work_dtype` on `basis_device`: a restarted basis, `max_basis` (Q alone) plus k
+    Ritz vectors at the end and O(block_size) for the next block; the plain method, 2·`max_basis` (Q and W,
+    at most 1 GiB) plus 2k. Storage grows in chunks of max(block_size, 16) columns as the basis fills, except
+    when the basis fits in 1 GiB: then it is one buffer, so the products with the basis are single matrix
+    products. Columns are stored as rows, so on a CPU a column not yet written occupies no resident memory
+    either way; on a GPU the buffer is reserved whole. The default `max_basis` is the whole budget when Q and W
+    of `budget` columns fit in 1 GiB (the plain method), else max(20, 3k + 2·block_size). E.g. ResNet-18,
+    D = 11.2M in float32, k = 5: 20 columns, 0.9 GB, 2.1 GB peak resident memory in all with 64 images
+    (`benchmarks/bench_memory.py`); `max_basis=k + 2` needs 1.7 GB and about 40% more products.
 
     Half precision: for a float16/bfloat16 operator, the products run in its dtype, and everything else (basis,
     QR, eigh, residuals, the returned values and vectors) in `op.work_dtype` (float32), with the tolerance floor
@@ -410,7 +438,8 @@ def top_eigenvalues(
         which: "largest" (algebraic, descending), "smallest" (ascending) or "magnitude".
         tol: relative tolerance on the eigenvalue error.
         block_size: vectors multiplied per step (block Lanczos, Golub & Underwood 1977).
-        max_matvecs: budget of products (default 30 k + 200; at most D when the basis never restarts).
+        max_matvecs: budget of products (default 30 k + 200; at most D when the basis never restarts; a
+            restarted run keeps k of them for the final residuals).
         max_basis: most basis columns stored (>= k + block_size; default above); restarts keep memory there.
         start: the start block, `(D, block_size)` (e.g. a previous eigenvector, for a warm start); default a
             seeded Gaussian block.
@@ -468,33 +497,43 @@ def top_eigenvalues(
     eps = torch.finfo(dtype).eps
     num_keep = min(capacity - block_size, max(k + block_size, capacity // 2))
 
-    def select(theta, S, residuals):
-        if theta.numel() < k:
-            return False
-        idx = ritz_order(theta, which)[:k]
+    def accepted(theta, idx, resid) -> bool:
         scale = float(theta.abs().max())
-        resid = residuals(idx)
         for i, r in zip(idx.tolist(), resid.tolist(), strict=True):
             others = torch.cat([theta[:i], theta[i + 1 :]])
-            r2 = r * r
             bound = r
             if others.numel():  # the r²/gap bound needs a gap estimate: another Ritz value
                 gap = float((others - theta[i]).abs().min())
                 if gap > 0:
-                    bound = min(bound, r2 / gap)
+                    bound = min(bound, r * r / gap)
             if bound > max(tol * abs(float(theta[i])), 100 * eps * scale):
                 return False
         return True
 
+    def select(theta, S, residuals):
+        if theta.numel() < k:
+            return False
+        idx = ritz_order(theta, which)[:k]
+        return accepted(theta, idx, residuals(idx))
+
+    keep_products = _keeps_products(op.dim, capacity, budget, dtype)
+    if not keep_products:
+        budget -= k  # reserved for the explicit residuals of the k returned pairs
+        if budget < k:
+            raise ValueError(
+                f"max_matvecs={products} leaves {budget} products for a restarted Lanczos run after the k={k} "
+                f"products of the final residuals; give at least {2 * k}"
+            )
     before = op.num_matvecs
     run = _lanczos(
         op,
         start,
         budget=budget,
         capacity=capacity,
-        chunk_cols=_chunk_cols(op.dim, capacity, block_size, dtype, copies=2),
+        chunk_cols=_chunk_cols(op.dim, capacity, block_size, dtype, copies=2 if keep_products else 1),
         select=select,
         keep=lambda theta: ritz_order(theta, which)[:num_keep],
+        keep_products=keep_products,
         generator=gen,
         device=device,
         progress=progress,
@@ -504,12 +543,35 @@ def top_eigenvalues(
     values = theta[idx].to(dtype)
     s = S[:, idx].to(device=device, dtype=dtype)
     vectors = run.Q.combine(s)
-    residuals = (run.W.combine(s) - vectors * values.to(device)).norm(dim=0)
-    full_space = run.Q.cols >= op.dim
+    if run.W is not None:
+        residuals = (run.W.combine(s) - vectors * values.to(device)).norm(dim=0)
+    else:
+        # Explicit residuals of the returned pairs (k more products, a block at a time, after the basis is
+        # freed): the relation residuals that stopped the loop assume exact products, these do not.
+        run.Q = None
+        residuals = torch.cat(
+            [
+                (
+                    (op @ vectors[:, j : j + block_size].to(op.device)).to(device)
+                    - vectors[:, j : j + block_size] * values[j : j + block_size].to(device)
+                ).norm(dim=0)
+                for j in range(0, k, block_size)
+            ]
+        )
+    full_space = theta.numel() >= op.dim
     converged = bool(run.done or full_space)
-    if not converged:
+    if converged and run.W is None and not accepted(theta, idx, residuals.double().cpu()):
+        converged = False
         warnings.warn(
-            f"Lanczos did not reach tol={tol} within {budget} products; largest residual "
+            f"Lanczos met tol={tol} by its recurrence residuals, but the explicit residuals of the returned "
+            f"pairs (largest {float(residuals.max()):.2e}) do not: the products' rounding sets a floor. "
+            "Raise tol.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    elif not converged:
+        warnings.warn(
+            f"Lanczos did not reach tol={tol} within {products} products; largest residual "
             f"{float(residuals.max()):.2e}. Raise max_matvecs or tol.",
             RuntimeWarning,
             stacklevel=2,

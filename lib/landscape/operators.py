@@ -674,17 +674,13 @@ class CurvatureOperator(LinearOperator):
                 "(or use cache_graph=False)"
             )
 
-    def _flatten(self, grads: list[Tensor | None], rows: int) -> Tensor:
-        """Per-parameter (rows, *shape) results (None: zero) as a (rows, D) block."""
-        return torch.cat(
-            [
-                torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device)
-                if g is None
-                else g.reshape(rows, -1)
-                for g, p in zip(grads, self.params, strict=True)
-            ],
-            dim=1,
-        )
+    def _flatten(self, grads: list[Tensor | None], rows: int, out: Tensor | None = None) -> Tensor:
+        """Per-parameter (rows, *shape) results (None: zero) as a (rows, D) block (written into `out` if given)."""
+        pieces = [
+            torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device) if g is None else g.reshape(rows, -1)
+            for g, p in zip(grads, self.params, strict=True)
+        ]
+        return torch.cat(pieces, dim=1) if out is None else torch.cat(pieces, dim=1, out=out)
 
     def _matmat(self, V: Tensor) -> Tensor:
         total, count = self._summed_matmat(V)
@@ -832,7 +828,7 @@ class HessianOperator(CurvatureOperator):
                 if "modified by an inplace operation" in str(err):
                     raise
                 self._batch_block = False
-        columns = []
+        rows = torch.empty(m, self.dim, dtype=self.dtype, device=self.device)  # column j of the result: row j
         for j in range(m):
             vec = V[:, j].reshape(1, -1)
             hv = torch.autograd.grad(
@@ -842,8 +838,11 @@ class HessianOperator(CurvatureOperator):
                 retain_graph=True,
                 allow_unused=True,
             )
-            columns.append(self._flatten(hv, 1)[0])
-        return torch.stack(columns, dim=1)
+            self._flatten(hv, 1, out=rows[j : j + 1])
+            del hv  # before the next pass: one column's gradients alive at a time
+        # One layout for a single column, (D, 1) with unit strides, as a rank with no data returns (BLAS
+        # rounding can depend on the strides, and every rank must compute the same bits).
+        return rows.view(self.dim, 1) if m == 1 else rows.T
 
 
 def dense_hessian(

@@ -55,10 +55,10 @@ def normalized_sharpness(
     (Kwon et al. 2021) with the |θ| normalisation.
 
     Memory: the `HessianOperator` (its gradient graphs, one per batch) and the scale |θ| (one D-vector); then,
-    one after the other, Lanczos' basis (2·D·max_basis values in the operator's work dtype, see
-    `top_eigenvalues`) and XTrace's sketch (⌊trace_matvecs/2⌋ + 32 D-vectors, see `hessian_trace`).
-    Nothing else of size D is kept. On ResNet-18 in float32 (D = 11.2M) with the defaults: 1.8 GB for Lanczos
-    (max_basis 20), 2.8 GB for the trace.
+    one after the other, Lanczos' basis (D·max_basis values in the operator's work dtype when it restarts,
+    twice that for the plain method, see `top_eigenvalues`) and XTrace's sketch (⌊trace_matvecs/2⌋ + 32
+    D-vectors, see `hessian_trace`). Nothing else of size D is kept. On ResNet-18 in float32 (D = 11.2M) with
+    the defaults: 0.9 GB for Lanczos (max_basis 20), 2.8 GB for the trace.
 
     Args:
         model, loss_fn, data: as for `HessianOperator`.

@@ -42,23 +42,45 @@ class TraceEstimate:
     num_samples: int | None = None
 
 
+# Values drawn per call when filling a probe (a multiple of 16, so that slab draws reproduce one whole draw:
+# torch's CPU randn fills groups of 16). Bounds the draw's temporary at 8 MB instead of a float64 D-vector.
+_DRAW_SLAB = 2**20
+
+
+def _draw_into(row: Tensor, generator: torch.Generator, distribution: str, scale: float = 1.0) -> float:
+    """Fill `row` (D,) with one probe drawn in slabs of _DRAW_SLAB values (Rademacher as int8, Gaussian in
+    float64, scaled by `scale` before the cast); return its squared norm (float64) before scaling."""
+    norm2 = 0.0
+    for start in range(0, row.shape[0], _DRAW_SLAB):
+        part = row[start : start + _DRAW_SLAB]
+        if distribution == "rademacher":
+            part.copy_(torch.randint(0, 2, part.shape, generator=generator, dtype=torch.int8).mul_(2).sub_(1))
+            norm2 += part.shape[0]
+        else:
+            z = torch.randn(part.shape, generator=generator, dtype=torch.float64)
+            norm2 += float(z.dot(z))
+            part.copy_(z.mul_(scale))
+    return norm2
+
+
 def _draw_rows(out: Tensor, generator: torch.Generator, distribution: str) -> Tensor:
     """Fill each row of `out` (count × D) with one probe and return their squared norms (float64, CPU).
 
     Row j is the j-th D-vector drawn from `generator` (on the CPU, Rademacher as int8, Gaussian in float64,
-    then cast), one draw per row: the probes do not depend on how a caller splits them into blocks."""
+    then cast), one draw per row: the probes do not depend on how a caller splits them into blocks. A
+    "sphere" probe is a Gaussian one drawn twice from the same generator state: once for its norm, once to
+    scale it to radius √D in float64."""
     dim = out.shape[1]
     norms2 = torch.empty(out.shape[0], dtype=torch.float64)
     for j, row in enumerate(out):
-        if distribution == "rademacher":
-            z = torch.randint(0, 2, (dim,), generator=generator, dtype=torch.int8).mul_(2).sub_(1)
+        if distribution == "sphere":
+            state = generator.get_state()
+            norm2 = _draw_into(row, generator, "gaussian")
+            generator.set_state(state)
+            _draw_into(row, generator, "gaussian", scale=math.sqrt(dim / norm2))
             norms2[j] = dim
         else:
-            z = torch.randn(dim, generator=generator, dtype=torch.float64)
-            if distribution == "sphere":
-                z.mul_(math.sqrt(dim) / z.norm())
-            norms2[j] = z.dot(z)
-        row.copy_(z)
+            norms2[j] = _draw_into(row, generator, distribution)
     return norms2
 
 
@@ -112,8 +134,13 @@ def _hutchinson_samples(op, count, gen, dist, chunk, bar, basis=None) -> Tensor:
         Z = Z.T
         if basis is not None:
             Z.sub_(basis @ (basis.T @ Z))  # in the buffer: it is refilled for the next chunk
-        samples[start:stop] = (Z * _product(op, Z, bar)).sum(0).double().cpu()
+        samples[start:stop] = _column_dots(Z, _product(op, Z, bar)).double().cpu()
     return samples
+
+
+def _column_dots(X: Tensor, Y: Tensor) -> Tensor:
+    """xⱼᵀyⱼ for each column pair of two (D, c) blocks, without the D × c temporary of (X * Y).sum(0)."""
+    return torch.bmm(X.T.unsqueeze(1), Y.T.unsqueeze(2)).flatten()
 
 
 def _hutchinson(op, m, gen, dist, chunk, bar):
