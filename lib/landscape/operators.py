@@ -677,7 +677,9 @@ class CurvatureOperator(LinearOperator):
     def _flatten(self, grads: list[Tensor | None], rows: int, out: Tensor | None = None) -> Tensor:
         """Per-parameter (rows, *shape) results (None: zero) as a (rows, D) block (written into `out` if given)."""
         pieces = [
-            torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device) if g is None else g.reshape(rows, -1)
+            torch.zeros(rows, p.numel(), dtype=self.dtype, device=self.device)
+            if g is None
+            else g.reshape(rows, -1)
             for g, p in zip(grads, self.params, strict=True)
         ]
         return torch.cat(pieces, dim=1) if out is None else torch.cat(pieces, dim=1, out=out)
