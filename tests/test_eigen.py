@@ -256,6 +256,8 @@ def test_lanczos_without_stored_products_stops_where_the_explicit_residuals_do(
     torch.testing.assert_close(without.values, with_products.values, rtol=1e-12, atol=0)
     true_res = (A @ without.vectors - without.vectors * without.values).norm(dim=0)
     torch.testing.assert_close(without.residuals, true_res, rtol=1e-6, atol=1e-14)
+    # The Ritz vectors were formed in place of the basis; what is returned holds no spare basis rows.
+    assert without.vectors.untyped_storage().nbytes() == without.vectors.numel() * 8
 
 
 class NoisyOperator(LinearOperator):
@@ -291,6 +293,12 @@ def test_basis_products_and_in_place_restart_match_dense():
     )
     torch.testing.assert_close(basis.project(x), M.T @ x)
     torch.testing.assert_close(basis.combine(s), M @ s)
+    torch.testing.assert_close(basis.columns(), M)
+    torch.testing.assert_close(basis.tail(1), M[:, 6:])  # the last chunk
+    assert basis.tail(2) is None  # columns 5 and 6 lie in two chunks
+    y = x.clone()
+    basis.remove_projection(y)
+    torch.testing.assert_close(y, x - M @ (M.T @ x))
     S = torch.randn(7, 3, generator=g, dtype=torch.float64)
     basis.rotate(S)
     assert (basis.cols, basis.allocated) == (3, 4)  # the kept columns, and their chunks only
@@ -375,3 +383,13 @@ def test_default_path_reproduces_the_recorded_output():
         rtol=1e-6,
         atol=1e-13,
     )
+
+
+def test_dot64_keeps_float32_reductions_accurate_at_large_dimension():
+    # 4M float32 values: one-row float32 BLAS products can lose ~1e-3 here; slabs summed in float64 do not.
+    g = torch.Generator().manual_seed(0)
+    x = 3 * torch.randn(4_000_003, 2, generator=g)
+    exact = x.double().T @ x.double()
+    got = eigen.dot64(x.T.contiguous(), x)
+    assert got.dtype == torch.float64
+    assert float(((got - exact) / exact.diagonal().max()).abs().max()) < 1e-6

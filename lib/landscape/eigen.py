@@ -71,6 +71,30 @@ def _basis_device(op: LinearOperator, basis_device: torch.device | str | None) -
     return op.device if basis_device is None else torch.device(basis_device)
 
 
+# Coordinates per partial product in `dot64`. A single float32 BLAS reduction over D ~ 1e7 values loses up to
+# ~1e-2 relative accuracy (MKL's one-row gemv: 7e-3 on ResNet-18's D = 11.2M, measured); partial products over
+# 16k coordinates summed in float64 keep ~1e-7 at one matrix product per slab.
+_DOT_SLAB = 2**14
+
+
+def dot64(rows: Tensor, cols: Tensor) -> Tensor:
+    """rows @ cols for rows `(n, D)` and cols `(D, m)`, accumulated in float64 over slabs of `_DOT_SLAB`
+    coordinates: `(n, m)` float64 on the CPU, accurate to ~1e-7 relative in float32 at any D (torch has no
+    float32 matrix product with a float64 accumulator; converting whole D-vectors would double their memory)."""
+    out = torch.zeros(rows.shape[0], cols.shape[1], dtype=torch.float64, device=rows.device)
+    for start in range(0, rows.shape[1], _DOT_SLAB):
+        out += (rows[:, start : start + _DOT_SLAB] @ cols[start : start + _DOT_SLAB]).double()
+    return out.cpu()
+
+
+def norms64(block: Tensor) -> Tensor:
+    """Column norms of a `(D, m)` block with float64 accumulation over slabs (see `dot64`): `(m,)` float64, CPU."""
+    total = torch.zeros(block.shape[1], dtype=torch.float64, device=block.device)
+    for start in range(0, block.shape[0], _DOT_SLAB):
+        total += block[start : start + _DOT_SLAB].square().sum(0).double()
+    return total.sqrt().cpu()
+
+
 class _Basis:
     """The columns of a D x n matrix, stored as a list of chunks that are allocated as columns arrive.
 
@@ -119,8 +143,30 @@ class _Basis:
             self.cols += n
 
     def project(self, x: Tensor) -> Tensor:
-        """Qᵀ x, `(n, m)`."""
+        """Qᵀ x, `(n, m)` (float32 reductions: for orthogonalisation, which a second pass corrects)."""
         return torch.cat([rows @ x for _, rows in self._views()])
+
+    def project64(self, x: Tensor) -> Tensor:
+        """Qᵀ x, `(n, m)`, by `dot64` (float64, CPU): for the entries of T."""
+        return torch.cat([dot64(rows, x) for _, rows in self._views()])
+
+    def remove_projection(self, block: Tensor) -> None:
+        """block <- block − Q Qᵀ block in place, chunk by chunk (no D-sized temporary)."""
+        coeffs = self.project(block)
+        for offset, rows in self._views():
+            block.addmm_(rows.T, coeffs[offset : offset + rows.shape[0]], alpha=-1)
+
+    def tail(self, width: int) -> Tensor | None:
+        """The last `width` stored columns as a `(D, width)` view, or None when they span two chunks."""
+        for offset, rows in self._views():
+            if offset <= self.cols - width and self.cols <= offset + rows.shape[0]:
+                return rows[self.cols - width - offset :].T
+        return None
+
+    def columns(self) -> Tensor:
+        """All stored columns, `(D, n)`: a view when they lie in one chunk, else a concatenated copy."""
+        views = [rows for _, rows in self._views()]
+        return views[0].T if len(views) == 1 else torch.cat(views).T
 
     def combine(self, s: Tensor) -> Tensor:
         """Q s, `(D, m)`."""
@@ -166,11 +212,14 @@ def _chunk_cols(dim: int, capacity: int, block: int, dtype: torch.dtype, copies:
 
 def _orthonormalise(block: Tensor, basis: _Basis | None) -> tuple[Tensor, Tensor]:
     """Orthogonalise `block` against `basis` in place (twice: 'twice is enough') and return (Q, Gram), the
-    Gram matrix RᵀR (float64, CPU) of the orthogonalised block R before its QR: ‖R c‖² = cᵀ RᵀR c."""
+    Gram matrix RᵀR (float64, CPU) of the orthogonalised block R before its QR: ‖R c‖² = cᵀ RᵀR c. A single
+    column becomes Q itself."""
     if basis is not None and basis.cols > 0:
         for _ in range(2):
-            block.sub_(basis.combine(basis.project(block)))
-    gram = (block.T @ block).double().cpu()
+            basis.remove_projection(block)
+    gram = dot64(block.T, block)
+    if block.shape[1] == 1:  # one column: normalised in place, no QR copy (a zero column is replaced later)
+        return block.div_(float(gram[0, 0].sqrt())), gram
     q, _ = torch.linalg.qr(block)
     return q, gram
 
@@ -212,27 +261,31 @@ def lanczos_tridiagonal(
             device=device,
             progress=False,
         ).T
+
+    def vdot(x, y):  # float64-accumulated: this recurrence has no second pass to correct a float32 reduction
+        return float(dot64(x.reshape(1, -1), y.reshape(-1, 1)))
+
     alphas, betas = [], []
-    q, q_prev, beta = v[:, 0] / v.norm(), None, None
+    q, q_prev, beta = v[:, 0] / math.sqrt(vdot(v, v)), None, None
     for step in range(num_steps):
         w = (op @ q.to(op.device)).to(device)
         if q_prev is not None:
             w = w - beta * q_prev
-        alpha = q @ w
+        alpha = vdot(q, w)
         w = w - alpha * q
-        alphas.append(float(alpha))
+        alphas.append(alpha)
         if step == num_steps - 1:
             break
-        beta = w.norm()
-        if float(beta) <= 1e-10 * max(1.0, *map(abs, alphas), *betas):
+        beta = math.sqrt(vdot(w, w))
+        if beta <= 1e-10 * max(1.0, *map(abs, alphas), *betas):
             # Invariant Krylov space: a fresh direction, orthogonal to the last two vectors, uncoupled (β = 0).
             w = torch.randn(op.dim, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
             for u in (q, q_prev) if q_prev is not None else (q,):
-                w = w - (u @ w) * u
-            q_prev, q, beta = q, w / w.norm(), torch.zeros((), dtype=dtype, device=device)
+                w = w - vdot(u, w) * u
+            q_prev, q, beta = q, w / math.sqrt(vdot(w, w)), 0.0
         else:
             q_prev, q = q, w / beta
-        betas.append(float(beta))
+        betas.append(beta)
     off = torch.tensor(betas, dtype=torch.float64)
     return torch.diag(torch.tensor(alphas, dtype=torch.float64)) + torch.diag(off, 1) + torch.diag(off, -1)
 
@@ -280,7 +333,7 @@ def _lanczos(
     Q = _Basis(dim, capacity, chunk_cols, dtype, device)
     W = _Basis(dim, capacity, chunk_cols, dtype, device) if keep_products else None
     T = torch.empty(0, 0, dtype=torch.float64)
-    q, _ = _orthonormalise(start, None)
+    q, _ = _orthonormalise(start.clone(), None)  # not the caller's tensor
     used, done, restarts = 0, False, 0
     with progress_bar(progress, total=budget, desc="Lanczos", unit="matvec") as bar:
         while used < budget:
@@ -294,13 +347,17 @@ def _lanczos(
                     W.rotate(S[:, idx])
                 T = torch.diag(theta[idx])
                 restarts += 1
-            w = (op @ q.to(op.device)).to(device)
             Q.append(q)
+            stored = Q.tail(width)
+            if stored is not None:
+                q = stored  # multiply the stored copy, so that the block's own memory is freed now
+            w = (op @ q.to(op.device)).to(device)
+            del q, stored
             if W is not None:
                 W.append(w)
             used += width
             bar.update(width)
-            T = _grow_symmetric(T, Q.project(w).double().cpu())
+            T = _grow_symmetric(T, Q.project64(w))
             invariant = Q.cols >= dim
             if not invariant:
                 # The next block (w is orthogonalised in place; W holds its own copy); `gram` describes
@@ -313,7 +370,7 @@ def _lanczos(
                     if W is not None:
                         s = S[:, idx].to(device=device, dtype=dtype)
                         vals = theta[idx].to(device=device, dtype=dtype)
-                        return (W.combine(s) - Q.combine(s) * vals).norm(dim=0).double().cpu()
+                        return norms64(W.combine(s) - Q.combine(s) * vals)
                     if gram is None:  # the basis spans the whole space: A Q = Q T
                         return torch.zeros(len(idx), dtype=torch.float64)
                     tail = S[-width:, idx]
@@ -330,6 +387,7 @@ def _lanczos(
                 fresh = torch.randn(dim, int(lost.sum()), generator=generator, dtype=torch.float64)
                 w[:, lost] = fresh.to(dtype=dtype, device=device)
                 q, _ = _orthonormalise(w, Q)
+            del w  # not alive during the next product
     return _Krylov(Q, W, T, done, restarts)
 
 
@@ -541,26 +599,31 @@ def top_eigenvalues(
     theta, S = torch.linalg.eigh(run.T)
     idx = ritz_order(theta, which)[:k]
     values = theta[idx].to(dtype)
-    s = S[:, idx].to(device=device, dtype=dtype)
-    vectors = run.Q.combine(s)
     if run.W is not None:
-        residuals = (run.W.combine(s) - vectors * values.to(device)).norm(dim=0)
+        s = S[:, idx].to(device=device, dtype=dtype)
+        vectors = run.Q.combine(s)
+        residuals = norms64(run.W.combine(s) - vectors * values.to(device))
     else:
-        # Explicit residuals of the returned pairs (k more products, a block at a time, after the basis is
-        # freed): the relation residuals that stopped the loop assume exact products, these do not.
+        # The Ritz vectors in place of the basis (Q <- Q S_k: no second copy), then their explicit residuals
+        # (k more products, a block at a time): the relation residuals that stopped the loop assume exact
+        # products, these do not.
+        run.Q.rotate(S[:, idx])
+        vectors = run.Q.columns()
         run.Q = None
         residuals = torch.cat(
             [
-                (
+                norms64(
                     (op @ vectors[:, j : j + block_size].to(op.device)).to(device)
                     - vectors[:, j : j + block_size] * values[j : j + block_size].to(device)
-                ).norm(dim=0)
+                )
                 for j in range(0, k, block_size)
             ]
         )
+        if vectors.untyped_storage().nbytes() > vectors.numel() * vectors.element_size():
+            vectors = vectors.clone()  # not the spare rows of the basis' first chunk
     full_space = theta.numel() >= op.dim
     converged = bool(run.done or full_space)
-    if converged and run.W is None and not accepted(theta, idx, residuals.double().cpu()):
+    if converged and run.W is None and not accepted(theta, idx, residuals):
         converged = False
         warnings.warn(
             f"Lanczos met tol={tol} by its recurrence residuals, but the explicit residuals of the returned "
@@ -579,7 +642,7 @@ def top_eigenvalues(
     return EigenResult(
         values=values.cpu(),
         vectors=vectors,
-        residuals=residuals.cpu(),
+        residuals=residuals.to(dtype).cpu(),
         num_matvecs=op.num_matvecs - before,
         converged=converged,
         method=f"lanczos(block_size={block_size}, max_basis={capacity}, restarts={run.restarts})",
@@ -652,12 +715,12 @@ def power_iteration(
         for _ in range(max_iter):
             if basis is not None:
                 v = v - basis @ (basis.T @ v)
-            v = v / v.norm()
+            v = v / float(norms64(v[:, None])[0])
             w = op @ v
             if basis is not None:
                 w = w - basis @ (basis.T @ w)
-            new = float(v @ w)
-            resid = float((w - new * v).norm())
+            new = float(dot64(v[None], w[:, None]))
+            resid = float(norms64((w - new * v)[:, None])[0])
             stop = lam is not None and abs(new - lam) <= tol * abs(new)
             lam, vec, v = new, v, w
             if stop:
