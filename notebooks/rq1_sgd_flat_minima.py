@@ -228,7 +228,7 @@ shown.drop(columns="seeds").round({"temperature": 6, "steps": 0, "train_loss": 4
 # {glue:text}`rho_acc_lambda_max:.2f`, {glue:text}`rho_acc_trace_per_param:.2f`,
 # {glue:text}`rho_acc_normalized_sharpness:.2f` and {glue:text}`rho_acc_adaptive_sharpness:.2f`. With the
 # training loss held fixed these runs still differ in η, B and the path they took, so a correlation here is not
-# a causal statement; the correlation study across many more hyper-parameters is {doc}`../rq3_generalisation`.
+# a causal statement; the correlation study across many more hyper-parameters is {doc}`rq3_generalisation`.
 #
 # ## Escape from a sharp minimum
 #

@@ -1,0 +1,189 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (chapter-rq3)=
+# # RQ3 — Which geometric quantities track generalisation?
+#
+# The founding write-up lists λmax, tr(H), the effective rank, normalised sharpness and the barrier between
+# solutions as the quantities that "correlate with trainability and generalisation", and shows no study. This
+# chapter runs one in the manner of Jiang et al. {cite}`jiang2020fantastic` and Dziugaite et al.
+# {cite}`dziugaite2020search`: a population of MNIST-1D networks {cite}`greydanus2020scaling` that differ in four
+# hyperparameters, all trained to the same training loss, each measured by this project's probes and by the
+# baselines a geometric measure has to beat. It was executed in the {glue:text}`profile` profile.
+
+# %% tags=["parameters", "remove-cell"]
+profile = "paper"  # smoke | paper | full
+figures_dir = "build/interactive/figures"
+results_dir = "build/interactive/results/rq3_generalisation"
+seed = 0
+
+# %% tags=["remove-cell"]
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from myst_nb import glue
+
+from landscape.paper.experiments import rq3
+from landscape.paper.experiments.rq3_tasks import MEASURES
+from landscape.paper.glue import paste_all
+from landscape.paper.plotting import apply_style, save_figure
+
+NOTEBOOK = "rq3_generalisation"
+if profile not in rq3.PROFILES:
+    raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(rq3.PROFILES)}")
+sizes = rq3.PROFILES[profile]
+results = Path(results_dir)
+results.mkdir(parents=True, exist_ok=True)
+cache = results / "cache"  # every configuration's networks, cached under their settings and code
+apply_style()
+started = time.perf_counter()
+
+
+def figure(fig, name):
+    """Save the figure as <notebook>_<name>.png, glue it as fig_<name> (not displayed) and close it."""
+    save_figure(fig, figures_dir, f"{NOTEBOOK}_{name}", NOTEBOOK)
+    glue(f"fig_{name}", fig, display=False)
+    plt.close(fig)
+
+
+# %% [markdown]
+# ## Population
+#
+# A full factorial over the SGD step size η ∈ {{glue:text}`lrs`} (momentum 0.9), the batch size
+# B ∈ {{glue:text}`batch_sizes`}, the width of a two-hidden-layer ReLU MLP ∈ {{glue:text}`widths`} and the weight
+# decay ∈ {{glue:text}`weight_decays`}, with the seeds {glue:text}`seeds` per configuration:
+# {glue:text}`num_networks` networks in {glue:text}`num_configs` configurations. Every network is trained until its
+# cross-entropy over the whole training set is at most {glue:text}`stop_loss` at an evaluation (Jiang et al.'s stop
+# rule, so that networks are compared at about equal training loss); {glue:text}`num_reached` reached it
+# (training loss {glue:text}`train_loss_range`), {glue:text}`num_diverged` diverged and
+# {glue:text}`num_out_of_steps` ran out of steps. Those that did not reach it are counted here and left out of
+# every statistic below.
+#
+# The default MNIST-1D test set has 1,000 signals, too few to order gaps a few points apart. The gap here is the
+# test error on {glue:text}`half_test` further signals generated offline with another seed, minus the training
+# error ({glue:text}`gap_range`); the gap on another {glue:text}`half_test` signals, treated as a measure, is the
+# *noisy oracle*: the best any measure can do against test-set noise.
+
+# %% tags=["hide-input"]
+frame = rq3.run_population(sizes, cache, seed=seed)
+frame.to_csv(results / "networks.csv", index=False)
+rq3.census(frame)
+
+# %% [markdown]
+# ## Measures
+#
+# This project's (on the first {glue:text}`curvature_samples` training samples): λmax, tr(H)/D, the entropy
+# effective rank from SLQ, normalised sharpness λmax(diag|θ| H diag|θ|) and trace, adaptive worst- and
+# average-case sharpness, Keskar's ε-sharpness, PAC-Bayes flatness 1/σ′² (plain and magnitude-aware), and the loss
+# barrier between the two seeds after permutation alignment. Baselines: the number of parameters, ‖θ‖², the
+# distance from initialisation, the path norm {cite}`neyshabur2015norm`, the product of spectral norms and the
+# sum of Frobenius norms {cite}`bartlett2017spectrally`, the inverse output margin and spectral norm over margin,
+# the steps to the target, the final gradient noise, a model that sees the hyperparameters only (an out-of-fold
+# ridge regression), and the disagreement of the two seeds on unlabelled test signals {cite}`jiang2022assessing`.
+#
+# For each measure: Kendall's τ with the gap (positive when the measure grows with the gap) with a
+# {glue:text}`level` cluster-bootstrap interval over configurations; the granulated coefficient Ψ, the mean over
+# axes of τ among networks that differ in that axis alone; the conditional mutual information score; the robust
+# sign error over single-axis environments; and the partial rank correlation on configuration means given
+# log(η/B) and the training loss, with Holm-adjusted p-values across measures.
+
+# %% tags=["hide-input"]
+main = rq3.add_reference_measures(frame[frame["dataset"] == "mnist1d"])
+measures = [*MEASURES, rq3.HYPERPARAMETER_MODEL, rq3.NOISY_ORACLE]
+table = rq3.measure_table(main, measures, num_test=sizes.extra_test // 2, n_resamples=sizes.n_resamples,
+                          seed=seed)  # fmt: skip
+table.to_csv(results / "measures.csv", index=False)
+digits = rq3.add_reference_measures(frame[frame["dataset"] == "digits"], folds=2)
+digits_table = rq3.measure_table(digits, list(rq3.FOUNDING), num_test=597, n_resamples=sizes.n_resamples,
+                                 seed=seed)  # fmt: skip
+verdicts = rq3.verdict_table(table, len(main))
+paste_all(rq3.numbers(sizes, profile, frame, table, verdicts, digits_table))
+table.round(3)
+
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1))
+rq3.plot_tau(table, ax)
+figure(fig, "tau")
+fig, ax = plt.subplots(figsize=(6, 0.28 * len(table) + 1))
+rq3.plot_psi_heatmap(table, rq3.AXES, ax, fig)
+figure(fig, "psi")
+best = table[~table["kind"].isin(["reference"])].dropna(subset=["tau"]).nlargest(2, "tau")["measure"].tolist()
+fig, axes = plt.subplots(1, len(best), figsize=(5 * len(best), 3.6), squeeze=False)
+for ax, measure in zip(axes[0], best, strict=True):
+    rq3.plot_measure_vs_gap(main, measure, "lr", ax)
+figure(fig, "best")
+fig, ax = plt.subplots(figsize=(7, 3))
+rq3.plot_sign_error(main, [*best, *rq3.FOUNDING[:2]], rq3.AXES, sizes.extra_test // 2, ax)
+figure(fig, "sign_error")
+
+# %% [markdown]
+# ```{glue:figure} fig_tau
+# :name: fig-rq3-tau
+#
+# Kendall's τ of each measure with the gap over the {glue:text}`num_reached` reached networks (dots, with the
+# {glue:text}`level` cluster-bootstrap interval over configurations) and the granulated Ψ (diamonds), sorted.
+# ```
+#
+# ```{glue:figure} fig_psi
+# :name: fig-rq3-psi
+#
+# ψ per axis: Kendall's τ among networks that differ in that hyperparameter alone, averaged over the groups.
+# ```
+#
+# ```{glue:figure} fig_best
+# :name: fig-rq3-best
+#
+# The two non-reference measures with the largest τ against the gap, coloured by the step size.
+# ```
+#
+# ```{glue:figure} fig_sign_error
+# :name: fig-rq3-sign-error
+#
+# Sign error per single-axis environment (pairs of configurations that differ in one axis; Hoeffding-weighted
+# pairs of networks) for the best measures and for λmax and tr(H)/D.
+# ```
+#
+# The measures with the largest τ are {glue:text}`best_measures`; the best norm or margin baseline is
+# {glue:text}`best_norm`; the hyperparameters alone reach {glue:text}`hyper_tau`, and the noisy oracle
+# {glue:text}`oracle_tau`. The population resolves differences in τ of about {glue:text}`power` (the median width
+# of the intervals): two measures closer than that are not ranked.
+#
+# On the digits (out of task; {glue:text}`digits_reached` of {glue:text}`digits_networks` networks reached the
+# target), τ is {glue:text}`digits_tau_lambda_max` for λmax and {glue:text}`digits_tau_normalized_sharpness` for
+# normalised sharpness.
+#
+# ## Verdicts
+#
+# A founding quantity "correlates with generalisation" when its τ interval lies above 0 **and** the partial
+# rank correlation on configuration means, given log(η/B) and the training loss, does too (intervals at
+# {glue:text}`family_level` for the five claims); it is *refuted* when τ's interval lies below 0, *not supported*
+# when it contains 0, and *not testable here* when τ is positive but the partial correlation is not — the step
+# size and batch size may then carry the association.
+#
+# - λmax: {glue:text}`verdict_lambda_max` (τ {glue:text}`tau_lambda_max`, Ψ {glue:text}`psi_lambda_max`)
+# - tr(H)/D: {glue:text}`verdict_trace_per_param` (τ {glue:text}`tau_trace_per_param`)
+# - effective rank: {glue:text}`verdict_effective_rank` (τ {glue:text}`tau_effective_rank`)
+# - normalised sharpness: {glue:text}`verdict_normalized_sharpness` (τ {glue:text}`tau_normalized_sharpness`)
+# - barrier between seeds: {glue:text}`verdict_barrier` (τ {glue:text}`tau_barrier`)
+
+# %% tags=["hide-input"]
+verdicts
+
+# %% tags=["remove-cell"]
+glue("runtime_minutes", (time.perf_counter() - started) / 60, display=False)
+
+# %% [markdown]
+# The chapter ran in {glue:text}`runtime_minutes:.1f` minutes (configurations are cached by their settings and
+# code version, so a rerun with nothing changed reads them back).

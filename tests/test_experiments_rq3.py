@@ -1,0 +1,131 @@
+"""RQ3's experiments module: the statistics table on synthetic populations with known answers, every verdict
+outcome, the census, and one toy configuration end to end."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from landscape.paper.experiments import rq3, rq3_tasks
+from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED
+
+
+def population(gap_of, *, seeds=(0, 1), rng=0, noise=0.002):
+    """A synthetic 3 × 3 × 2 × 2 factorial with `seeds`: gap = gap_of(lr, b, width, wd) + noise."""
+    rng = np.random.default_rng(rng)
+    rows = []
+    for lr, b, w, wd in itertools.product((0.01, 0.03, 0.1), (32, 128, 512), (64, 128), (0.0, 1e-3)):
+        config = f"mnist1d/lr={lr}/b={b}/w={w}/wd={wd}"
+        for s in seeds:
+            gap = gap_of(lr, b, w, wd) + noise * rng.normal()
+            rows.append({"dataset": "mnist1d", "lr": lr, "batch_size": b, "width": w, "weight_decay": wd,
+                         "seed": s, "config": config, "reached": True, "status": "reached",
+                         "train_loss": 0.05 - 0.001 * rng.random(), "gap": gap,
+                         "gap_b": gap + noise * rng.normal()})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["log_lr_over_b"] = np.log(frame["lr"] / frame["batch_size"])
+    return frame
+
+
+def width_gap(lr, b, w, wd):
+    return 0.1 + 0.001 * w + 0.02 * math.log(b) - 0.01 * math.log(lr)
+
+
+def test_measure_table_on_known_answers():
+    frame = population(width_gap)
+    rng = np.random.default_rng(5)
+    frame["copy"] = frame["gap"] * 2 + 1  # a monotone copy of the gap: τ = 1
+    frame["reverse"] = -frame["gap"]  # τ = −1
+    frame["noise"] = rng.normal(size=len(frame))  # no information: τ ≈ 0
+    frame["width_only"] = frame["width"].astype(float)  # one axis only: concordant across widths, tied otherwise
+    table = rq3.measure_table(frame, ["copy", "reverse", "noise", "width_only", "gap_b"], num_test=10000,
+                              n_resamples=300).set_index("measure")  # fmt: skip
+    assert table.loc["copy", "tau"] == pytest.approx(1.0)
+    assert table.loc["copy", "Psi"] == pytest.approx(1.0)
+    assert table.loc["copy", "rse_mean"] == pytest.approx(0.0)
+    assert table.loc["reverse", "tau"] == pytest.approx(-1.0)
+    assert table.loc["reverse", "tau_high"] < 0
+    assert table.loc["noise", "tau_low"] < 0 < table.loc["noise", "tau_high"]
+    # a width group holds 2 widths × 2 seeds: 4 of its 6 pairs differ in width (concordant), 2 are seeds (tied)
+    assert table.loc["width_only", "psi_width"] == pytest.approx(2 / 3)
+    assert table.loc["width_only", "psi_lr"] == pytest.approx(0.0)  # constant where only η varies: ties
+    assert table.loc["width_only", "Psi"] == pytest.approx(2 / 3 / 4)
+    # the partial correlation removes log(η/B): a measure that is log(η/B) itself has partial ≈ 0
+    frame["temperature"] = frame["log_lr_over_b"] + 1e-3 * rng.normal(size=len(frame))
+    confounded = rq3.measure_table(frame, ["temperature"], num_test=10000, n_resamples=300).iloc[0]
+    assert abs(confounded["partial"]) < 0.2
+    assert table["p_holm"].ge(table["p_value"]).all()
+    assert rq3.power(table) > 0
+
+
+def test_hyperparameter_model_is_predicted_out_of_fold():
+    frame = population(width_gap)
+    out = rq3.add_reference_measures(frame)
+    assert out[rq3.HYPERPARAMETER_MODEL].notna().all()
+    # the gap is a smooth function of the axes, so the out-of-fold ridge fit ranks it well ...
+    tau = rq3.measure_table(out, [rq3.HYPERPARAMETER_MODEL], num_test=10000, n_resamples=200).iloc[0]["tau"]
+    assert tau > 0.8
+    # ... and the seeds of one configuration always share a prediction (never fitted on their own configuration)
+    assert out.groupby("config")[rq3.HYPERPARAMETER_MODEL].nunique().max() == 1
+
+
+@pytest.mark.parametrize(
+    ("row", "outcome", "words"),
+    [
+        ({"tau_low": 0.2, "tau_high": 0.5, "partial_low": 0.1, "partial_high": 0.6}, SUPPORTED, "partial"),
+        ({"tau_low": 0.2, "tau_high": 0.5, "partial_low": -0.1, "partial_high": 0.3}, NOT_TESTABLE, "η/B"),
+        ({"tau_low": -0.5, "tau_high": -0.2, "partial_low": 0.1, "partial_high": 0.6}, REFUTED, "other side"),
+        ({"tau_low": -0.1, "tau_high": 0.3, "partial_low": 0.1, "partial_high": 0.6}, NOT_SUPPORTED, "contains"),
+        ({"tau_low": math.nan, "tau_high": math.nan}, NOT_TESTABLE, "undefined"),
+    ],
+)
+def test_verdict_measure_outcomes(row, outcome, words):
+    verdict = rq3.verdict_measure(row, 100)
+    assert verdict.outcome == outcome
+    assert words in verdict.reason
+
+
+def test_verdict_measure_needs_enough_networks():
+    row = {"tau_low": 0.2, "tau_high": 0.5, "partial_low": 0.1, "partial_high": 0.6}
+    verdict = rq3.verdict_measure(row, rq3.MIN_NETWORKS - 1)
+    assert verdict.outcome == NOT_TESTABLE
+    assert "reached" in verdict.reason
+
+
+def test_census_counts_what_did_not_reach_the_target():
+    frame = population(width_gap)
+    frame.loc[:3, ["reached", "status"]] = [False, "diverged"]
+    frame.loc[4:5, ["reached", "status"]] = [False, "finished"]
+    row = rq3.census(frame).iloc[0]
+    assert (row["networks"], row["reached"], row["diverged"], row["out_of_steps"]) == (len(frame), len(frame) - 6, 4, 2)
+
+
+def test_profiles_hold_enough_networks():
+    assert rq3.PROFILES["paper"].num_networks >= 150
+    for sizes in rq3.PROFILES.values():
+        assert len(sizes.seeds) >= 2
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        replace(rq3.PROFILES["smoke"], seeds=(0,))
+
+
+def test_configuration_task_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path))
+    rq3_tasks.task_data.cache_clear()
+    sizes = rq3.PROFILES["smoke"]
+    settings = rq3._settings(replace(sizes, extra_test=200), "mnist1d", 0.1, 256, 16, 0.0, 0)
+    out = rq3_tasks.configuration_task({**settings, "max_steps": 100, "eval_every": 50, "stop_loss": 2.1})
+    rows = pd.DataFrame(out["rows"])
+    assert list(rows["seed"]) == list(sizes.seeds)
+    reached = rows[rows["reached"]]
+    assert len(reached) > 0
+    assert reached[list(rq3_tasks.MEASURES)].notna().all().all()
+    assert (reached["gap"] == reached["test_error_a"] - reached["train_error"]).all()
+    # a run that cannot reach the target is a row with NaN measures, not an error
+    never = rq3_tasks.configuration_task({**settings, "max_steps": 10, "eval_every": 10, "stop_loss": 1e-6})
+    assert all(not r["reached"] and math.isnan(r["lambda_max"]) for r in never["rows"])
+    rq3_tasks.task_data.cache_clear()
