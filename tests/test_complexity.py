@@ -20,7 +20,9 @@ def test_path_norm_is_the_sum_over_paths_of_squared_weights():
     model = tiny_mlp()
     w1, b1, w2, b2 = (p.detach() for p in model.parameters())
     # f_{θ²}(1) = W2² (W1² 1 + b1²) + b2², summed over the outputs (every term non-negative: ReLU passes it)
-    expected = float((w2.square() @ (w1.square() @ torch.ones(3, dtype=torch.float64) + b1.square()) + b2.square()).sum())
+    expected = float(
+        (w2.square() @ (w1.square() @ torch.ones(3, dtype=torch.float64) + b1.square()) + b2.square()).sum()
+    )
     assert complexity.path_norm(model, (3,)) == pytest.approx(expected, rel=1e-12)
 
 
@@ -46,7 +48,9 @@ def test_norm_measures_match_their_definitions():
     assert out["margin"] == pytest.approx(gamma)
     if gamma > 0:
         assert out["inverse_margin"] == pytest.approx(1 / gamma**2)
-        assert out["log_spectral_over_margin"] == pytest.approx(sum(map(math.log, spectral)) - math.log(gamma**2))
+        assert out["log_spectral_over_margin"] == pytest.approx(
+            sum(map(math.log, spectral)) - math.log(gamma**2)
+        )
     else:
         assert out["inverse_margin"] == math.inf
 
@@ -68,7 +72,9 @@ def test_gradient_noise_vanishes_for_the_full_batch_and_grows_for_small_ones():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(40, 3, generator=g, dtype=torch.float64)
     y = torch.randint(0, 2, (40,), generator=g)
-    assert complexity.gradient_noise(model, F.cross_entropy, x, y, 40, 3, seed=0) == pytest.approx(0, abs=1e-25)
+    assert complexity.gradient_noise(model, F.cross_entropy, x, y, 40, 3, seed=0) == pytest.approx(
+        0, abs=1e-25
+    )
     small = complexity.gradient_noise(model, F.cross_entropy, x, y, 4, 8, seed=0)
     large = complexity.gradient_noise(model, F.cross_entropy, x, y, 20, 8, seed=0)
     assert small > large > 0
@@ -86,6 +92,8 @@ def test_disagreement_and_distance():
     assert complexity.disagreement(model, flipped, x) == 1.0
     assert complexity.distance_from_init(model, model) == 0.0
     with pytest.raises(ValueError, match="differ in size"):
-        complexity.distance_from_init(model, build_model("mlp", input_shape=(3,), num_classes=2, depth=1, width=5))
-    with pytest.raises(ValueError, match="no nn.Linear"):
+        complexity.distance_from_init(
+            model, build_model("mlp", input_shape=(3,), num_classes=2, depth=1, width=5)
+        )
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
         complexity.linear_layers(nn.ReLU())

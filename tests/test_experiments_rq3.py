@@ -42,7 +42,9 @@ def test_measure_table_on_known_answers():
     frame["copy"] = frame["gap"] * 2 + 1  # a monotone copy of the gap: τ = 1
     frame["reverse"] = -frame["gap"]  # τ = −1
     frame["noise"] = rng.normal(size=len(frame))  # no information: τ ≈ 0
-    frame["width_only"] = frame["width"].astype(float)  # one axis only: concordant across widths, tied otherwise
+    frame["width_only"] = frame["width"].astype(
+        float
+    )  # one axis only: concordant across widths, tied otherwise
     table = rq3.measure_table(frame, ["copy", "reverse", "noise", "width_only", "gap_b"], num_test=10000,
                               n_resamples=300).set_index("measure")  # fmt: skip
     assert table.loc["copy", "tau"] == pytest.approx(1.0)
@@ -80,7 +82,11 @@ def test_hyperparameter_model_is_predicted_out_of_fold():
         ({"tau_low": 0.2, "tau_high": 0.5, "partial_low": 0.1, "partial_high": 0.6}, SUPPORTED, "partial"),
         ({"tau_low": 0.2, "tau_high": 0.5, "partial_low": -0.1, "partial_high": 0.3}, NOT_TESTABLE, "η/B"),
         ({"tau_low": -0.5, "tau_high": -0.2, "partial_low": 0.1, "partial_high": 0.6}, REFUTED, "other side"),
-        ({"tau_low": -0.1, "tau_high": 0.3, "partial_low": 0.1, "partial_high": 0.6}, NOT_SUPPORTED, "contains"),
+        (
+            {"tau_low": -0.1, "tau_high": 0.3, "partial_low": 0.1, "partial_high": 0.6},
+            NOT_SUPPORTED,
+            "contains",
+        ),
         ({"tau_low": math.nan, "tau_high": math.nan}, NOT_TESTABLE, "undefined"),
     ],
 )
@@ -102,7 +108,12 @@ def test_census_counts_what_did_not_reach_the_target():
     frame.loc[:3, ["reached", "status"]] = [False, "diverged"]
     frame.loc[4:5, ["reached", "status"]] = [False, "finished"]
     row = rq3.census(frame).iloc[0]
-    assert (row["networks"], row["reached"], row["diverged"], row["out_of_steps"]) == (len(frame), len(frame) - 6, 4, 2)
+    assert (row["networks"], row["reached"], row["diverged"], row["out_of_steps"]) == (
+        len(frame),
+        len(frame) - 6,
+        4,
+        2,
+    )
 
 
 def test_profiles_hold_enough_networks():

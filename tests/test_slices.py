@@ -523,3 +523,53 @@ def test_barrier_weights_through_the_first_layer_match_the_plain_evaluation():
             ev.evaluate_state({n: (1 - al) * a[n] + al * b[n] for n in a})[0] for al in out.alphas.tolist()
         ]
         torch.testing.assert_close(out.losses, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
+class _KeywordModel(torch.nn.Module):
+    """A HuggingFace-shaped model: keyword inputs, an output object with .logits."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask):
+        class Output:
+            def __init__(self, logits):
+                self.logits = logits
+
+        return Output(self.inner(input_ids * attention_mask))
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_slices_barriers_and_flatness_read_dict_batches_and_logits(method):
+    from conftest import make_problem
+    from landscape import worst_case_sharpness
+
+    model, loss_fn, x, y = make_problem("mlp", n=20)
+    mask = torch.ones_like(x)
+    mask[:, 0] = 0
+    plain = [(x[:10] * mask[:10], y[:10]), (x[10:] * mask[10:], y[10:])]
+    dicts = [
+        {"input_ids": x[i], "attention_mask": mask[i], "labels": y[i]}
+        for i in (slice(0, 10), slice(10, None))
+    ]
+    hf = _KeywordModel(model)
+    gen = torch.Generator().manual_seed(0)
+    direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in model.parameters()]
+    alphas = [-0.5, 0.0, 0.5]
+    names = [n for n, _ in model.named_parameters()]
+    ours = slice_1d(hf, loss_fn, dicts, {f"inner.{n}": d for n, d in zip(names, direction, strict=True)}, alphas,
+                    method=method)  # fmt: skip
+    ref = slice_1d(model, loss_fn, plain, dict(zip(names, direction, strict=True)), alphas, method=method)
+    torch.testing.assert_close(ours.losses, ref.losses)
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1)
+    barrier = interpolation_barrier(hf, _KeywordModel(other), loss_fn, dicts, num_points=5, method=method)
+    torch.testing.assert_close(barrier.losses, interpolation_barrier(model, other, loss_fn, plain, num_points=5,
+                                                                      method=method).losses)  # fmt: skip
+    sharp = worst_case_sharpness(hf, loss_fn, dicts, 0.05, steps=2)
+    assert sharp.value == pytest.approx(
+        worst_case_sharpness(model, loss_fn, plain, 0.05, steps=2).value, rel=1e-10
+    )

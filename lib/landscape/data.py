@@ -211,7 +211,9 @@ def _generate_mnist1d_signals(num_samples: int, seed: int) -> dict[str, np.ndarr
     return {"x": np.asarray(raw["x"], dtype=np.float32), "y": np.asarray(raw["y"], dtype=np.int64)}
 
 
-def mnist1d_signals(num_samples: int, seed: int, root: str | os.PathLike | None = None) -> tuple[Tensor, Tensor]:
+def mnist1d_signals(
+    num_samples: int, seed: int, root: str | os.PathLike | None = None
+) -> tuple[Tensor, Tensor]:
     """`num_samples` further MNIST-1D signals and labels from the package's generator with its default
     arguments but `num_samples` and `seed`: e.g. a test set large enough to rank gaps a point apart.
 
@@ -228,8 +230,15 @@ def mnist1d_signals(num_samples: int, seed: int, root: str | os.PathLike | None 
     Returns:
         ``(x, y)``: float32 `(num_samples, 40)` and int64 `(num_samples,)`.
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 10 or num_samples % 10:
-        raise ValueError(f"num_samples must be a positive multiple of 10 (one tenth per class), got {num_samples!r}")
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, int)
+        or num_samples < 10
+        or num_samples % 10
+    ):
+        raise ValueError(
+            f"num_samples must be a positive multiple of 10 (one tenth per class), got {num_samples!r}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if seed == 42:
@@ -269,7 +278,9 @@ def digits(num_test: int = 597, seed: int = 0) -> Dataset:
     mean, std = x[train].mean(), x[train].std()
     x = (x - mean) / std
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-    return Dataset("digits", as_tensor(x[train]), as_tensor(y[train]), as_tensor(x[test]), as_tensor(y[test]), 10)
+    return Dataset(
+        "digits", as_tensor(x[train]), as_tensor(y[train]), as_tensor(x[test]), as_tensor(y[test]), 10
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .operators import LossFn, eval_mode, make_generator, select_parameters
+from .operators import LossFn, batch_size, eval_mode, functional_call_model, make_generator, select_parameters
 from .progress import progress_bar
 from .slices import GridEvaluator
 
@@ -138,11 +138,11 @@ class _Problem:
         with eval_mode(self.model), torch.enable_grad():
             for inputs, targets in ev._batches():
                 point = {n: (self.theta[n] + delta[n]).requires_grad_(True) for n in self.names}
-                outputs = torch.func.functional_call(self.model, {**ev.base, **point}, (inputs,))
+                outputs = functional_call_model(self.model, {**ev.base, **point}, inputs)
                 loss = self.loss_fn(outputs, targets)
                 if not isinstance(loss, Tensor) or loss.numel() != 1:
                     raise ValueError("loss_fn must return a scalar (mean over the batch)")
-                n = int(inputs.shape[0])
+                n = batch_size(inputs)
                 pieces = torch.autograd.grad(loss * n, list(point.values()), allow_unused=True)
                 for name, g in zip(self.names, pieces, strict=True):
                     if g is not None:

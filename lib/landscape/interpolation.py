@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .directions import _check_same_parameters, check_finite
-from .operators import LossFn, iterate_batches, materialize, move_batch
+from .operators import LossFn, batch_size, call_model, iterate_batches, materialize, move_batch
 from .progress import progress_bar
 from .slices import FlatAnchors, GridEvaluator, check_finite_data
 
@@ -231,12 +231,12 @@ def recompute_batchnorm_statistics(model: nn.Module, data) -> nn.Module:
         seen = 0
         with torch.no_grad():
             for index, (inputs, targets) in enumerate(iterate_batches(data)):
-                if inputs.shape[0] == 0:
+                if batch_size(inputs) == 0:
                     continue
-                seen += int(inputs.shape[0])
+                seen += batch_size(inputs)
                 moved = move_batch(inputs, targets, like)[0]
                 check_finite_data(moved, f"the inputs of batch {index} of bn_data")
-                model(moved)
+                call_model(model, moved)
         if seen == 0:
             raise ValueError("bn_data is empty: no samples to estimate BatchNorm statistics on")
     finally:

@@ -339,6 +339,24 @@ def call_model(model: nn.Module, inputs) -> Tensor:
     return model_output(model(inputs))
 
 
+def functional_call_model(model: nn.Module, state: Mapping[str, Tensor], inputs) -> Tensor:
+    """`call_model` with the parameters and buffers in `state` substituted (`torch.func.functional_call`):
+    the same input rule (tensor, tuple of arguments, dict of keyword arguments) and output rule."""
+    if isinstance(inputs, Mapping):
+        return model_output(torch.func.functional_call(model, state, (), dict(inputs)))
+    if isinstance(inputs, (tuple, list)):
+        return model_output(torch.func.functional_call(model, state, tuple(inputs)))
+    return model_output(torch.func.functional_call(model, state, (inputs,)))
+
+
+def batch_size(inputs) -> int:
+    """Samples in a batch's inputs: the first dimension of their first tensor (a tensor, or a tuple, list or dict
+    of them); 0 when they hold no tensor."""
+    for t in tensor_leaves(inputs):
+        return int(t.shape[0]) if t.ndim else 1
+    return 0
+
+
 def model_output(out) -> Tensor:
     """The tensor the loss is computed on: the output itself if it is a tensor; its ``.logits`` (HuggingFace
     `ModelOutput` and similar objects) or ``["logits"]`` entry; the first element of a tuple or list. To use

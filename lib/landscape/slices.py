@@ -58,7 +58,10 @@ from torch import Tensor, nn
 from .directions import Direction, as_direction, check_finite, direction_norm
 from .operators import (
     LossFn,
+    batch_size,
+    call_model,
     eval_mode,
+    functional_call_model,
     has_convolution,
     iterate_batches,
     materialize,
@@ -447,9 +450,9 @@ class GridEvaluator:
     def _move_batches(self):
         count = 0
         for index, (inputs, targets) in enumerate(iterate_batches(self.data)):
-            if inputs.shape[0] == 0:
+            if batch_size(inputs) == 0:
                 continue
-            count += int(inputs.shape[0])
+            count += batch_size(inputs)
             batch = move_batch(inputs, targets, self.like)
             check_finite_data(batch[0], f"the inputs of batch {index}")
             check_finite_data(batch[1], f"the targets of batch {index}")
@@ -489,9 +492,9 @@ class GridEvaluator:
         total, correct, count = 0.0, 0, 0
         with eval_mode(self.model), torch.inference_mode():
             for inputs, targets in self._batches():
-                outputs = torch.func.functional_call(self.model, full, (inputs,))
+                outputs = functional_call_model(self.model, full, inputs)
                 loss, right = self._score(outputs, targets)
-                n = int(inputs.shape[0])
+                n = batch_size(inputs)
                 total += n * float(loss)
                 correct += int(right)
                 count += n
@@ -601,7 +604,7 @@ class GridEvaluator:
         fixed = {n: t for n, t in self.base.items() if n not in points and n not in skip}
 
         def one_point(point, inputs, targets):
-            outputs = torch.func.functional_call(model, {**fixed, **point}, (inputs,))
+            outputs = functional_call_model(model, {**fixed, **point}, inputs)
             return self._score(outputs, targets)
 
         if first is None:
@@ -620,13 +623,13 @@ class GridEvaluator:
         batches = self._batches()
         if isinstance(batches, list) and len(batches) == 1:
             loss, right = score(*batches[0])
-            self._num_samples = int(batches[0][0].shape[0])
+            self._num_samples = batch_size(batches[0][0])
             return loss.double(), right
         total = correct = None
         count = 0
         for inputs, targets in batches:
             loss, right = score(inputs, targets)
-            n = int(inputs.shape[0])
+            n = batch_size(inputs)
             total = n * loss.double() if total is None else total + n * loss.double()
             correct = right if correct is None else correct + right
             count += n
@@ -697,7 +700,7 @@ class GridEvaluator:
             for p in range(num):
                 write(p)
                 if anchor_outputs is None:
-                    outputs = module(inputs)
+                    outputs = call_model(module, inputs)
                 else:
                     outputs = module(first.combine(anchor_outputs, weights[p], out=hidden))
                 loss, right = self._score(outputs, targets)
@@ -714,11 +717,11 @@ class GridEvaluator:
             return "vmap"
         if has_convolution(self.model):
             return "loop"
-        first = next((b for b in iterate_batches(self.data) if b[0].shape[0] > 0), None)
+        first = next((b for b in iterate_batches(self.data) if batch_size(b[0]) > 0), None)
         if first is None:
             raise ValueError("data is empty: no samples to evaluate the loss on")
         num_params = sum(t.numel() for t in self.model.parameters())
-        return "vmap" if int(first[0].shape[0]) * num_params < _VMAP_MAX_WORK_CPU else "loop"
+        return "vmap" if batch_size(first[0]) * num_params < _VMAP_MAX_WORK_CPU else "loop"
 
     def _auto_chunk(self, point_bytes: int) -> int:
         """Grid points per vmapped pass: parameters and activations of a chunk within a per-device budget
@@ -729,7 +732,7 @@ class GridEvaluator:
 
     def _activation_bytes(self) -> int:
         """Bytes of all module outputs in one forward pass of the first batch (measured on a copy)."""
-        first = next((b for b in iterate_batches(self.data) if b[0].shape[0] > 0), None)
+        first = next((b for b in iterate_batches(self.data) if batch_size(b[0]) > 0), None)
         if first is None:
             raise ValueError("data is empty: no samples to evaluate the loss on")
         probe = copy.deepcopy(self.model)
@@ -743,5 +746,5 @@ class GridEvaluator:
             m.register_forward_hook(hook)
         inputs, _ = move_batch(*first, self.like)
         with eval_mode(probe), torch.inference_mode():
-            probe(inputs)
+            call_model(probe, inputs)
         return sum(sizes)

@@ -185,8 +185,13 @@ def run_population(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.Data
     """Every configuration of both populations (MNIST-1D factorial; digits over step size × width), one task
     each; `seed` seeds the measurements. Returns one row per network: dataset, the four axes, seed, a
     configuration label, status and every column of `rq3_tasks.configuration_task`'s rows."""
-    items = [_settings(sizes, "mnist1d", lr, b, w, wd, seed)
-             for lr in sizes.lrs for b in sizes.batch_sizes for w in sizes.widths for wd in sizes.weight_decays]
+    items = [
+        _settings(sizes, "mnist1d", lr, b, w, wd, seed)
+        for lr in sizes.lrs
+        for b in sizes.batch_sizes
+        for w in sizes.widths
+        for wd in sizes.weight_decays
+    ]
     items += [_settings(sizes, "digits", lr, sizes.batch_sizes[0], w, sizes.weight_decays[0], seed)
               for lr in sizes.digits_lrs for w in sizes.digits_widths]  # fmt: skip
     outs = run_cached(rq3_tasks.configuration_task, items, cache=cache, depends_on=rq3_tasks.DEPENDS_ON,
@@ -215,7 +220,9 @@ def census(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def add_reference_measures(frame: pd.DataFrame, axes: Sequence[str] = AXES, *, folds: int = 5) -> pd.DataFrame:
+def add_reference_measures(
+    frame: pd.DataFrame, axes: Sequence[str] = AXES, *, folds: int = 5
+) -> pd.DataFrame:
     """The reached networks with the hyperparameter-only model as one more measure: the out-of-fold prediction
     of the gap by a ridge regression (`sklearn.linear_model.RidgeCV`) on the axes (logarithms of η, B and
     width; weight decay as is) and their pairwise products, the folds grouped by configuration (a network is
@@ -295,7 +302,9 @@ def measure_table(
             psi = granulated_kendall(data, measure, "gap", axes)
             row |= {"Psi": psi["Psi"], **{f"psi_{a}": v for a, v in psi["psi"].items()}}
             sizes = (2,) if len(axes) >= 2 else (0, 1)
-            row["cmi"] = conditional_mutual_information(data, measure, "gap", axes, condition_sizes=sizes)["score"]
+            row["cmi"] = conditional_mutual_information(data, measure, "gap", axes, condition_sizes=sizes)[
+                "score"
+            ]
             rse = robust_sign_error(data, measure, "gap", environment_columns=axes, num_test=num_test)
             envs = rse["environments"]
             eligible = envs[envs["n_effective"] >= rse["min_ess"]]["sign_error"]
@@ -339,7 +348,9 @@ def verdict_measure(row: pd.Series | dict, n_reached: int, *, min_networks: int 
       step size's and batch size's, a confound this population cannot remove).
     """
     if n_reached < min_networks:
-        return not_testable(f"only {n_reached} networks reached the training-loss target (need {min_networks})")
+        return not_testable(
+            f"only {n_reached} networks reached the training-loss target (need {min_networks})"
+        )
     low, high = row.get("tau_low", math.nan), row.get("tau_high", math.nan)
     association = verdict_from_correlation((low, high), +1)
     if association.outcome != "supported":
@@ -349,8 +360,10 @@ def verdict_measure(row: pd.Series | dict, n_reached: int, *, min_networks: int 
     if confound.outcome == "supported":
         return Verdict("supported", f"τ {association.reason}; given log(η/B) and the training loss, the partial "
                                     f"correlation {confound.reason}")  # fmt: skip
-    return not_testable(f"τ {association.reason}, but given log(η/B) and the training loss the partial "
-                        f"correlation {confound.reason.replace(', as claimed', '')}: η/B may carry the association")
+    return not_testable(
+        f"τ {association.reason}, but given log(η/B) and the training loss the partial "
+        f"correlation {confound.reason.replace(', as claimed', '')}: η/B may carry the association"
+    )
 
 
 def verdict_table(table: pd.DataFrame, n_reached: int) -> pd.DataFrame:
@@ -360,8 +373,14 @@ def verdict_table(table: pd.DataFrame, n_reached: int) -> pd.DataFrame:
         match = table[table["measure"] == measure]
         row = match.iloc[0].to_dict() if len(match) else {}
         verdict = verdict_measure(row, n_reached)
-        rows.append({"quantity": NAMES[measure], "verdict": verdict.outcome, "reason": verdict.reason,
-                     **{k: row.get(k, math.nan) for k in ("tau", "tau_low", "tau_high", "Psi", "partial")}})
+        rows.append(
+            {
+                "quantity": NAMES[measure],
+                "verdict": verdict.outcome,
+                "reason": verdict.reason,
+                **{k: row.get(k, math.nan) for k in ("tau", "tau_low", "tau_high", "Psi", "partial")},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -377,7 +396,13 @@ def family_interval_level(level: float = LEVEL) -> float:
 def plot_tau(table: pd.DataFrame, ax) -> None:
     """τ with its interval per measure, sorted, coloured by kind; Ψ as open markers."""
     data = table.dropna(subset=["tau"]).sort_values("tau")
-    colours = {"geometry": "C0", "norm / margin": "C1", "optimisation": "C2", "seed pair": "C3", "reference": "C7"}
+    colours = {
+        "geometry": "C0",
+        "norm / margin": "C1",
+        "optimisation": "C2",
+        "seed pair": "C3",
+        "reference": "C7",
+    }
     y = np.arange(len(data))
     for i, (_, row) in enumerate(data.iterrows()):
         c = colours.get(row["kind"], "k")
@@ -414,7 +439,9 @@ def plot_psi_heatmap(table: pd.DataFrame, axes: Sequence[str], ax, fig) -> None:
     fig.colorbar(image, ax=ax, label="ψ (Kendall τ within one axis)")
 
 
-def plot_sign_error(frame: pd.DataFrame, measures: Sequence[str], axes: Sequence[str], num_test: int, ax) -> None:
+def plot_sign_error(
+    frame: pd.DataFrame, measures: Sequence[str], axes: Sequence[str], num_test: int, ax
+) -> None:
     """The distribution of the sign error over single-axis environments for some measures (those with an
     effective sample size ≥ 12, or all of them when none has)."""
     axes = [a for a in axes if frame[a].nunique() > 1]
@@ -427,7 +454,6 @@ def plot_sign_error(frame: pd.DataFrame, measures: Sequence[str], axes: Sequence
     ax.boxplot(values, orientation="horizontal", tick_labels=[NAMES.get(m, m) for m in measures])
     ax.axvline(0.5, color="k", lw=0.5, ls="--")
     ax.set_xlabel("sign error per environment (0: always right, 0.5: coin flip)")
-
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -469,7 +495,9 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
     }  # fmt: skip
     for _, row in table.iterrows():
         out[f"tau_{row['measure']}"] = _tau_text(row)
-        out[f"psi_{row['measure']}"] = "undefined" if pd.isna(row.get("Psi", math.nan)) else f"{row['Psi']:.2f}"
+        out[f"psi_{row['measure']}"] = (
+            "undefined" if pd.isna(row.get("Psi", math.nan)) else f"{row['Psi']:.2f}"
+        )
     for _, row in digits_table.iterrows():
         out[f"digits_tau_{row['measure']}"] = _tau_text(row)
     for _, row in verdicts.iterrows():

@@ -132,7 +132,9 @@ def _geometry(model: torch.nn.Module, sample: tuple, settings: Mapping) -> dict:
     """This project's probes on the training sample (cross-entropy): curvature, sharpness and flatness."""
     loss_fn, tol, seed = loss_function("ce"), settings["tol"], settings["measure_seed"]
     op = HessianOperator(model, loss_fn, sample)
-    density = spectral_density(op, num_probes=settings["slq_probes"], num_steps=settings["slq_steps"], seed=seed)
+    density = spectral_density(
+        op, num_probes=settings["slq_probes"], num_steps=settings["slq_steps"], seed=seed
+    )
     normalised = normalized_sharpness(model, loss_fn, sample, tol=tol, trace_matvecs=settings["trace_matvecs"],
                                       seed=seed)  # fmt: skip
     pac = {
@@ -173,7 +175,10 @@ def _network(settings: Mapping, data: Dataset, test: tuple, seed: int) -> tuple[
     x, y = data.train
     half = len(test[1]) // 2
     train_error = _error(model, x, y)
-    test_a, test_b = _error(model, test[0][:half], test[1][:half]), _error(model, test[0][half:], test[1][half:])
+    test_a, test_b = (
+        _error(model, test[0][:half], test[1][:half]),
+        _error(model, test[0][half:], test[1][half:]),
+    )
     sample = (x[: settings["curvature_samples"]], y[: settings["curvature_samples"]])
     tic = time.perf_counter()
     row |= {
