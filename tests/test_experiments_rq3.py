@@ -140,3 +140,33 @@ def test_configuration_task_end_to_end(tmp_path, monkeypatch):
     never = rq3_tasks.configuration_task({**settings, "max_steps": 10, "eval_every": 10, "stop_loss": 1e-6})
     assert all(not r["reached"] and math.isnan(r["lambda_max"]) for r in never["rows"])
     rq3_tasks.task_data.cache_clear()
+
+
+def test_rescaling_changes_flags_measures_that_move():
+    population = pd.DataFrame({"config": ["a", "a", "b"], "seed": [0, 1, 0], "moves": [1.0, 2.0, 4.0],
+                               "still": [3.0, 3.0, 5.0], "inf": [math.inf, 1.0, 1.0]})  # fmt: skip
+    rescaled = pd.DataFrame({"config": ["a", "a", "b"], "seed": [0, 1, 0], "alpha": [2.0, 2.0, 0.5],
+                             "reached": [True, True, True], "moves": [1.5, 2.0, 4.0],
+                             "still": [3.0, 3.0 * (1 + 1e-4), 5.0], "inf": [math.inf, 1.0, 1.0]})  # fmt: skip
+    changes = rq3.rescaling_changes(population, rescaled, ["moves", "still", "inf"])
+    assert changes["moves"] == pytest.approx(0.5)
+    assert changes["still"] == pytest.approx(1e-4)
+    assert changes["inf"] == 0.0  # +inf before and after: unchanged
+    assert changes["moves"] > rq3.RESCALING_TOLERANCE > changes["still"]
+
+
+def test_rescaled_configuration_is_the_same_function(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path))
+    rq3_tasks.task_data.cache_clear()
+    sizes = replace(rq3.PROFILES["smoke"], extra_test=200)
+    settings = {**rq3._settings(sizes, "mnist1d", 0.1, 256, 16, 0.0, 0), "max_steps": 100, "eval_every": 50,
+                "stop_loss": 2.1}  # fmt: skip
+    base = pd.DataFrame(rq3_tasks.configuration_task(settings)["rows"])
+    scaled = pd.DataFrame(rq3_tasks.configuration_task({**settings, "alpha": 3.0})["rows"])
+    # the function is unchanged: errors, margins, disagreement and the normalised sharpness agree ...
+    for column in ("train_error", "test_error_a", "margin", "disagreement"):
+        np.testing.assert_allclose(scaled[column], base[column], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scaled["normalized_sharpness"], base["normalized_sharpness"], rtol=0.02)
+    # ... while λmax moves
+    assert (abs(scaled["lambda_max"] / base["lambda_max"] - 1) > 0.05).all()
+    rq3_tasks.task_data.cache_clear()

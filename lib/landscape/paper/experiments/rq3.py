@@ -54,6 +54,7 @@ __all__ = [
     "NAMES",
     "NOISY_ORACLE",
     "PROFILES",
+    "RESCALING_TOLERANCE",
     "Sizes",
     "add_reference_measures",
     "census",
@@ -65,7 +66,9 @@ __all__ = [
     "plot_sign_error",
     "plot_tau",
     "power",
+    "rescaling_changes",
     "run_population",
+    "run_rescaling",
     "verdict_measure",
     "verdict_table",
 ]
@@ -76,6 +79,9 @@ HYPERPARAMETER_MODEL = "hyperparameter_model"  # out-of-fold ridge prediction of
 # the founding write-up's quantities: "correlate with trainability and generalisation"
 FOUNDING = ("lambda_max", "trace_per_param", "effective_rank", "normalized_sharpness", "barrier")
 MIN_NETWORKS = 20  # fewest reached networks for a verdict
+# a measure "moves" under a function-preserving rescaling when it changes by more than this (relative): well above
+# the probes' own tolerance (Lanczos 1e-3) on identical random draws
+RESCALING_TOLERANCE = 0.02
 NAMES = {
     "lambda_max": "λmax", "trace_per_param": "tr(H)/D", "effective_rank": "effective rank",
     "normalized_sharpness": "normalised sharpness", "normalized_trace": "normalised trace",
@@ -124,6 +130,8 @@ class Sizes:
     pac_samples: int  # Monte-Carlo samples per PAC-Bayes bisection step
     noise_batches: int  # minibatches of the gradient noise
     barrier_points: int  # points on the segment between two aligned seeds
+    rescaled_configs: int = 3  # configurations whose networks are measured again after a rescaling ...
+    alphas: tuple[float, ...] = (0.5, 2.0)  # ... by these factors (Dinh et al.; 1 is the population itself)
     extra_seed: int = 1  # the generator seed of the further test signals (the default set's is 42)
     n_resamples: int = 2000  # bootstrap resamples of every interval
     workers: int | None = None  # Dask worker processes (None: one per core; 1: in this process)
@@ -145,7 +153,7 @@ PROFILES = {
         digits_lrs=(0.05,), digits_widths=(64,), stop_loss=1.5, max_steps=400, eval_every=50,
         extra_test=1000, curvature_samples=256, tol=1e-2, trace_matvecs=8, slq_probes=1, slq_steps=10,
         adaptive_steps=2, average_samples=4, pac_samples=2, noise_batches=2, barrier_points=5,
-        n_resamples=200, workers=1, **_COMMON,
+        n_resamples=200, workers=1, rescaled_configs=1, **_COMMON,
     ),
     # 3 × 3 × 3 × 3 configurations × 2 seeds = 162 networks (Jiang et al. use 2 seeds too). The levels are
     # chosen so that every network reaches a training cross-entropy of 0.1 within 10,000 steps (measured:
@@ -204,6 +212,46 @@ def run_population(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.Data
     frame = pd.DataFrame(rows)
     frame["log_lr_over_b"] = np.log(frame["lr"] / frame["batch_size"])
     return frame
+
+
+def run_rescaling(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataFrame:
+    """The networks of `rescaled_configs` MNIST-1D configurations spread over the factorial (every k-th), measured
+    again after each rescaling α of `alphas`: one row per network and α, with the configuration label."""
+    configs = [(lr, b, w, wd) for lr in sizes.lrs for b in sizes.batch_sizes for w in sizes.widths
+               for wd in sizes.weight_decays]  # fmt: skip
+    step = max(1, len(configs) // max(sizes.rescaled_configs, 1))
+    chosen = configs[::step][: sizes.rescaled_configs]
+    items = [
+        {**_settings(sizes, "mnist1d", *c, seed), "alpha": float(a)} for c in chosen for a in sizes.alphas
+    ]
+    outs = run_cached(rq3_tasks.configuration_task, items, cache=cache, depends_on=rq3_tasks.DEPENDS_ON,
+                      workers=sizes.workers, threads=sizes.threads, desc="RQ3 rescalings")  # fmt: skip
+    rows = []
+    for item, out in zip(items, outs, strict=True):
+        label = "/".join(f"{k}={item[k]:g}" for k in AXES)
+        rows += [{"config": f"mnist1d/{label}", "alpha": item["alpha"], **row} for row in out["rows"]]
+    return pd.DataFrame(rows)
+
+
+def rescaling_changes(population: pd.DataFrame, rescaled: pd.DataFrame, measures: Sequence[str]) -> pd.Series:
+    """For each measure, the largest relative change |m_α − m_1| / |m_1| over the rescaled networks and factors
+    (m_1 from the population); NaN when a value is missing. A measure above `RESCALING_TOLERANCE` moves under
+    a change of parametrisation that leaves the function unchanged, so it cannot carry a causal claim."""
+    base = population.set_index(["config", "seed"])
+    out = {}
+    for measure in measures:
+        changes = []
+        for _, row in rescaled.iterrows():
+            key = (row["config"], row["seed"])
+            if key not in base.index or not row.get("reached", False):
+                continue
+            m1, ma = float(base.loc[key, measure]), float(row[measure])
+            if not (math.isfinite(m1) and math.isfinite(ma)):
+                changes.append(0.0 if m1 == ma else math.inf)
+                continue
+            changes.append(abs(ma - m1) / abs(m1) if m1 != 0 else (0.0 if ma == 0 else math.inf))
+        out[measure] = max(changes) if changes else math.nan
+    return pd.Series(out, name="rescaling_change")
 
 
 def census(frame: pd.DataFrame) -> pd.DataFrame:
@@ -467,8 +515,9 @@ def _tau_text(row) -> str:
 
 
 def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame, verdicts: pd.DataFrame,
-            digits_table: pd.DataFrame) -> dict:  # fmt: skip
-    """The chapter's glued values: set-up, census, the best measures, the baselines, power and verdicts."""
+            digits_table: pd.DataFrame, rescaled: pd.DataFrame) -> dict:  # fmt: skip
+    """The chapter's glued values: set-up, census, the best measures, the baselines, power, the rescaling check
+    (`table` must carry ``rescaling_change``) and verdicts."""
     main = frame[frame["dataset"] == "mnist1d"]
     reached = main[main["reached"]]
     ranked = table.dropna(subset=["tau"]).sort_values("tau", ascending=False)
@@ -490,6 +539,11 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
         "hyper_tau": _tau_text(table.set_index("measure").loc[HYPERPARAMETER_MODEL]) if HYPERPARAMETER_MODEL in set(table["measure"]) else "undefined",
         "best_measures": "; ".join(f"{r['name']} {_tau_text(r)}" for _, r in candidates.head(3).iterrows()) or "none",
         "best_norm": "; ".join(f"{r['name']} {_tau_text(r)}" for _, r in norms.head(1).iterrows()) or "none",
+        "rescaled_networks": int(rescaled["reached"].sum()) if len(rescaled) else 0,
+        "alphas": ", ".join(f"{a:g}" for a in sizes.alphas),
+        "rescaling_tolerance": f"{RESCALING_TOLERANCE:.0%}",
+        "moving_measures": ", ".join(NAMES.get(m, m) for m in table.loc[table["rescaling_change"] > RESCALING_TOLERANCE, "measure"]) or "none",
+        "invariant_measures": ", ".join(NAMES.get(m, m) for m in table.loc[table["rescaling_change"] <= RESCALING_TOLERANCE, "measure"]) or "none",
         "digits_networks": int((frame["dataset"] == "digits").sum()),
         "digits_reached": int(frame[(frame["dataset"] == "digits")]["reached"].sum()),
     }  # fmt: skip

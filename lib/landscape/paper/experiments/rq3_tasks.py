@@ -34,6 +34,8 @@ from ...operators import HessianOperator
 from ...sharpness import normalized_sharpness
 from ...trace import hessian_trace
 from ...train import TrainConfig, evaluate, loss_function, train
+from .. import probe_checks
+from ..probe_checks import rescale_layers
 
 __all__ = [
     "ADAPTIVE_RHO",
@@ -81,7 +83,7 @@ OPTIMISATION = ("steps_to_target", "gradient_noise")
 PAIR_MEASURES = ("barrier", "disagreement")  # a configuration's seeds, copied onto each of its networks
 MEASURES = GEOMETRY + NORMS + OPTIMISATION + PAIR_MEASURES
 # the code every cached result of this chapter runs beyond the probes (the probes are always included)
-DEPENDS_ON = ("data", "models", "train", "complexity", __name__)
+DEPENDS_ON = ("data", "models", "train", "complexity", probe_checks.__name__, __name__)
 
 
 @functools.lru_cache(maxsize=4)
@@ -172,6 +174,9 @@ def _network(settings: Mapping, data: Dataset, test: tuple, seed: int) -> tuple[
         return row | dict.fromkeys(MEASURES, math.nan), None
     model, init = _init(settings, data, seed), _init(settings, data, seed)
     model.load_state_dict(result.state_dict)
+    alpha = settings.get("alpha", 1.0)
+    if alpha != 1.0:  # Dinh et al.'s function-preserving rescaling of the trained network (the check)
+        model = rescale_layers(model, 0, alpha)
     x, y = data.train
     half = len(test[1]) // 2
     train_error = _error(model, x, y)
@@ -205,7 +210,10 @@ def configuration_task(settings: Mapping) -> dict:
 
     `settings`: dataset, extra_test, extra_seed, lr, batch_size, width, depth, weight_decay, seeds, stop_loss,
     max_steps, eval_every, curvature_samples, tol, trace_matvecs, slq_probes, slq_steps, adaptive_steps,
-    average_samples, pac_samples, noise_batches, barrier_points, measure_seed.
+    average_samples, pac_samples, noise_batches, barrier_points, measure_seed, and optionally alpha: every
+    trained network is measured after Dinh et al.'s rescaling (first layer × α, second × 1/α; the function is
+    unchanged), so that a measure that moves under it is exposed (training is deterministic, so these are the
+    population's networks).
 
     Returns ``{"rows": [...]}``, one row per seed: status, steps, training loss, errors (training; test on
     the first and second halves of the test signals), the gap (test error on the first half minus the training
