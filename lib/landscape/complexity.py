@@ -114,25 +114,28 @@ def norm_measures(
     }
 
 
-def gradient_noise(
-    model: nn.Module, loss_fn, inputs: Tensor, targets: Tensor, batch_size: int, num_batches: int, seed: int
-) -> float:
-    """E‖g_B − g‖²: the mean squared distance between the gradient of `num_batches` seeded random minibatches of
-    `batch_size` samples (without replacement within a batch) and the full-data gradient g, at the model's
-    weights (eval mode): the noise that SGD at this batch size would see."""
+def gradient_noise(model: nn.Module, loss_fn, inputs: Tensor, targets: Tensor, chunk_size: int = 64) -> float:
+    """tr Cov(∇ℓᵢ) = (1/n) Σᵢ ‖∇ℓᵢ − ḡ‖², the variance of the per-sample gradients ∇ℓᵢ around their mean ḡ at
+    the model's weights (eval mode), summed over parameters: the gradient noise of SGD with batch size B is this
+    divided by B (with replacement), so the measure itself does not depend on the batch size a network was
+    trained with. Per-sample gradients by `torch.func.vmap` of `torch.func.grad`, `chunk_size` samples at a time
+    (memory chunk_size·D values); sums in float64."""
     model = copy.deepcopy(model).eval()
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
 
-    def grad(x, y):
-        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_fn(model(x), y), params)]).double()
+    def one(p, x, y):
+        return loss_fn(torch.func.functional_call(model, p, (x[None],)), y[None])
 
-    full = grad(inputs, targets)
-    gen = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for _ in range(num_batches):
-        idx = torch.randperm(len(targets), generator=gen)[:batch_size]
-        total += float((grad(inputs[idx], targets[idx]) - full).square().sum())
-    return total / num_batches
+    per_sample = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))
+    total = torch.zeros(sum(p.numel() for p in params.values()), dtype=torch.float64)
+    squares = 0.0
+    for start in range(0, len(targets), chunk_size):
+        grads = per_sample(params, inputs[start : start + chunk_size], targets[start : start + chunk_size])
+        flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1).double()
+        total += flat.sum(0)
+        squares += float(flat.square().sum())
+    n = len(targets)
+    return squares / n - float((total / n).square().sum())
 
 
 def disagreement(model_a: nn.Module, model_b: nn.Module, inputs: Tensor) -> float:

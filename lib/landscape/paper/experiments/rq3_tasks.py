@@ -196,10 +196,7 @@ def _network(settings: Mapping, data: Dataset, test: tuple, seed: int) -> tuple[
         **_geometry(model, sample, settings),
         **complexity.norm_measures(model, init, x, y, data.input_shape),
         "steps_to_target": float(result.reached_step),
-        "gradient_noise": complexity.gradient_noise(
-            model, loss_function("ce"), *sample, settings["batch_size"], settings["noise_batches"],
-            settings["measure_seed"],
-        ),
+        "gradient_noise": complexity.gradient_noise(model, loss_function("ce"), *sample),
     }  # fmt: skip
     row["measure_seconds"] = time.perf_counter() - tic
     return row, model
@@ -210,7 +207,7 @@ def configuration_task(settings: Mapping) -> dict:
 
     `settings`: dataset, extra_test, extra_seed, lr, batch_size, width, depth, weight_decay, seeds, stop_loss,
     max_steps, eval_every, curvature_samples, tol, trace_matvecs, slq_probes, slq_steps, adaptive_steps,
-    average_samples, pac_samples, noise_batches, barrier_points, measure_seed, and optionally alpha: every
+    average_samples, pac_samples, barrier_points, measure_seed, and optionally alpha: every
     trained network is measured after Dinh et al.'s rescaling (first layer × α, second × 1/α; the function is
     unchanged), so that a measure that moves under it is exposed (training is deterministic, so these are the
     population's networks).
@@ -219,7 +216,8 @@ def configuration_task(settings: Mapping) -> dict:
     the first and second halves of the test signals), the gap (test error on the first half minus the training
     error) and its copy on the second half, every measure of `MEASURES` (NaN for a run that did not reach the
     target), seconds. The pair measures of a network are the means over its pairs with the configuration's other
-    reached seeds: the disagreement on the first half of the test signals (unlabelled) and the loss barrier on the
+    reached seeds: the disagreement on the second half of the test signals (unlabelled; the gap uses the
+    first) and the loss barrier on the
     training sample after weight-matching alignment (`align_permutation`).
     """
     data, x_test, y_test = task_data(settings["dataset"], settings["extra_test"], settings["extra_seed"])
@@ -232,7 +230,7 @@ def configuration_task(settings: Mapping) -> dict:
     pairs: dict[int, dict[str, list[float]]] = {s: {"barrier": [], "disagreement": []} for s in models}
     x, y = data.train
     sample = (x[: settings["curvature_samples"]], y[: settings["curvature_samples"]])
-    unlabelled = x_test[: len(y_test) // 2]
+    unlabelled = x_test[len(y_test) // 2 :]  # the half the gap is not measured on
     for a, b in itertools.combinations(sorted(models), 2):
         aligned = align_permutation(models[a], models[b], seed=settings["measure_seed"])
         barrier = interpolation_barrier(models[a], aligned, loss_function("ce"), sample,
