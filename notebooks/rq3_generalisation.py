@@ -69,7 +69,8 @@ def figure(fig, name):
 # rule, so that networks are compared at about equal training loss); {glue:text}`num_reached` reached it
 # (training loss {glue:text}`train_loss_range`), {glue:text}`num_diverged` diverged and
 # {glue:text}`num_out_of_steps` ran out of steps. Those that did not reach it are counted here and left out of
-# every statistic below.
+# every statistic below. A target of 0.1 is a compromise with the budget (Jiang et al. stop at 0.01): the
+# training loss is checked every 25 steps, and the partial correlations below control what remains of its spread.
 #
 # The default MNIST-1D test set has 1,000 signals, too few to order gaps a few points apart. The gap here is the
 # test error on {glue:text}`half_test` further signals generated offline with another seed, minus the training
@@ -166,33 +167,58 @@ figure(fig, "sign_error")
 # ```
 #
 # The measures with the largest τ are {glue:text}`best_measures`; the best norm or margin baseline is
-# {glue:text}`best_norm`; the hyperparameters alone reach {glue:text}`hyper_tau`, and the noisy oracle
-# {glue:text}`oracle_tau`. The population resolves differences in τ of about {glue:text}`power` (the median width
-# of the intervals): two measures closer than that are not ranked.
+# {glue:text}`best_norm`. Two references bound what a measure can add: the hyperparameters alone, through an
+# out-of-fold ridge regression, reach {glue:text}`hyper_tau`, and the noisy oracle (the gap on the other test half)
+# {glue:text}`oracle_tau`. The population resolves differences in τ of about {glue:text}`power` (the median
+# half-width of the paired bootstrap interval of τ(a) − τ(b) between neighbours in the ranking); measures closer
+# than that are not ranked. On the weight-decay axis even the oracle's ψ is {glue:text}`oracle_psi_weight_decay`:
+# there the gaps differ by less than the test noise.
+#
+# Beyond τ: the partial rank correlation with the gap on configuration means, given log(η/B) and the training
+# loss, is {glue:text}`partial_lambda_max` for λmax, {glue:text}`partial_trace_per_param` for tr(H)/D and
+# {glue:text}`partial_normalized_sharpness` for normalised sharpness; given the hyperparameter model instead (does
+# the measure add to what the hyperparameters already say?) it is {glue:text}`partial_hyper_lambda_max`,
+# {glue:text}`partial_hyper_trace_per_param` and {glue:text}`partial_hyper_normalized_sharpness`. The sign error
+# over single-axis environments (mean / 90th percentile / maximum) is {glue:text}`rse_mean_lambda_max` /
+# {glue:text}`rse_p90_lambda_max` / {glue:text}`rse_max_lambda_max` for λmax and
+# {glue:text}`rse_mean_normalized_sharpness` / {glue:text}`rse_p90_normalized_sharpness` /
+# {glue:text}`rse_max_normalized_sharpness` for normalised sharpness: as Dziugaite et al. found, no measure is right
+# in every environment. With 2 seeds an environment holds at most 4 pairs of networks, so environments need only
+# {glue:text}`min_ess` kept pairs here, not their 12.
 #
 # Rescaling check: the networks of a few configurations ({glue:text}`rescaled_networks` in all) were measured again
 # after Dinh et al.'s rescaling {cite}`dinh2017sharp` by α ∈ {{glue:text}`alphas`} (first layer × α, second × 1/α:
-# the same function). Measures that change by more than {glue:text}`rescaling_tolerance` move with the
-# parametrisation and cannot carry a causal claim about the function: {glue:text}`moving_measures`. Unchanged:
-# {glue:text}`invariant_measures`.
+# the same function). Measures that change by more than {glue:text}`rescaling_tolerance` of their spread over the
+# population move with the parametrisation and cannot carry a causal claim about the function:
+# {glue:text}`moving_measures`. Unchanged: {glue:text}`invariant_measures`.
 #
-# On the digits (out of task; {glue:text}`digits_reached` of {glue:text}`digits_networks` networks reached the
-# target), τ is {glue:text}`digits_tau_lambda_max` for λmax and {glue:text}`digits_tau_normalized_sharpness` for
-# normalised sharpness.
+# On the digits (out of task; {glue:text}`digits_reached` of {glue:text}`digits_networks` networks, step size ×
+# width only, reached the target), τ is {glue:text}`digits_tau_lambda_max` for λmax and
+# {glue:text}`digits_tau_normalized_sharpness` for normalised sharpness.
 #
 # ## Verdicts
 #
-# A founding quantity "correlates with generalisation" when its τ interval lies above 0 **and** the partial
-# rank correlation on configuration means, given log(η/B) and the training loss, does too (intervals at
-# {glue:text}`family_level` for the five claims); it is *refuted* when τ's interval lies below 0, *not supported*
-# when it contains 0, and *not testable here* when τ is positive but the partial correlation is not — the step
-# size and batch size may then carry the association.
+# The rule (`landscape.paper.experiments.rq3.verdict_measure`, intervals at {glue:text}`family_level` for the
+# five claims): a founding quantity "correlates with generalisation" (*supported*) when both τ's interval and the
+# partial correlation's (on configuration means, given log(η/B) and the training loss) lie above 0; *refuted* when
+# the partial's lies below 0 while τ's excludes 0; *not supported* otherwise (an interval contains 0, or the two
+# disagree); *not testable here* when an interval is undefined, the measure is nearly a function of η/B, or the
+# probe's budget is not validated (the effective rank).
 #
-# - λmax: {glue:text}`verdict_lambda_max` (τ {glue:text}`tau_lambda_max`, Ψ {glue:text}`psi_lambda_max`)
-# - tr(H)/D: {glue:text}`verdict_trace_per_param` (τ {glue:text}`tau_trace_per_param`)
-# - effective rank: {glue:text}`verdict_effective_rank` (τ {glue:text}`tau_effective_rank`)
-# - normalised sharpness: {glue:text}`verdict_normalized_sharpness` (τ {glue:text}`tau_normalized_sharpness`)
-# - barrier between seeds: {glue:text}`verdict_barrier` (τ {glue:text}`tau_barrier`)
+# - λmax: {glue:text}`verdict_lambda_max` (τ {glue:text}`vtau_lambda_max`, partial {glue:text}`vpartial_lambda_max`)
+# - tr(H)/D: {glue:text}`verdict_trace_per_param` (τ {glue:text}`vtau_trace_per_param`, partial
+#   {glue:text}`vpartial_trace_per_param`)
+# - effective rank: {glue:text}`verdict_effective_rank` (τ {glue:text}`vtau_effective_rank`)
+# - normalised sharpness: {glue:text}`verdict_normalized_sharpness` (τ {glue:text}`vtau_normalized_sharpness`,
+#   partial {glue:text}`vpartial_normalized_sharpness`)
+# - barrier between seeds: {glue:text}`verdict_barrier` (τ {glue:text}`vtau_barrier`, partial
+#   {glue:text}`vpartial_barrier`)
+#
+# Not done here, and needed before these verdicts generalise: a second architecture family (out-of-family test),
+# an intervention on sharpness at fixed hyperparameters (SAM), leave-one-level-out checks, the "trainability" half
+# of the founding claim (the RQ4 chapter), a validated effective-rank budget, and a comparison with the values
+# published by Jiang et al. and Dziugaite et al., which this chapter does not quote because they were not
+# checked against the papers' tables.
 
 # %% tags=["hide-input"]
 verdicts

@@ -655,4 +655,11 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
     for _, row in verdicts.iterrows():
         key = next(m for m in FOUNDING if NAMES[m] == row["quantity"])
         out[f"verdict_{key}"] = row["verdict"]
+        out[f"vtau_{key}"] = _tau_text(row)  # at the family level
+        partial = (
+            row.get("partial", math.nan),
+            row.get("partial_low", math.nan),
+            row.get("partial_high", math.nan),
+        )
+        out[f"vpartial_{key}"] = "undefined" if pd.isna(partial[0]) else format_estimate(*partial, digits=2)
     return out
