@@ -1,6 +1,14 @@
 """landscape: exact, fast probes of neural-network loss-surface geometry."""
 
 from .alignment import align_permutation, permute_hidden_units, weight_matching
+from .complexity import (
+    disagreement,
+    distance_from_init,
+    gradient_noise,
+    norm_measures,
+    output_margin,
+    path_norm,
+)
 from .curvature import (
     DiagonalEstimate,
     FisherOperator,
@@ -10,7 +18,7 @@ from .curvature import (
     layer_spectra,
     parameter_groups,
 )
-from .data import Dataset, cache_root, image_dataset, load_dataset, mnist1d
+from .data import Dataset, cache_root, digits, image_dataset, load_dataset, mnist1d, mnist1d_signals
 from .density import SpectralDensity, effective_rank, spectral_density
 from .directions import as_direction, normalize_direction, random_direction
 from .distributed import DistributedGGNOperator, DistributedHessianOperator
@@ -130,9 +138,18 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "align_permutation",
     "weight_matching",
     "permute_hidden_units",
+    # norm, margin and agreement baselines of generalisation studies
+    "norm_measures",
+    "path_norm",
+    "output_margin",
+    "distance_from_init",
+    "gradient_noise",
+    "disagreement",
     # data
     "Dataset",
     "mnist1d",
+    "mnist1d_signals",
+    "digits",
     "image_dataset",
     "load_dataset",
     "cache_root",
