@@ -205,3 +205,17 @@ def test_rescaled_configuration_is_the_same_function(tmp_path, monkeypatch):
     # ... while λmax moves
     assert (abs(scaled["lambda_max"] / base["lambda_max"] - 1) > 0.05).all()
     rq3_tasks.task_data.cache_clear()
+
+
+def test_sign_error_figure_skips_missing_values():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = population(width_gap)
+    frame["pair"] = frame["gap"]
+    frame.loc[0, "pair"] = math.nan
+    fig, ax = plt.subplots()
+    rq3.plot_sign_error(frame, ["pair"], rq3.AXES, 10000, ax)
+    plt.close(fig)

@@ -578,7 +578,9 @@ def plot_sign_error(
     axes = [a for a in axes if frame[a].nunique() > 1]
     values = []
     for measure in measures:
-        rse = robust_sign_error(frame, measure, "gap", environment_columns=axes, num_test=num_test)
+        data = frame.dropna(subset=[measure]).copy()
+        data[measure] = data[measure].rank()  # +inf ranks last
+        rse = robust_sign_error(data, measure, "gap", environment_columns=axes, num_test=num_test)
         envs = rse["environments"]
         kept = envs[envs["weight"] > 0]
         eligible = kept[kept["n_effective"] >= MIN_ESS]
