@@ -116,6 +116,9 @@ digits = rq3.add_reference_measures(frame[frame["dataset"] == "digits"], axes=("
 digits_table = rq3.measure_table(digits, list(rq3.FOUNDING), axes=("lr", "width"), num_test=298,
                                  n_resamples=sizes.n_resamples, seed=seed)  # fmt: skip
 resolution = rq3.power(main, table, n_resamples=max(200, sizes.n_resamples // 4), seed=seed)
+held_out = rq3.leave_one_level_out(main, MEASURES)
+held_out.to_csv(results / "leave_one_level_out.csv", index=False)
+paste_all(rq3.held_out_numbers(held_out, MEASURES))
 paste_all(rq3.numbers(sizes, profile, frame, table, verdicts, digits_table, rescaled, resolution))
 table.round(3)
 
@@ -185,6 +188,13 @@ figure(fig, "sign_error")
 # {glue:text}`rse_max_normalized_sharpness` for normalised sharpness: as Dziugaite et al. found, no measure is right
 # in every environment. With 2 seeds an environment holds at most 4 pairs of networks, so environments need only
 # {glue:text}`min_ess` kept pairs here, not their 12.
+#
+# Out of level: holding out each level of each axis in turn ({glue:text}`loo_levels` held-out levels), the
+# hyperparameter model refitted on the other levels reaches a mean τ of {glue:text}`loo_tau_hyper` on the held-out
+# networks. λmax reaches {glue:text}`loo_tau_lambda_max` and beats the refitted model in
+# {glue:text}`loo_beats_lambda_max` levels; the barrier {glue:text}`loo_tau_barrier` ({glue:text}`loo_beats_barrier`);
+# tr(H)/D {glue:text}`loo_tau_trace_per_param` ({glue:text}`loo_beats_trace_per_param`); normalised sharpness
+# {glue:text}`loo_tau_normalized_sharpness` ({glue:text}`loo_beats_normalized_sharpness`).
 #
 # Rescaling check: the networks of a few configurations ({glue:text}`rescaled_networks` in all) were measured again
 # after Dinh et al.'s rescaling {cite}`dinh2017sharp` by α ∈ {{glue:text}`alphas`} (first layer × α, second × 1/α:

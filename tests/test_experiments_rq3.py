@@ -219,3 +219,17 @@ def test_sign_error_figure_skips_missing_values():
     fig, ax = plt.subplots()
     rq3.plot_sign_error(frame, ["pair"], rq3.AXES, 10000, ax)
     plt.close(fig)
+
+
+def test_leave_one_level_out_holds_each_level_out_of_the_fit():
+    frame = population(width_gap)
+    frame["copy"] = frame["gap"]
+    frame["width_only"] = frame["width"].astype(float)
+    held = rq3.leave_one_level_out(frame, ["copy", "width_only"])
+    assert len(held) == 3 + 3 + 2 + 2  # one row per level of each axis
+    assert (held["copy"] == 1.0).all()
+    # at a held-out width the width-only measure is constant: every pair ties
+    assert (held.loc[held["axis"] == "width", "width_only"] == 0.0).all()
+    # the gap is smooth in log η, log B and the width: the refitted model extrapolates to a held-out level
+    assert held[rq3.HYPERPARAMETER_MODEL].min() > 0.5
+    assert rq3.beats_hyperparameters(held, "copy") == (len(held), len(held))

@@ -60,8 +60,11 @@ __all__ = [
     "RESCALING_TOLERANCE",
     "Sizes",
     "add_reference_measures",
+    "beats_hyperparameters",
     "census",
     "family_interval_level",
+    "held_out_numbers",
+    "leave_one_level_out",
     "measure_table",
     "numbers",
     "plot_measure_vs_gap",
@@ -295,15 +298,54 @@ def add_reference_measures(
     if not usable or reached["config"].nunique() < folds:
         reached[HYPERPARAMETER_MODEL] = np.nan
         return reached
-    features = pd.DataFrame({a: np.log(reached[a]) if a != "weight_decay" else reached[a] for a in usable})
-    for i, a in enumerate(usable):
-        for b in usable[i + 1 :]:
-            features[f"{a}*{b}"] = features[a] * features[b]
-    model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
     reached[HYPERPARAMETER_MODEL] = cross_val_predict(
-        model, features.to_numpy(), reached["gap"].to_numpy(), groups=reached["config"], cv=GroupKFold(folds)
-    )
+        _hyperparameter_model(), _features(reached, usable), reached["gap"].to_numpy(), groups=reached["config"],
+        cv=GroupKFold(folds),
+    )  # fmt: skip
     return reached
+
+
+def _features(frame: pd.DataFrame, axes: Sequence[str]) -> np.ndarray:
+    """The hyperparameter model's inputs: log η, log B, log width, weight decay, and their pairwise products."""
+    features = pd.DataFrame({a: np.log(frame[a]) if a != "weight_decay" else frame[a] for a in axes})
+    for i, a in enumerate(axes):
+        for b in axes[i + 1 :]:
+            features[f"{a}*{b}"] = features[a] * features[b]
+    return features.to_numpy()
+
+
+def _hyperparameter_model():
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+
+
+def leave_one_level_out(
+    frame: pd.DataFrame, measures: Sequence[str], axes: Sequence[str] = AXES
+) -> pd.DataFrame:
+    """Out-of-level check: for every axis and each of its levels, the networks at that level are held out; the
+    hyperparameter model is fitted on the others (it has never seen the level: an extrapolation) and every
+    measure's τ with the gap is computed on the held-out networks alone. One row per (axis, level) with the
+    τ of each measure and of the refitted hyperparameter model (`HYPERPARAMETER_MODEL`); τ NaN where a measure
+    is missing on the held-out networks."""
+    axes = [a for a in axes if frame[a].nunique() > 1]
+    rows = []
+    for axis in axes:
+        for level in sorted(frame[axis].unique()):
+            held, rest = frame[frame[axis] == level], frame[frame[axis] != level]
+            others = [a for a in axes if held[a].nunique() > 1]
+            model = _hyperparameter_model().fit(_features(rest, axes), rest["gap"].to_numpy())
+            held = held.assign(**{HYPERPARAMETER_MODEL: model.predict(_features(held, axes))})
+            row = {"axis": axis, "level": level, "n": len(held), "varying": ", ".join(others)}
+            for measure in [*measures, HYPERPARAMETER_MODEL]:
+                data = held.dropna(subset=[measure])
+                row[measure] = _tau_a(data, measure) if len(data) >= 3 else math.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def beats_hyperparameters(held_out: pd.DataFrame, measure: str) -> tuple[int, int]:
+    """(held-out levels where `measure`'s τ exceeds the refitted hyperparameter model's, levels compared)."""
+    both = held_out[[measure, HYPERPARAMETER_MODEL]].dropna()
+    return int((both[measure] > both[HYPERPARAMETER_MODEL]).sum()), len(both)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -664,4 +706,15 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
             row.get("partial_high", math.nan),
         )
         out[f"vpartial_{key}"] = "undefined" if pd.isna(partial[0]) else format_estimate(*partial, digits=2)
+    return out
+
+
+def held_out_numbers(held_out: pd.DataFrame, measures: Sequence[str]) -> dict:
+    """Glued values of the leave-one-level-out check: the mean τ over held-out levels of the refitted
+    hyperparameter model and of each measure, and in how many held-out levels each measure beats the model."""
+    out = {"loo_levels": len(held_out), "loo_tau_hyper": f"{held_out[HYPERPARAMETER_MODEL].mean():.2f}"}
+    for measure in measures:
+        wins, levels = beats_hyperparameters(held_out, measure)
+        out[f"loo_tau_{measure}"] = f"{held_out[measure].mean():.2f}"
+        out[f"loo_beats_{measure}"] = f"{wins} of {levels}"
     return out
