@@ -426,3 +426,21 @@ def test_train_mode_refuses_sync_batchnorm(mlp_problem):
     synced = torch.nn.Sequential(*model[:1], torch.nn.SyncBatchNorm(6), *model[1:]).double()
     with pytest.raises(ValueError, match="SyncBatchNorm"):
         HessianOperator(synced, loss_fn, (x, y), mode="train")
+
+
+def test_half_precision_products_scale_tiny_vectors_before_the_cast():
+    from landscape import DenseOperator
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(64, 64, generator=g, dtype=torch.float64)
+    A = (A + A.T) / 2
+    op = DenseOperator(A.half())
+    # entries ~1e-7: subnormal in float16 (smallest normal 6e-5, smallest subnormal 6e-8), so a plain cast keeps
+    # about one bit of each
+    x = 1e-7 * torch.randn(64, 2, generator=g, dtype=torch.float64)
+    exact = A.half().double() @ x
+    got = op @ x
+    assert got.dtype == torch.float64
+    assert float((got - exact).norm() / exact.norm()) < 5e-3
+    plain = (A.half() @ x.half()).double()  # what an unscaled cast gives
+    assert float((plain - exact).norm() / exact.norm()) > 0.1

@@ -74,14 +74,20 @@ class LinearOperator:
         block = x.unsqueeze(1) if x.ndim == 1 else x
         if block.shape[1] == 0:
             return block.clone()
-        out = self._matmat(block.to(device=self.device, dtype=self.dtype))
+        if self.dtype != self.work_dtype and block.is_floating_point():
+            # A half-precision operator computes in its own dtype. Each column is scaled to a largest entry of 1
+            # before the cast (a unit vector of D ~ 1e7 has entries ~3e-4, near float16's smallest normal
+            # 6e-5: without it they would lose bits or vanish) and the product scaled back in float32 (one
+            # D x m temporary in `work_dtype`). Solvers keep their vectors in float32 or float64 (`work_dtype`)
+            # and get the product back in that precision.
+            scale = block.abs().amax(dim=0).to(self.work_dtype)
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            scaled = (block.to(self.work_dtype) / scale).to(device=self.device, dtype=self.dtype)
+            out = self._matmat(scaled).to(self.work_dtype) * scale.to(self.device)
+            out = out.to(torch.promote_types(self.work_dtype, x.dtype))
+        else:
+            out = self._matmat(block.to(device=self.device, dtype=self.dtype))
         self.num_matvecs += block.shape[1]
-        if self.dtype != self.work_dtype:
-            # A half-precision operator computes in its own dtype; solvers keep their vectors in float32 or
-            # float64 (`work_dtype`) and get the product back in that precision.
-            out = out.to(
-                torch.promote_types(self.work_dtype, x.dtype if x.is_floating_point() else self.dtype)
-            )
         return out[:, 0] if x.ndim == 1 else out
 
     def to_dense(self) -> Tensor:
