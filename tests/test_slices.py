@@ -573,3 +573,47 @@ def test_slices_barriers_and_flatness_read_dict_batches_and_logits(method):
     assert sharp.value == pytest.approx(
         worst_case_sharpness(model, loss_fn, plain, 0.05, steps=2).value, rel=1e-10
     )
+
+
+class _Tied(nn.Module):
+    """Two modules sharing one weight (tied), the other pattern beside a module used twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4).double(), nn.Linear(4, 4).double()
+        self.b.weight = self.a.weight
+        self.head = nn.Linear(4, 3).double()
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+@pytest.mark.parametrize("kind", ["shared_module", "tied_weight"])
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_slices_and_flatness_on_shared_modules_and_tied_weights(kind, method):
+    from landscape import worst_case_sharpness
+
+    torch.manual_seed(0)
+    if kind == "shared_module":
+        shared = nn.Linear(4, 4).double()
+        model = nn.Sequential(shared, nn.Tanh(), shared, nn.Tanh(), nn.Linear(4, 3).double())
+    else:
+        model = _Tied()
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(20, 4, generator=gen, dtype=torch.float64), torch.randint(0, 3, (20,), generator=gen)
+    direction = {n: torch.randn(p.shape, generator=gen, dtype=p.dtype) for n, p in model.named_parameters()}
+    before = copy.deepcopy(model.state_dict())
+    out = slice_1d(model, F.cross_entropy, (x, y), direction, [0.0, 0.5], method=method)
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for n, p in moved.named_parameters():
+            p.add_(0.5 * direction[n])
+    with torch.no_grad():
+        expected = [float(F.cross_entropy(model(x), y)), float(F.cross_entropy(moved(x), y))]
+    torch.testing.assert_close(out.losses, torch.tensor(expected, dtype=torch.float64))
+    worst_case_sharpness(model, F.cross_entropy, (x, y), 0.05, steps=2)
+    # the caller's model is intact: real Parameters with their values (torch's own weight tying left a
+    # vmap-batched tensor in a module used twice)
+    assert all(type(p) is nn.Parameter for p in model.parameters())
+    for name, value in copy.deepcopy(model).state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)

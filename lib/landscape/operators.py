@@ -345,14 +345,44 @@ def call_model(model: nn.Module, inputs) -> Tensor:
     return model_output(model(inputs))
 
 
+def _attribute_names(model: nn.Module) -> list[tuple[str, str]]:
+    """(name to substitute, canonical name) for every distinct (module, attribute) slot holding a parameter or
+    buffer. A module used twice (``Sequential(shared, act, shared)``) is one slot under two names: it is listed
+    once. A tensor shared by two modules (tied weights) is two slots: both are listed, with the canonical name
+    (the first, as ``named_parameters()`` gives it) to take the value from."""
+    canonical = {}
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        canonical.setdefault(id(tensor), name)
+    slots, out = set(), []
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    for name, tensor in named:
+        owner_path, _, attr = name.rpartition(".")
+        owner = model.get_submodule(owner_path) if owner_path else model
+        if (id(owner), attr) not in slots:
+            slots.add((id(owner), attr))
+            out.append((name, canonical[id(tensor)]))
+    return out
+
+
 def functional_call_model(model: nn.Module, state: Mapping[str, Tensor], inputs) -> Tensor:
-    """`call_model` with the parameters and buffers in `state` substituted (`torch.func.functional_call`):
-    the same input rule (tensor, tuple of arguments, dict of keyword arguments) and output rule."""
+    """`call_model` with the parameters and buffers in `state` (by their `named_parameters()` /
+    `named_buffers()` names) substituted through `torch.func.functional_call`: the same input rule (tensor,
+    tuple of arguments, dict of keyword arguments) and output rule.
+
+    Each (module, attribute) slot is swapped exactly once (`_attribute_names`), with ``tie_weights=False``:
+    torch's own tying swaps a module used twice twice, and its restore then leaves the substituted (e.g. vmap-
+    batched) tensor in the caller's model; tied weights of two modules are still both substituted."""
+    full = dict(state)
+    for name, source in _attribute_names(model):
+        if source in state:
+            full[name] = state[source]
     if isinstance(inputs, Mapping):
-        return model_output(torch.func.functional_call(model, state, (), dict(inputs)))
-    if isinstance(inputs, (tuple, list)):
-        return model_output(torch.func.functional_call(model, state, tuple(inputs)))
-    return model_output(torch.func.functional_call(model, state, (inputs,)))
+        args, kwargs = (), dict(inputs)
+    elif isinstance(inputs, (tuple, list)):
+        args, kwargs = tuple(inputs), None
+    else:
+        args, kwargs = (inputs,), None
+    return model_output(torch.func.functional_call(model, full, args, kwargs, tie_weights=False))
 
 
 def batch_size(inputs) -> int:
