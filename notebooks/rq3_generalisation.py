@@ -70,7 +70,7 @@ def figure(fig, name):
 # (training loss {glue:text}`train_loss_range`), {glue:text}`num_diverged` diverged and
 # {glue:text}`num_out_of_steps` ran out of steps. Those that did not reach it are counted here and left out of
 # every statistic below. A target of 0.1 is a compromise with the budget (Jiang et al. stop at 0.01): the
-# training loss is checked every 25 steps, and the partial correlations below control what remains of its spread.
+# training loss is checked every 50 steps, and the partial correlations below control what remains of its spread.
 #
 # The default MNIST-1D test set has 1,000 signals, too few to order gaps a few points apart. The gap here is the
 # test error on {glue:text}`half_test` further signals generated offline with another seed, minus the training
