@@ -36,6 +36,23 @@ class TinyAttention(nn.Module):
         return self.head(h.mean(1))
 
 
+class KeywordModel(nn.Module):
+    """A HuggingFace-shaped model around `inner`: keyword inputs, an output object with .logits (and another
+    field the output rule must ignore)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids, attention_mask):
+        class Output:
+            def __init__(self, logits):
+                self.logits = logits
+                self.hidden = logits * 0
+
+        return Output(self.inner(input_ids * attention_mask))
+
+
 def make_problem(kind: str, n: int = 24, seed: int = 0):
     """(model, loss_fn, inputs, targets) in float64."""
     torch.manual_seed(seed)

@@ -6,7 +6,7 @@ from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import assert_unchanged, make_problem, snapshot
+from conftest import KeywordModel, assert_unchanged, make_problem, snapshot
 from landscape import DenseOperator, HessianOperator, ScaledOperator, dense_hessian
 from landscape.operators import CurvatureOperator
 
@@ -258,22 +258,6 @@ def test_train_mode_refuses_dropout(mlp_problem):
         HessianOperator(model, loss_fn, (x, y), mode="training")
 
 
-class _KeywordModel(torch.nn.Module):
-    """A HuggingFace-shaped model: keyword inputs, an output object with .logits."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, input_ids, attention_mask):
-        class Output:
-            def __init__(self, logits):
-                self.logits = logits
-                self.hidden = logits * 0
-
-        return Output(self.inner(input_ids * attention_mask))
-
-
 class _TwoInputModel(torch.nn.Module):
     def __init__(self, inner, output="tensor"):
         super().__init__()
@@ -294,7 +278,7 @@ def test_batch_formats_and_model_outputs(mlp_problem):
     H = expected.to_dense()
     halves = [slice(0, 10), slice(10, None)]
     dict_batches = [{"input_ids": x[i], "attention_mask": mask[i], "labels": y[i]} for i in halves]
-    hf = _KeywordModel(model)
+    hf = KeywordModel(model)
     torch.testing.assert_close(HessianOperator(hf, loss_fn, dict_batches).to_dense(), H)
     torch.testing.assert_close(dense_hessian(hf, loss_fn, dict_batches), H)
     for output in ("tensor", "tuple", "dict"):

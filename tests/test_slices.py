@@ -525,24 +525,9 @@ def test_barrier_weights_through_the_first_layer_match_the_plain_evaluation():
         torch.testing.assert_close(out.losses, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)
 
 
-class _KeywordModel(torch.nn.Module):
-    """A HuggingFace-shaped model: keyword inputs, an output object with .logits."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, input_ids, attention_mask):
-        class Output:
-            def __init__(self, logits):
-                self.logits = logits
-
-        return Output(self.inner(input_ids * attention_mask))
-
-
 @pytest.mark.parametrize("method", ["vmap", "loop"])
 def test_slices_barriers_and_flatness_read_dict_batches_and_logits(method):
-    from conftest import make_problem
+    from conftest import KeywordModel, make_problem
     from landscape import worst_case_sharpness
 
     model, loss_fn, x, y = make_problem("mlp", n=20)
@@ -553,7 +538,7 @@ def test_slices_barriers_and_flatness_read_dict_batches_and_logits(method):
         {"input_ids": x[i], "attention_mask": mask[i], "labels": y[i]}
         for i in (slice(0, 10), slice(10, None))
     ]
-    hf = _KeywordModel(model)
+    hf = KeywordModel(model)
     gen = torch.Generator().manual_seed(0)
     direction = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in model.parameters()]
     alphas = [-0.5, 0.0, 0.5]
@@ -566,7 +551,7 @@ def test_slices_barriers_and_flatness_read_dict_batches_and_logits(method):
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.1)
-    barrier = interpolation_barrier(hf, _KeywordModel(other), loss_fn, dicts, num_points=5, method=method)
+    barrier = interpolation_barrier(hf, KeywordModel(other), loss_fn, dicts, num_points=5, method=method)
     torch.testing.assert_close(barrier.losses, interpolation_barrier(model, other, loss_fn, plain, num_points=5,
                                                                       method=method).losses)  # fmt: skip
     sharp = worst_case_sharpness(hf, loss_fn, dicts, 0.05, steps=2)
