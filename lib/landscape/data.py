@@ -153,16 +153,18 @@ def _generate_mnist1d() -> dict[str, np.ndarray]:
     }
 
 
-def _mnist1d_arrays(path: Path, regenerate: bool) -> dict[str, np.ndarray]:
-    keys = ("x_train", "y_train", "x_test", "y_test")
+def _cached_arrays(
+    path: Path, keys: tuple[str, ...], generate, regenerate: bool = False
+) -> dict[str, np.ndarray]:
+    """The arrays `keys` of the .npz cache at `path`, or `generate()`'s, written atomically; an unreadable cache
+    is rebuilt, never trusted."""
     if path.exists() and not regenerate:
         try:
             with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in keys}
-            return arrays
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # rebuilt, never trusted
-            log.warning("MNIST-1D cache %s is unreadable (%s); regenerating it", path, err)
-    arrays = _generate_mnist1d()
+                return {k: f[k] for k in keys}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("cache %s is unreadable (%s); regenerating it", path, err)
+    arrays = generate()
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
@@ -192,7 +194,7 @@ def mnist1d(root: str | os.PathLike | None = None, *, regenerate: bool = False) 
     key = ("mnist1d", str(path.resolve()))
     if key in _MEMORY and not regenerate:
         return _MEMORY[key]
-    arrays = _mnist1d_arrays(path, regenerate)
+    arrays = _cached_arrays(path, ("x_train", "y_train", "x_test", "y_test"), _generate_mnist1d, regenerate)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
     data = Dataset(
         "mnist1d", tensors["x_train"], tensors["y_train"], tensors["x_test"], tensors["y_test"], 10
@@ -244,18 +246,7 @@ def mnist1d_signals(
     if seed == 42:
         raise ValueError("seed 42 generates the default MNIST-1D set itself; pick another seed")
     path = cache_root(root) / "data" / f"mnist1d_signals_v1_{num_samples}_{seed}.npz"
-    arrays = None
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in ("x", "y")}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-            log.warning("MNIST-1D signals cache %s is unreadable (%s); regenerating it", path, err)
-    if arrays is None:
-        arrays = _generate_mnist1d_signals(num_samples, seed)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        atomic_write_bytes(path, buffer.getvalue())
+    arrays = _cached_arrays(path, ("x", "y"), lambda: _generate_mnist1d_signals(num_samples, seed))
     return torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
 
 

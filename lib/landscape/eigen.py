@@ -201,11 +201,15 @@ class _Basis:
 CHUNK_COLS = 16
 
 
+def _fits_one_buffer(dim: int, cols: int, dtype: torch.dtype, copies: int) -> bool:
+    """Whether `copies` D × `cols` matrices in `dtype` take at most ONE_BUFFER_BYTES."""
+    return copies * dim * cols * dtype.itemsize <= ONE_BUFFER_BYTES
+
+
 def _chunk_cols(dim: int, capacity: int, block: int, dtype: torch.dtype, copies: int) -> int:
     """One buffer of `capacity` columns when `copies` such matrices fit in ONE_BUFFER_BYTES, else chunks of
     max(block, CHUNK_COLS) columns (few, large matrix products; at most CHUNK_COLS − 1 columns unused)."""
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    if copies * dim * capacity * itemsize <= ONE_BUFFER_BYTES:
+    if _fits_one_buffer(dim, capacity, dtype, copies):
         return capacity
     return min(capacity, max(block, CHUNK_COLS))
 
@@ -414,8 +418,7 @@ def ritz_order(theta: Tensor, which: str) -> Tensor:
 def default_max_basis(dim: int, k: int, block_size: int, budget: int, dtype: torch.dtype) -> int:
     """`top_eigenvalues`' default basis size: the whole budget when Q and W of `budget` columns take at most
     `ONE_BUFFER_BYTES` (1 GiB) in `dtype`, else max(20, 3k + 2·block_size) (never more than the budget)."""
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    if 2 * dim * budget * itemsize <= ONE_BUFFER_BYTES:
+    if _fits_one_buffer(dim, budget, dtype, copies=2):
         return budget
     return min(budget, max(20, 3 * k + 2 * block_size))
 
@@ -424,8 +427,7 @@ def _keeps_products(dim: int, capacity: int, budget: int, dtype: torch.dtype) ->
     """Whether `top_eigenvalues` stores W = A Q beside Q: only for the plain method (the basis holds the whole
     budget, no restart) with Q and W in ONE_BUFFER_BYTES. A restarted basis exists to bound memory, so it stores
     Q alone and pays k products at the end for the explicit residuals."""
-    itemsize = torch.empty(0, dtype=dtype).element_size()
-    return capacity >= budget and 2 * dim * capacity * itemsize <= ONE_BUFFER_BYTES
+    return capacity >= budget and _fits_one_buffer(dim, capacity, dtype, copies=2)
 
 
 def top_eigenvalues(

@@ -196,6 +196,11 @@ def _settings(sizes: Sizes, dataset: str, lr: float, b: int, width: int, wd: flo
             "seeds": list(sizes.seeds), "measure_seed": seed, **{k: fields[k] for k in keep}}  # fmt: skip
 
 
+def _config_label(settings: dict) -> str:
+    """A configuration's label: its data set and the values of the axes (shared by every α of a rescaling)."""
+    return settings["dataset"] + "/" + "/".join(f"{k}={settings[k]:g}" for k in AXES)
+
+
 def run_population(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataFrame:
     """Every configuration of both populations (MNIST-1D factorial; digits over step size × width), one task
     each; `seed` seeds the measurements. Returns one row per network: dataset, the four axes, seed, a
@@ -214,8 +219,7 @@ def run_population(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.Data
     rows = []
     for item, out in zip(items, outs, strict=True):
         config = {k: item[k] for k in ("dataset", *AXES)}
-        label = "/".join(f"{k}={item[k]:g}" for k in AXES)
-        rows += [{**config, "config": f"{item['dataset']}/{label}", **row} for row in out["rows"]]
+        rows += [{**config, "config": _config_label(item), **row} for row in out["rows"]]
     frame = pd.DataFrame(rows)
     frame["log_lr_over_b"] = np.log(frame["lr"] / frame["batch_size"])
     return frame
@@ -237,8 +241,7 @@ def run_rescaling(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataF
                       workers=sizes.workers, threads=sizes.threads, desc="RQ3 rescalings")  # fmt: skip
     rows = []
     for item, out in zip(items, outs, strict=True):
-        label = "/".join(f"{k}={item[k]:g}" for k in AXES)
-        rows += [{"config": f"mnist1d/{label}", "alpha": item["alpha"], **row} for row in out["rows"]]
+        rows += [{"config": _config_label(item), "alpha": item["alpha"], **row} for row in out["rows"]]
     return pd.DataFrame(rows)
 
 
