@@ -60,6 +60,7 @@ __all__ = [
     "Interval",
     "bootstrap_ci",
     "cluster_bootstrap_ci",
+    "concordance_index",
     "conditional_mutual_information",
     "granulated_kendall",
     "holm",
@@ -612,6 +613,34 @@ def cluster_bootstrap_ci(
         codes, n_clusters, statistic_of_rows, level=level, n_resamples=n_resamples, seed=seed
     )
     return Interval(estimate, low, high, level, n_clusters, label)
+
+
+def concordance_index(time, event, risk) -> float:
+    """Harrell's concordance index C for right-censored times: how often a higher `risk` comes with an earlier event.
+
+    A pair (i, j) is comparable when the earlier of the two times is an event (``event[i]`` and
+    ``time[i] < time[j]``; a censored time only says the event came later); it is concordant when
+    ``risk[i] > risk[j]`` and counts ½ when the risks tie. C = (concordant + ½ ties) / comparable: 1 for a perfect
+    ordering, 0.5 for a random one, NaN with no comparable pair (Harrell et al. 1982). Pairs with equal times are
+    not compared. O(n²) pairs in NumPy; written here because lifelines (which has it) pins pandas < 3 and
+    scikit-survival would bring two convex solvers for this one function.
+
+    >>> concordance_index([1, 2, 3], [True, True, False], [3.0, 2.0, 1.0])
+    1.0
+    >>> concordance_index([1, 2, 3], [True, True, True], [1.0, 2.0, 3.0])
+    0.0
+    """
+    time, risk = _as_1d(time, "time"), _as_1d(risk, "risk")
+    event = np.asarray(event, dtype=bool).ravel()
+    _same_length(time, risk, "time and risk")
+    _same_length(time, event.astype(float), "time and event")
+    earlier = (time[:, None] < time[None, :]) & event[:, None]
+    comparable = int(earlier.sum())
+    if comparable == 0:
+        return math.nan
+    concordant = (earlier & (risk[:, None] > risk[None, :])).sum()
+    ties = (earlier & (risk[:, None] == risk[None, :])).sum()
+    return float((concordant + 0.5 * ties) / comparable)
 
 
 # ------------------------------------------------------------------------------------------- rank correlations
