@@ -179,12 +179,12 @@ PROFILES = {
         large_c=1.0, workers=1,
     ),
     # 9 × 3 × 2 × 2 configurations × 3 seeds = 324 MLP runs of 400 steps (probes at 0, 5, 10, 20: the first 5 %),
-    # and a panel of 3 architectures × 4 c × 2 seeds
+    # and a panel of 3 architectures × 4 c × 2 seeds; 500 training signals keep full-batch GD in the budget
     "paper": Sizes(
         cs=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0), batch_sizes=(64, 256, None), losses=("ce", "mse"),
-        warmups=(False, True), seeds=(0, 1, 2), num_train=1000, steps=400, probe_steps=(0, 5, 10, 20),
+        warmups=(False, True), seeds=(0, 1, 2), num_train=500, steps=400, probe_steps=(0, 5, 10, 20),
         eval_every=10, mlp_width=100, panel=("resnet", "noskip", "transformer"), panel_cs=(0.5, 1.0, 2.0, 4.0),
-        panel_batch=128, panel_seeds=(0, 1), resnet_width=0.0625,
+        panel_batch=128, panel_seeds=(0, 1), resnet_width=0.0625, probe_samples=500,
     ),
 }  # fmt: skip
 
