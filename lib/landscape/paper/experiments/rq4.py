@@ -80,14 +80,10 @@ __all__ = [
 ]
 
 SETS = ("A", "A+B", "A+B+C", "A+B+D", "A+B+C+D")
-SET_NAMES = {"A": "hyperparameters", "B": "early loss curve", "C": "zero-cost proxies", "D": "early geometry"}
 MIN_CLASS = 10  # fewest runs of each class (diverged / not) for an AUC-based verdict
 MIN_FLAGGED = 10  # fewest flagged runs (configurations for rule 3) for an intervention verdict
 ALPHA = 0.05  # the permutation test's level
 TARGET = "diverged/control"
-NAMES = {**{k: k for k in PROBES}, "eta_lambda": "η·λmax/2", "lambda_max": "λmax", "trace_per_param": "tr(H)/D",
-         "negative_mass": "negative mass (SLQ)", "slice_roughness": "slice roughness",
-         "child_barrier": "children barrier", "grad_norm": "‖∇L‖", "noise_scale": "noise scale"}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------------
