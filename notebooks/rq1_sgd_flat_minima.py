@@ -37,9 +37,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
+from landscape.paper.claims import paste_claims, rows_from_table
 from landscape.paper.experiments import rq1
 from landscape.paper.glue import paste, paste_all
 from landscape.paper.plotting import apply_style, save_figure
+from landscape.paper.tables import results_table
 
 NOTEBOOK = "rq1_sgd_flat_minima"
 if profile not in rq1.PROFILES:
@@ -93,6 +95,7 @@ def figure(fig, name):
 # per-seed ratios. A claim with two parts has each part's interval at {glue:text}`family_level` (Bonferroni), so
 # that the claim errs with probability at most 5 %.
 #
+# (rq1-eos)=
 # ## Edge of stability
 #
 # Full-batch gradient descent without momentum is run from the standard initialisation on a fixed training subset
@@ -110,10 +113,11 @@ eos = rq1.eos_runs(traces)
 eos_cells = rq1.eos_cells(eos)
 traces.to_csv(results / "eos_traces.csv", index=False)
 eos.to_csv(results / "eos.csv", index=False)
-eos_cells.to_csv(results / "eos_summary.csv", index=False)
-paste_all(rq1.eos_numbers(sizes, eos, eos_cells))
+eos_numbers = rq1.eos_numbers(sizes, eos, eos_cells)
+paste_all(eos_numbers)
 figure(rq1.plot_eos(traces, sizes), "eos")
-eos_cells.round(3)
+results_table(eos_cells, results, "eos_summary", "Edge of stability per setting (loss, architecture, step size): "
+              "the late-window ratio λmax·η/2 and its spread over seeds.")  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_eos
@@ -141,6 +145,7 @@ eos_cells.round(3)
 # late-window ratio lies in the band {glue:text}`eos_band` — the claim that GD's curvature is set by its step
 # size — is decided per loss in the verdicts below ({glue:text}`verdict_eos`).
 #
+# (rq1-batch)=
 # ## Batch size and learning rate
 #
 # The MLP is trained with plain SGD (no momentum, constant step) on all 4000 training samples at every batch
@@ -162,15 +167,18 @@ rq1.matched_runs(grid)  # raises when too few runs reached the target
 cells = rq1.grid_cells(grid)  # means over the matched seeds of each cell
 correlations = rq1.grid_correlations(cells, n_resamples=sizes.n_resamples)
 pairs = rq1.keskar_pairs(grid, sizes.small_batch, sizes.large_batch)
-for name, table in (("grid", grid), ("grid_curves", curves), ("grid_summary", cells),
-                    ("grid_correlations", correlations), ("keskar_pairs", pairs)):  # fmt: skip
+for name, table in (("grid", grid), ("grid_curves", curves), ("grid_correlations", correlations),
+                    ("keskar_pairs", pairs)):  # fmt: skip
     table.to_csv(results / f"{name}.csv", index=False)
-paste_all(rq1.grid_numbers(sizes, grid, cells, correlations, pairs))
+grid_numbers = rq1.grid_numbers(sizes, grid, cells, correlations, pairs)
+paste_all(grid_numbers)
 figure(rq1.plot_grid(grid, sizes), "grid")
 shown = cells.drop(columns=["train_acc", "test_acc_sd"]).copy()
 shown[list(rq1.MEASURES)] = shown[list(rq1.MEASURES)].map(lambda v: f"{v:.3g}")
 shown["matched"] = shown["matched"].astype(str) + "/" + shown["seeds"].astype(str)
-shown.drop(columns="seeds").round({"temperature": 6, "steps": 0, "train_loss": 4, "test_acc": 3, "gap": 3})
+results_table(shown.drop(columns="seeds"), results, "grid_summary", "One row per cell of the (η, B) grid: means over "
+              "the seeds that reached the target training loss (matched/seeds), the measures at that loss, test "
+              "accuracy and generalisation gap.", data=cells)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_grid
@@ -230,6 +238,7 @@ shown.drop(columns="seeds").round({"temperature": 6, "steps": 0, "train_loss": 4
 # training loss held fixed these runs still differ in η, B and the path they took, so a correlation here is not
 # a causal statement; the correlation study across many more hyper-parameters is {doc}`rq3_generalisation`.
 #
+# (rq1-escape)=
 # ## Escape from a sharp minimum
 #
 # Start from the large-batch solution of the grid (B = {glue:text}`large_batch`, η = {glue:text}`escape_lr`,
@@ -245,10 +254,11 @@ shown.drop(columns="seeds").round({"temperature": 6, "steps": 0, "train_loss": 4
 escape = rq1.run_escape(sizes, cache, seed=seed)
 ends = rq1.escape_ends(escape)
 escape.to_csv(results / "escape.csv", index=False)
-ends.to_csv(results / "escape_summary.csv", index=False)
-paste_all(rq1.escape_numbers(sizes, ends, grid))
+escape_numbers = rq1.escape_numbers(sizes, ends, grid)
+paste_all(escape_numbers)
 figure(rq1.plot_escape(escape, sizes), "escape")
-ends.round(4)
+results_table(ends, results, "escape_summary", "Escape runs, one row per start (seed) and continuation: λmax and "
+              "losses at the start and at the end.", digits=4)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_escape
@@ -280,10 +290,10 @@ ends.round(4)
 
 # %% tags=["hide-input"]
 rescaled = rq1.run_rescaling(sizes, cache, seed=seed)
-rescaled.to_csv(results / "rescaling.csv", index=False)
 paste_all(rq1.rescaling_numbers(sizes, rescaled))
 figure(rq1.plot_rescaling(rescaled), "rescaling")
-rescaled.round(6)
+results_table(rescaled, results, "rescaling", "Dinh et al.'s rescaling by α of one trained network: training loss and "
+              "every sharpness measure per α.", digits=6)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_rescaling
@@ -308,10 +318,23 @@ rescaled.round(6)
 
 # %% tags=["hide-input"]
 verdicts = rq1.verdict_table(sizes, eos, correlations, pairs, ends, grid)
-verdicts.to_csv(results / "verdicts.csv", index=False)
 paste_all(dict(zip(verdicts["key"], verdicts["verdict"], strict=True)), prefix="verdict_")
 paste("runtime_minutes", (time.perf_counter() - started) / 60)
-verdicts.drop(columns="key")
+evidence = {
+    "escape": f"λmax ratio SGD/GD {escape_numbers['escape_sgd_over_gd']}",
+    "keskar": f"λmax ratio large/small B {grid_numbers['keskar_lmax_ci']}",
+    "flat": f"partial ρ(η/B, λmax | η) {grid_numbers['prho_temp_lambda_max']:.2f} "
+    f"{grid_numbers['prho_temp_lambda_max_ci']}",
+    "generalise": f"ρ(normalised sharpness, gap) {grid_numbers['rho_gap_normalized_sharpness']:.2f} "
+    f"{grid_numbers['rho_gap_normalized_sharpness_ci']}",
+    "eos": f"EoS ratio {eos_numbers['eos_ratio_mse']} (MSE), {eos_numbers['eos_ratio_ce']} (CE)",
+}
+sections = {"escape": "rq1-escape", "keskar": "rq1-batch", "flat": "rq1-batch", "generalise": "rq1-batch",
+            "eos": "rq1-eos"}  # fmt: skip
+paste_claims("RQ1", rows_from_table(verdicts, [evidence[k] for k in verdicts["key"]],
+                                    [sections[k] for k in verdicts["key"]]))  # fmt: skip
+results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of each founding claim of this "
+              "chapter, with the reason its rule gives.", data=verdicts)  # fmt: skip
 
 # %% [markdown]
 # Verdicts follow fixed rules (`landscape.paper.experiments.rq1`, each tested on synthetic tables), every one

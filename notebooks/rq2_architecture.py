@@ -28,18 +28,20 @@ results_dir = "build/interactive/results/rq2_architecture"
 seed = 0
 
 # %% tags=["remove-cell"]
+import math
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
-from IPython.display import display
 from myst_nb import glue
 
 from landscape import load_dataset
+from landscape.paper.claims import key_number, paste_claims
 from landscape.paper.experiments import rq2
 from landscape.paper.glue import paste, paste_all
 from landscape.paper.plotting import apply_style, save_figure
+from landscape.paper.tables import interval_summary, results_table
 
 if profile not in rq2.PROFILES:
     raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(rq2.PROFILES)}")
@@ -58,6 +60,15 @@ def show(fig, name: str) -> None:
     plt.close(fig)
 
 
+# The founding write-up's claims about architectures, quoted (numbered as in the verdicts below).
+CLAIMS = {
+    1: "MLP landscapes are smoother, with rapid-convergence basins",
+    2: "ResNet-18 has stiff dominant eigenvalues but coherent valleys thanks to skip connections",
+    3: "Transformers, even tiny, show near-zero average curvature but rugged local slices",
+    4: "The MLP's top eigenvalue is repeated (no explicit Hessian gap)",
+    5: "Trace grows with parameter dimension",
+    6: "Barriers are moderate: distinct but nearby basins for small models",
+}
 data = load_dataset("mnist1d")
 paste_all(rq2.settings_numbers(sizes, profile, len(data.x_train)))
 
@@ -78,16 +89,20 @@ training = rq2.train_networks(sizes, data=data)  # MLP seeds vectorised in one t
 timings["training (cached runs are loaded)"] = time.perf_counter() - start
 rq2.save_table(training, results / "training.csv")
 paste_all(rq2.training_numbers(training, n_resamples=sizes.n_resamples, seed=seed))
-rq2.recipe_table(sizes, training)
+results_table(rq2.recipe_table(sizes, training), results, "recipes", "The recipe of each architecture (first "
+              "seed): model options, optimiser, step size, weight decay, schedule, batch size and length.",
+              index=True)  # fmt: skip
 
 # %% [markdown]
-# Test accuracy (mean ± std over seeds): MLP {glue:text}`acc_mlp:.1f` ± {glue:text}`acc_mlp_std:.1f` %,
+# Test accuracy (mean ± standard deviation over seeds): MLP {glue:text}`acc_mlp:.1f` ± {glue:text}`acc_mlp_std:.1f` %,
 # ResNet-18 {glue:text}`acc_resnet:.1f` ± {glue:text}`acc_resnet_std:.1f` %, ResNet-18 without skips
 # {glue:text}`acc_noskip:.1f` ± {glue:text}`acc_noskip_std:.1f` %, Transformer
 # {glue:text}`acc_transformer:.1f` ± {glue:text}`acc_transformer_std:.1f` %. Per run:
 
 # %% tags=["hide-input"]
-training.drop(columns="key").round(4)
+results_table(training.drop(columns="key"), results, "training_runs", f"Every trained network ({len(training)} "
+              "runs): final training loss and accuracy, test loss and accuracy, training time.", digits=4,
+              data=training.drop(columns="key"))  # fmt: skip
 
 # %% [markdown]
 # ## Curvature
@@ -101,7 +116,8 @@ training.drop(columns="key").round(4)
 # λᵢ/λᵢ₊₁ ≥ 2 among the top {glue:text}`k`; Papyan {cite}`papyan2019measurements,papyan2020traces` finds one per class, C = 10),
 # the normalised sharpness λmax(diag|θ| H diag|θ|) and the adaptive ℓ∞ sharpness
 # max L(θ + δ) − L(θ) over |δᵢ| ≤ {glue:text}`adaptive_radius`·|θᵢ| (projected ascent, a lower bound).
-# Every number is mean ± standard deviation over seeds.
+# Every number in the table below is the geometric mean over seeds with its 95 % interval (Student's t on
+# the logarithms) for positive quantities, the mean with Student's interval otherwise.
 
 # %% tags=["hide-input"]
 start = time.perf_counter()
@@ -114,7 +130,9 @@ for name, frame in {**raw, "ruggedness": rugged}.items():
 paste_all(rq2.curvature_numbers(curvature, n_resamples=sizes.n_resamples, seed=seed))
 paste_all(rq2.ruggedness_numbers(rugged))
 paste_all(rq2.barrier_numbers(barriers))
-rq2.mean_std_table(curvature, rq2.CURVATURE_COLUMNS)
+results_table(interval_summary(curvature, "architecture", rq2.CURVATURE_COLUMNS), results, "curvature_summary",
+              f"Curvature per architecture over {len(sizes.seeds)} seeds: estimate [95 % CI] (geometric mean "
+              "for positive quantities).", index=True, data=curvature)  # fmt: skip
 
 # %% [markdown]
 # Per run: λmin with its residual (the smallest eigenvalue sits at the edge of a dense bulk near 0, where
@@ -124,7 +142,9 @@ rq2.mean_std_table(curvature, rq2.CURVATURE_COLUMNS)
 # residual of the top-k:
 
 # %% tags=["hide-input"]
-rq2.per_run_curvature(curvature).round(5)
+results_table(rq2.per_run_curvature(curvature), results, "curvature_runs", "Curvature of every network: λmin "
+              "with its residual, the largest ratio of consecutive top eigenvalues, the λ1 ≠ λ2 certificate and the "
+              "largest relative residual of the top-k.")  # fmt: skip
 
 # %% tags=["hide-input"]
 show(rq2.plot_spectra(curvature), "spectra")
@@ -155,7 +175,9 @@ show(rq2.plot_spectra(curvature), "spectra")
 # %% tags=["hide-input"]
 show(rq2.plot_slices(slices), "slices")
 show(rq2.plot_planes(planes), "planes")
-rq2.mean_std_table(rugged, list(rq2.RUGGED_COLUMNS))
+results_table(interval_summary(rugged, "architecture", list(rq2.RUGGED_COLUMNS)), results, "ruggedness_summary",
+              f"Ruggedness R and interior local minima per architecture over {len(sizes.seeds)} seeds: estimate "
+              "[95 % CI].", index=True, data=rugged)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_slices
@@ -185,7 +207,10 @@ rq2.mean_std_table(rugged, list(rq2.RUGGED_COLUMNS))
 # %% tags=["hide-input"]
 show(rq2.plot_barriers(barriers), "barriers")
 barrier_columns = ["loss barrier", "error barrier"]
-barriers.groupby(["architecture", "variant"], sort=False)[barrier_columns].agg(["mean", "std"]).round(4)
+labelled = barriers.assign(network=barriers["architecture"] + ", " + barriers["variant"].astype(str))
+results_table(interval_summary(labelled, "network", barrier_columns), results, "barrier_summary", "Loss and error "
+              f"barriers per architecture (and alignment) over {math.comb(len(sizes.seeds), 2)} seed pairs: "
+              "estimate [95 % CI].", index=True, data=barriers)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_barriers
@@ -208,6 +233,7 @@ show(rq2.plot_ruggedness(rugged), "ruggedness")
 # (left) and on the local window (right): 0 means the slice is exactly its quadratic model on that window.
 # ```
 #
+# (rq2-claims)=
 # ## The founding claims
 #
 # Each claim of the founding write-up about architectures, the test applied to it (decided in advance and
@@ -228,10 +254,13 @@ show(rq2.plot_ruggedness(rugged), "ruggedness")
 verdicts = rq2.verdicts(training, curvature, rugged, barriers, n_resamples=sizes.n_resamples, seed=seed)
 paste_all({f"verdict_{i}": v.outcome for i, v in verdicts.items()})
 timings_frame = pd.Series(timings, name="seconds").round(1)
-timings_frame.to_csv(results / "timings.csv")
 paste("total_minutes", sum(timings.values()) / 60)
-with pd.option_context("display.max_colwidth", None):
-    display(rq2.verdict_table(verdicts))
+table = rq2.verdict_table(verdicts).reset_index()
+table.insert(1, "claim_text", [CLAIMS[i] for i in table["claim"]])
+paste_claims("RQ2", [{"claim": CLAIMS[i], "verdict": v.outcome, "evidence": key_number(v.reason),
+                      "section": "rq2-claims"} for i, v in verdicts.items()])  # fmt: skip
+results_table(table, results, "verdicts", "The verdict of each founding claim about architectures, with the "
+              "reason its rule gives (every part's interval).")  # fmt: skip
 
 # %% [markdown]
 # 1. **"MLP landscapes are smoother, with rapid-convergence basins."** Test: the ratio of every other
@@ -339,4 +368,5 @@ with pd.option_context("display.max_colwidth", None):
 # reading stored runs and cached measurements back where they existed:
 
 # %% tags=["hide-input"]
-timings_frame.to_frame()
+results_table(timings_frame.to_frame(), results, "timings", "Seconds per step of this execution of the chapter.",
+              index=True)  # fmt: skip

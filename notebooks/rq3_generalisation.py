@@ -35,10 +35,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
+from landscape.paper.claims import paste_claims
 from landscape.paper.experiments import rq3
 from landscape.paper.experiments.rq3_tasks import MEASURES
-from landscape.paper.glue import paste_all
+from landscape.paper.glue import format_estimate, paste_all
 from landscape.paper.plotting import apply_style, save_figure
+from landscape.paper.tables import results_table
 
 NOTEBOOK = "rq3_generalisation"
 if profile not in rq3.PROFILES:
@@ -107,7 +109,6 @@ table = rq3.measure_table(main, measures, num_test=sizes.extra_test // 2, n_resa
                           seed=seed)  # fmt: skip
 rescaled = rq3.run_rescaling(sizes, cache, seed=seed)
 table["rescaling_change"] = table["measure"].map(rq3.rescaling_changes(main, rescaled, MEASURES))
-table.to_csv(results / "measures.csv", index=False)
 # the founding claims' intervals at the family level of their verdicts
 founding = rq3.measure_table(main, list(rq3.FOUNDING), num_test=sizes.extra_test // 2, seed=seed,
                              level=rq3.family_interval_level(), n_resamples=sizes.n_resamples)  # fmt: skip
@@ -120,7 +121,10 @@ held_out = rq3.leave_one_level_out(main, MEASURES)
 held_out.to_csv(results / "leave_one_level_out.csv", index=False)
 paste_all(rq3.held_out_numbers(held_out, MEASURES))
 paste_all(rq3.numbers(sizes, profile, frame, table, verdicts, digits_table, rescaled, resolution))
-table.round(3)
+results_table(table, results, "measures", f"Every measure against the generalisation gap over {len(main)} networks: "
+              "Kendall τ with its cluster-bootstrap interval over configurations, the granulated Ψ, the conditional "
+              "mutual information, the robust sign error, the partial correlation given log(η/B) and the training "
+              "loss (Holm-adjusted p), and the change under rescaling.")  # fmt: skip
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1))
@@ -206,6 +210,7 @@ figure(fig, "sign_error")
 # width only, reached the target), τ is {glue:text}`digits_tau_lambda_max` for λmax and
 # {glue:text}`digits_tau_normalized_sharpness` for normalised sharpness.
 #
+# (rq3-verdicts)=
 # ## Verdicts
 #
 # The rule (`landscape.paper.experiments.rq3.verdict_measure`, intervals at {glue:text}`family_level` for the
@@ -230,8 +235,17 @@ figure(fig, "sign_error")
 # published by Jiang et al. and Dziugaite et al., which this chapter does not quote because they were not
 # checked against the papers' tables.
 
+
 # %% tags=["hide-input"]
-verdicts
+def interval(row, name):
+    return format_estimate(row[name], row[f"{name}_low"], row[f"{name}_high"], digits=2)
+
+
+paste_claims("RQ3", [{"claim": f"{row['quantity']} tracks the generalisation gap", "verdict": row["verdict"],
+                      "evidence": f"τ {interval(row, 'tau')}, partial {interval(row, 'partial')}",
+                      "section": "rq3-verdicts"} for _, row in verdicts.iterrows()])  # fmt: skip
+results_table(verdicts, results, "verdicts", "The verdict of each founding quantity, with τ, Ψ and the partial "
+              "correlation it rests on (intervals at the family level) and the reason its rule gives.")  # fmt: skip
 
 # %% tags=["remove-cell"]
 glue("runtime_minutes", (time.perf_counter() - started) / 60, display=False)

@@ -35,9 +35,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from myst_nb import glue
 
+from landscape.paper.claims import paste_claims, rows_from_table
 from landscape.paper.experiments import rq4
 from landscape.paper.glue import paste_all
 from landscape.paper.plotting import apply_style, save_figure
+from landscape.paper.tables import results_table
 
 NOTEBOOK = "rq4_early_probes"
 if profile not in rq4.PROFILES:
@@ -84,6 +86,7 @@ frame.to_csv(results / "runs.csv", index=False)
 rq4.census(frame)
 
 # %% [markdown]
+# (rq4-prediction)=
 # ## Does early geometry predict divergence?
 #
 # Four predictor sets: **A** the hyperparameters (log c, log B, loss, warmup); **B** the early training-loss curve
@@ -101,7 +104,6 @@ rq4.census(frame)
 
 # %% tags=["hide-input"]
 table, predictions = rq4.prediction_table(frame, sizes, seed=seed)
-table.to_csv(results / "predictions.csv", index=False)
 rules = rq4.zero_parameter_rules(frame, sizes, seed=seed)
 rules.to_csv(results / "zero_parameter_rules.csv", index=False)
 h5 = rq4.added_value(frame, sizes, seed=seed)
@@ -110,9 +112,13 @@ effects.to_csv(results / "interventions.csv", index=False)
 rule3 = rq4.rule3_seed_sensitivity(frame, sizes, seed=seed)
 rule4 = rq4.rule4_skip_roughness(frame, sizes, seed=seed)
 verdicts = rq4.verdict_table(h5, effects, rule3, rule4)
-verdicts.to_csv(results / "verdicts.csv", index=False)
-paste_all(rq4.numbers(sizes, profile, frame, table, rules, h5, effects, rule3, rule4))
-table[["split", "model", "set", "k", "target", "n", "interval", "brier"]].round(3)
+numbers = rq4.numbers(sizes, profile, frame, table, rules, h5, effects, rule3, rule4)
+paste_all(numbers)
+results_table(table[["split", "model", "set", "k", "target", "n", "interval", "brier"]], results, "predictions",
+              "Out-of-fold prediction of each outcome per split, model and predictor set at probe step k: "
+              "AUC (divergence), Harrell's C (steps to target) or Spearman ρ (test accuracy) with its "
+              f"cluster-bootstrap interval over configurations, and the Brier score; {numbers['num_alive']} "
+              "MLP runs alive at step K.", data=table)  # fmt: skip
 
 # %% tags=["hide-input"]
 figure(rq4.plot_trajectories(frame, sizes), "trajectories")
@@ -163,6 +169,7 @@ figure(rq4.plot_interventions(effects), "interventions")
 # diverge at a false-positive rate of {glue:text}`eta_rule_fpr`; the second {glue:text}`loss_rule_tpr` at
 # {glue:text}`loss_rule_fpr`.
 #
+# (rq4-interventions)=
 # ## The rules as interventions
 #
 # ```{glue:figure} fig_interventions
@@ -194,7 +201,17 @@ figure(rq4.plot_interventions(effects), "interventions")
 # preconditioned sharpness are not tested here.
 
 # %% tags=["hide-input"]
-verdicts
+evidence = [f"ΔAUC {numbers['h5_delta']}, permutation p = {numbers['h5_pvalue']}",
+            f"Δ failure rate {numbers['rule1_flagged_effect']} (others {numbers['rule1_others_effect']})",
+            f"Δ test accuracy {numbers['rule2_flagged_effect']} (others {numbers['rule2_others_effect']})",
+            (f"Δ seed spread {numbers['rule3_effect']} ({numbers['rule3_flagged']} of {numbers['rule3_configs']} "
+            "configurations flagged)"),
+            f"Δ log roughness ResNet − twin {numbers['rule4_diff_K']} ({numbers['rule4_pairs_K']} pairs)"]  # fmt: skip
+sections = ["rq4-prediction"] + ["rq4-interventions"] * 4
+paste_claims("RQ4", rows_from_table(verdicts, evidence, sections))
+results_table(
+    verdicts, results, "verdicts", "The verdict of H5 and of each rule, with the reason its rule gives."
+)
 
 # %% tags=["remove-cell"]
 glue("runtime_minutes", (time.perf_counter() - started) / 60, display=False)

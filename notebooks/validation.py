@@ -43,6 +43,7 @@ from landscape.paper.experiments import validation as v
 from landscape.paper.glue import paste, paste_all
 from landscape.paper.plotting import apply_style, save_figure
 from landscape.paper.stats import LEVEL
+from landscape.paper.tables import results_table
 
 if profile not in v.PROFILES:
     raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(v.PROFILES)}")
@@ -81,8 +82,9 @@ m = v.measure(sizes, seed, results / "cache")
 # %% tags=["hide-input"]
 np.save(results / "exact_eigenvalues.npy", m.exact)
 paste_all(m.problem)
-problem = {key: f"{x:.4g}" if isinstance(x, float) else x for key, x in m.problem.items()}
-pd.Series(problem, name="value").to_frame()
+problem = pd.DataFrame({"quantity": list(m.problem), "value": [f"{x:.4g}" if isinstance(x, float) else x
+                                                             for x in m.problem.values()]})  # fmt: skip
+results_table(problem, results, "problem", "The test problem: size, data and the exact spectrum's summary.")
 
 # %% [markdown]
 # ## Top eigenvalues: Lanczos against power iteration
@@ -97,10 +99,11 @@ pd.Series(problem, name="value").to_frame()
 # {glue:text}`outcome_eigenvalues` ({numref}`fig-validation-eigenvalues`).
 
 # %% tags=["hide-input"]
-m.eigenvalues.to_csv(results / "eigenvalues.csv", index=False)
 paste_all(v.eigen_summary(m.eigenvalues))
 figure(v.plot_eigenvalues(m.eigenvalues), "eigenvalues", "fig_eigenvalues")
-m.eigenvalues.round(10)
+results_table(m.eigenvalues, results, "eigenvalues", "Top eigenvalues by each method against the exact ones: "
+              "value, relative error, reported residual and products used (one run per method, fixed seed).",
+              digits=6)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_eigenvalues
@@ -124,7 +127,9 @@ m.eigenvalues.round(10)
 # %% tags=["hide-input"]
 table, text = v.top_values(m.eigenvalues, m.exact, 3)
 paste_all(text)
-table.style.format("{:.4f}")
+results_table(table, results, "top3", "The top three eigenvalues by each method next to the exact values "
+              "(four decimals, as the founding write-up quoted them).", formats=dict.fromkeys(table.columns, "{:.4f}"),
+              index=True)  # fmt: skip
 
 # %% [markdown]
 # ## Trace: error against the product budget
@@ -156,7 +161,6 @@ table.style.format("{:.4f}")
 # %% tags=["hide-input"]
 m.trace.to_csv(results / "trace.csv", index=False)
 trace_table = pc.trace_summary(m.trace)
-trace_table.to_csv(results / "trace_summary.csv", index=False)
 methods = v.trace_method_summary(m.trace, n_resamples=sizes.n_resamples, seed=seed)
 methods.to_csv(results / "trace_methods.csv", index=False)
 paste("trace_seeds", sizes.trace_seeds)
@@ -164,7 +168,8 @@ paste("level_percent", round(100 * LEVEL))
 paste("trace_operator_diff", m.trace_operator_diff)
 paste_all(v.trace_glue(methods))
 figure(v.plot_trace(m.trace, trace_table, m.problem["exact_trace"], seed), "trace", "fig_trace")
-trace_table.round(5)
+results_table(trace_table, results, "trace_summary", f"Trace estimators per product budget over {sizes.trace_seeds} "
+              "seeds: root-mean-square relative error and mean reported standard error.")  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_trace
@@ -215,10 +220,10 @@ figure(v.plot_density(m.exact, m.density), "density", "fig_density")
 # the normalised sharpness invariant and λmax not, {glue:text}`outcome_rescaling`.
 
 # %% tags=["hide-input"]
-m.rescaling.to_csv(results / "rescaling.csv", index=False)
 paste_all(pc.rescaling_summary(m.rescaling))
 figure(v.plot_rescaling(m.rescaling), "rescaling", "fig_rescaling")
-m.rescaling
+results_table(m.rescaling, results, "rescaling", "Dinh rescaling by α of one trained ReLU MLP: loss, λmax and "
+              "normalised sharpness per α.", digits=4)  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_rescaling
@@ -256,9 +261,9 @@ else:
 # %% tags=["remove-input"]
 groups = v.chapter_check_groups(m, methods)
 checks = pc.checks_table([check for group in groups.values() for check in group])
-checks.to_csv(results / "checks.csv", index=False)
 paste_all(v.group_outcomes(groups))
-checks.style.format({"measured": "{:.3g}"}).hide(axis="index")
+results_table(checks, results, "checks", "Every check of this chapter: the measured number, the rule it must meet "
+              "and the outcome.", formats={"measured": "{:.3g}"})  # fmt: skip
 
 # %% [markdown]
 # ## Verdict

@@ -8,8 +8,12 @@ project = "Loss-landscape geometry, measured exactly"
 author = "The landscape authors"
 copyright = "2025, the landscape authors"
 
-extensions = ["myst_nb", "sphinxcontrib.bibtex"]
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store", "notebooks/_source"]
+# sphinx-mathjax-offline bundles MathJax 3 into _static/: the HTML renders maths opened offline, without a CDN.
+extensions = ["myst_nb", "sphinxcontrib.bibtex", "sphinx-mathjax-offline"]
+# _generated/ holds pieces the pipeline writes for {include} (the claims dashboard), not pages of their own
+exclude_patterns = [
+    "_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store", "notebooks/_source", "_generated", "results",
+]
 
 # Notebooks are executed by papermill before Sphinx runs; here they are only read.
 nb_execution_mode = "off"
@@ -27,10 +31,19 @@ bibtex_bibfiles = ["references.bib"]
 bibtex_default_style = "plain"
 bibtex_reference_style = "author_year"
 
-html_theme = "alabaster"
+# The executablebooks reader's theme: a page per chapter, a wide content area, a download button per page
+# (the executed notebook of a chapter), wide tables scrolling inside their own box.
+html_theme = "sphinx_book_theme"
 html_title = project
-html_theme_options = {
-    "description": "Reproducible measurements of neural-network loss surfaces",
-    "fixed_sidebar": True,
-}
+html_static_path = ["_static"]
+html_css_files = ["paper.css"]
+html_copy_source = True  # the download button serves the page's source: a chapter's executed notebook
 html_show_sourcelink = False
+html_theme_options = {
+    "home_page_in_toc": True,
+    "use_download_button": True,
+    "use_fullscreen_button": False,
+    "use_repository_button": False,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+}

@@ -39,7 +39,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PROFILES", "Pipeline", "Profile", "compare_manifests", "environment", "glued_values", "main"]
+__all__ = [
+    "PROFILES",
+    "Pipeline",
+    "Profile",
+    "claims_markdown",
+    "compare_manifests",
+    "environment",
+    "glued_values",
+    "main",
+    "reproducibility_markdown",
+]
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -260,7 +270,18 @@ class Pipeline:
             glued, timings = {}, {}
             for key, value in glued_values(executed).items():
                 (timings if is_timing_key(key) else glued)[key] = value
-            notebooks[name] = {"seconds": record.get("seconds"), "glued": glued, "timings": timings}
+            cache = self.results_root / name / "cache"
+            keys = sorted(p.stem for p in cache.glob("*.json")) if cache.is_dir() else []
+            notebooks[name] = {
+                "seconds": record.get("seconds"),
+                "fingerprint": record.get("fingerprint"),
+                "cache": {
+                    "entries": len(keys),
+                    "keys_sha256": hashlib.sha256("\n".join(keys).encode()).hexdigest(),
+                },
+                "glued": glued,
+                "timings": timings,
+            }
         figures = {
             p.name: _file_digest(p)
             for p in sorted(self.figures_dir.glob("*.png"))
@@ -316,6 +337,19 @@ class Pipeline:
         target.mkdir(exist_ok=True)
         for name in self.notebooks():
             shutil.copy2(self.executed_dir / f"{name}.ipynb", target / f"{name}.ipynb")
+            # the chapter's results tables, linked from its pages for download (`landscape.paper.tables`)
+            for table in sorted((self.results_root / name).glob("*.csv")):
+                (self.stage_dir / "results" / name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(table, self.stage_dir / "results" / name / table.name)
+        manifest = (
+            json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else self.manifest()
+        )
+        generated = self.stage_dir / "_generated"
+        generated.mkdir(exist_ok=True)
+        (generated / "claims.md").write_text(claims_markdown(manifest["notebooks"], self.notebooks()))
+        (self.stage_dir / "reproducibility.md").write_text(
+            reproducibility_markdown(manifest, self.profile.name)
+        )
 
     def build_paper(self) -> float:
         start = time.perf_counter()
@@ -404,6 +438,84 @@ def glued_values(notebook_path: Path) -> dict[str, str]:
             else:
                 values[name] = data.get("text/plain", "")
     return values
+
+
+def claims_markdown(notebooks: dict, order: Sequence[str]) -> str:
+    """The landing page's claims dashboard from the chapters' glued claims (`landscape.paper.claims`), in the
+    order of the chapters."""
+    import ast
+
+    from landscape.paper.claims import CLAIMS_KEY, dashboard_markdown
+
+    records = []
+    for name in order:
+        text = notebooks.get(name, {}).get("glued", {}).get(CLAIMS_KEY)
+        if text is not None:
+            records += json.loads(ast.literal_eval(text))  # glued as a JSON string; text/plain holds its repr
+    return dashboard_markdown(records)
+
+
+def reproducibility_markdown(manifest: dict, profile: str) -> str:
+    """The reproducibility appendix from a build's manifest: software, hardware, threads, wall time and cache
+    keys per chapter, and the commands that rerun the paper or one chapter."""
+    env = manifest.get("environment", {})
+    variables = {k: v for k, v in env.get("variables", {}).items() if v is not None}
+    rows = []
+    for name, record in manifest.get("notebooks", {}).items():
+        seconds = record.get("seconds")
+        minutes = "–" if seconds is None else f"{seconds / 60:.1f}"
+        cache = record.get("cache", {})
+        fingerprint = (record.get("fingerprint") or "–")[:16]
+        rows.append(f"| `{name}` | {minutes} | `{fingerprint}` | {cache.get('entries', 0)} | "
+                    f"`{(cache.get('keys_sha256') or '–')[:16]}` |")  # fmt: skip
+    blas = ", ".join(env.get("torch_blas", [])) or "–"
+    threads = ", ".join(f"`{k}={v}`" for k, v in variables.items()) or "none set"
+    return "\n".join([
+        "# Reproducibility",
+        "",
+        (f"This page is generated from the build's manifest (`build/{profile}/manifest.json`) when the paper is "
+        "built; it describes the run that produced the numbers in this copy of the paper."),
+        "",
+        "## Software and hardware",
+        "",
+        "| item | value |", "|:--|:--|",
+        f"| profile | `{profile}` |",
+        f"| CPU | {env.get('cpu', '–')} ({env.get('cores', '–')} cores) |",
+        f"| platform | {env.get('platform', '–')} |",
+        f"| Python | {env.get('python', '–')} |",
+        f"| torch | {env.get('torch', '–')} ({blas}) |",
+        f"| NumPy | {env.get('numpy', '–')} |",
+        f"| torch threads (kernel default) | {env.get('torch_threads_default', '–')} |",
+        f"| thread and sweep settings | {threads} |",
+        "",
+        "Every other package is pinned in `requirements/lock.txt`, which the README's commands install.",
+        "",
+        "## Chapters",
+        "",
+        ("Wall time of each chapter's last execution; its cache key (the SHA-256 of its source, the profile, its "
+        "parameters and the library, first 16 hex digits: a chapter is executed again only when it changes); and "
+        "the cached measurements it read or wrote (each keyed by its settings and the code it runs), with a "
+        "SHA-256 of their sorted keys."),
+        "",
+        "| chapter | minutes | cache key | cached results | their keys |",
+        "|:--|--:|:--|--:|:--|",
+        *rows,
+        "",
+        "## Rerunning",
+        "",
+        ("Everything (notebooks, figures, this paper): `nox -s reproduce` (add `-- --profile smoke` for the small "
+        "profile). One chapter, then the paper:"),
+        "",
+        "```bash",
+        f".venv/bin/python -m landscape.paper.pipeline --profile {profile} --only rq1_sgd_flat_minima",
+        "```",
+        "",
+        ("`--force` executes a chapter although nothing changed; `--no-paper` skips the HTML; `--paper-only` "
+        "rebuilds the HTML from executed notebooks. Two builds are compared number by number with "
+        "`landscape.paper.pipeline.compare_manifests`. Each chapter's notebook can be downloaded from its page "
+        "(the download button), and every results table from the link under it."),
+        "",
+    ])  # fmt: skip
 
 
 def _file_digest(path: Path) -> str:
