@@ -14,6 +14,9 @@ mode the first time a session needs it and never again.
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,9 +36,48 @@ def ensure_project(session: nox.Session) -> None:
     session.run(PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(ROOT))
 
 
+# The paper tests open the built HTML in a real headless browser (playwright driving Debian's chromium).
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_HINT = (
+    f"the paper tests need Debian's chromium at {CHROMIUM}: run `sudo apt-get update && sudo apt-get install -y "
+    "chromium`, then this command again"
+)
+
+
+def _apt_prefix() -> list[str] | None:
+    """How this user may run apt-get: directly as root, through passwordless sudo, or not at all (None)."""
+    if shutil.which("apt-get") is None:
+        return None
+    if os.geteuid() == 0:
+        return []
+    sudo = shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], check=False, capture_output=True)
+    if sudo and sudo.returncode == 0:
+        return ["sudo", "-n"]
+    return None
+
+
+def ensure_browser(session: nox.Session) -> None:
+    """Install Debian's chromium with apt-get when it is missing and this user may (root or passwordless sudo);
+    otherwise stop before anything runs, with the one command that installs it."""
+    if CHROMIUM.exists():
+        return
+    prefix = _apt_prefix()
+    if prefix is None:
+        session.error(BROWSER_HINT)
+    session.log(f"{CHROMIUM} is missing: installing Debian's chromium with apt-get (once per machine)")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(*prefix, "apt-get", "update", "-qq", external=True, env=env)
+    session.run(*prefix, "apt-get", "install", "-y", "-qq", "chromium", external=True,
+                env=env)  # fmt: skip
+    if not CHROMIUM.exists():
+        session.error(f"apt-get ran but {CHROMIUM} is still missing; {BROWSER_HINT}")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the unit tests (pytest arguments may follow `--`)."""
+    """Run the unit tests (pytest arguments may follow `--`); installs the browser of the paper tests first when
+    it is missing (`ensure_browser`)."""
+    ensure_browser(session)
     ensure_project(session)
     session.run(PYTHON, "-m", "pytest", *session.posargs)
 

@@ -177,12 +177,19 @@ def test_paper_built_with_every_chapter_and_glued_numbers(smoke, pages):
         assert not UNRESOLVED.search(re.sub(r"<[^>]+>", "", text)), f"unresolved text in {page.name}"
 
 
+# TeX that MathJax did not typeset (what a reader sees when the maths failed to load)
+RAW_TEX = re.compile(r"\\(frac|mathbb|lambda|sum|operatorname|begin\{)|\$\$|\\\[")
+MATHJAX_READY = "() => window.MathJax && MathJax.startup && MathJax.startup.promise"
+
+
 def test_paper_in_a_real_browser(smoke, pages):
-    """Every page in headless chromium: every image loaded, nothing unresolved visible, a screenshot kept."""
+    """Every page in headless chromium, offline (only the built files may load): every image loaded, the maths
+    typeset by the bundled MathJax (no raw TeX visible), nothing unresolved visible, no horizontal overflow of the
+    page body at a laptop's width, a screenshot kept."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} not found: the browser test needs Debian's chromium "
-            "(apt-get update && apt-get install -y chromium; .ci/run installs it)"
+            "(`nox -s tests` installs it with apt-get where it may; else apt-get install -y chromium)"
         )
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is part of the paper extra")
     html = smoke["pipeline"].html_dir
@@ -190,30 +197,91 @@ def test_paper_in_a_real_browser(smoke, pages):
     if shots.exists():
         shutil.rmtree(shots)
     shots.mkdir(parents=True)
+    remote: list[str] = []
+
+    def offline(route):
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            remote.append(route.request.url)
+            route.abort()
+
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            # Offline: only the built files load (MathJax from its CDN is refused; formulas stay as TeX).
-            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
-            total_images = 0
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.route("**/*", offline)
+            total_images = total_maths = 0
             for path in pages:
                 page.goto(path.as_uri(), wait_until="load")
+                name = path.relative_to(html).as_posix()
                 images = page.eval_on_selector_all(
                     "img", "els => els.map(e => ({src: e.src, ok: e.complete && e.naturalWidth > 0}))"
                 )
                 broken = [i["src"] for i in images if not i["ok"]]
-                assert not broken, f"{path.name}: images not loaded {broken}"
+                assert not broken, f"{name}: images not loaded {broken}"
                 total_images += len(images)
+                maths = page.eval_on_selector_all(".math", "els => els.length")
+                if maths:
+                    page.wait_for_function(MATHJAX_READY, timeout=30_000)
+                    page.evaluate("() => MathJax.startup.promise")
+                    typeset = page.eval_on_selector_all("mjx-container", "els => els.length")
+                    assert typeset >= maths, f"{name}: {maths} formulas, {typeset} typeset by MathJax"
+                    total_maths += typeset
                 visible = page.inner_text("body")
                 match = UNRESOLVED.search(visible)
-                assert match is None, f"{path.name}: unresolved text {match.group(0)!r} visible"
-                name = path.relative_to(html).as_posix().replace("/", "_").removesuffix(".html")
-                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                assert match is None, f"{name}: unresolved text {match.group(0)!r} visible"
+                raw = RAW_TEX.search(visible)
+                assert raw is None, f"{name}: raw TeX {raw.group(0)!r} visible (MathJax did not render it)"
+                width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+                assert width[0] <= width[1], (
+                    f"{name}: the page is {width[0]} px wide in a {width[1]} px window"
+                )
+                page.screenshot(path=str(shots / f"{name.replace('/', '_').removesuffix('.html')}.png"),
+                                full_page=True)  # fmt: skip
         finally:
             browser.close()
+    assert not remote, f"the paper requested files from the network: {sorted(set(remote))[:5]}"
     assert total_images >= 4, "the paper shows fewer images than the validation chapter has figures"
+    assert total_maths >= 5, f"only {total_maths} formulas typeset in the whole paper"
     assert len(list(shots.glob("*.png"))) == len(pages)
+
+
+def test_paper_is_a_readers_book(smoke, pages):
+    """The reader's HTML: the book theme, MathJax bundled (no CDN), a download button per chapter serving its
+    executed notebook, numbered captioned tables with their CSV next to them, the claims dashboard on the landing
+    page with every research question, and the reproducibility appendix."""
+    html = smoke["pipeline"].html_dir
+    index = (html / "index.html").read_text()
+    assert "sphinx-book-theme" in index or "sphinx_book_theme" in index
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"cdn\.jsdelivr|cdnjs", text), f"{page.name} loads from a CDN"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert 'id="tbl-claims"' in index, "the landing page has no claims dashboard"
+    dashboard = index[index.index('id="tbl-claims"') :].split("</table>")[0]
+    for question in ("RQ1", "RQ2", "RQ3", "RQ4"):
+        assert f">{question}<" in dashboard, f"the dashboard lists no claim of {question}"
+    rows = dashboard.count("<tr") - 1
+    links = re.findall(r'href="(notebooks/[a-z0-9_]+\.html#[a-z0-9-]+)"', dashboard)
+    assert len(links) == rows, f"{rows} claims, {len(links)} links to their evidence"
+    for link in links:
+        target, anchor = link.split("#")
+        assert f'id="{anchor}"' in (html / target).read_text(), f"{link} leads nowhere"
+    for name in smoke["pipeline"].notebooks():
+        chapter = (html / "notebooks" / f"{name}.html").read_text()
+        assert f"_sources/notebooks/{name}.ipynb" in chapter, f"{name}: no download button for its notebook"
+        assert (html / "_sources" / "notebooks" / f"{name}.ipynb").exists()
+        tables = re.findall(r'<table class="[^"]*results-table[^"]*" id="(tbl-[a-z0-9-]+)"', chapter)
+        assert tables, f"{name}: no numbered results table"
+        assert len(re.findall(r"Table \d+\.\d+", chapter)) >= len(tables), f"{name}: tables without captions"
+        csvs = re.findall(r'href="(\.\./_downloads/[0-9a-f]+/[a-z0-9_]+\.csv)"', chapter)
+        assert len(csvs) >= len(tables), f"{name}: {len(tables)} tables, {len(csvs)} CSV links"
+        for csv in csvs:
+            assert (html / "notebooks" / csv).resolve().stat().st_size > 0, csv
+    appendix = (html / "reproducibility.html").read_text()
+    for text in ("Software and hardware", "torch", "OMP_NUM_THREADS", "cache key", "--only"):
+        assert text in appendix, f"the reproducibility appendix lacks {text!r}"
 
 
 def test_full_profile_dry_run_runs_nothing(capsys):
