@@ -191,8 +191,9 @@ results_table(interval_summary(rugged, "architecture", list(rq2.RUGGED_COLUMNS))
 # ```{glue:figure} fig_planes
 # :name: fig-rq2-planes
 #
-# Loss contours (logarithmically spaced levels) on a filter-normalised random plane through the trained network
-# (+), seed {glue:text}`first_seed`, on the same α, β ∈ [−1, 1] range for every architecture.
+# Loss contours on a filter-normalised random plane through the trained network (+), seed
+# {glue:text}`first_seed`, on the same α, β ∈ [−1, 1] range and the same logarithmically spaced levels for every
+# architecture (one shared colourbar).
 # ```
 #
 # ## Barriers between seeds
@@ -217,7 +218,8 @@ results_table(interval_summary(labelled, "network", barrier_columns), results, "
 # :name: fig-rq2-barriers
 #
 # Linear interpolation between independently trained seeds. Left: the training loss along each line (dashed:
-# MLP after weight-matching alignment). Right: the barrier heights, mean ± std over the seed pairs.
+# MLP after weight-matching alignment). Right: the barrier heights with their 95 % interval over the seed pairs
+# (`seed_interval`: Student's t, on the logarithms when every barrier is positive).
 # ```
 #
 # ## Ruggedness across architectures
@@ -229,7 +231,7 @@ show(rq2.plot_ruggedness(rugged), "ruggedness")
 # ```{glue:figure} fig_ruggedness
 # :name: fig-rq2-ruggedness
 #
-# Ruggedness R of 1-D slices (mean ± std over seeds) on the window α ∈ [−1, 1] of {numref}`fig-rq2-slices`
+# Ruggedness R of 1-D slices (geometric mean over seeds with its 95 % interval; log axis) on the window α ∈ [−1, 1] of {numref}`fig-rq2-slices`
 # (left) and on the local window (right): 0 means the slice is exactly its quadratic model on that window.
 # ```
 #

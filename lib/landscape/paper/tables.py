@@ -182,44 +182,33 @@ def interval_summary(
     """Per group, each column as ``"estimate [low, high]"`` with its confidence interval over the group's rows
     (seeds), in place of "mean ± sd", whose lower end can fall below zero for a positive quantity.
 
-    A column whose values are all positive gets the geometric mean with the interval exp(m ± t s/√n) of the
-    logarithms (Student's t: exact for log-normal data, never below zero); any other column the mean with
-    Student's interval m ± t s/√n. One row gives the value alone; a column with a missing value in a group
-    gives ``–`` there. Columns are given as names or as {display name: column}.
+    Each cell is `landscape.paper.stats.seed_interval` of the group's values: for positive values the geometric
+    mean with a Student-t interval on the logarithms (never below zero), otherwise the mean with Student's
+    interval. Positivity is decided per group. One row gives the value alone; a missing value in a group gives
+    ``–`` there. Columns are given as names or as {display name: column}.
 
     >>> f = pd.DataFrame({"arch": ["a", "a", "a"], "x": [1.0, 2.0, 4.0]})
     >>> interval_summary(f, "arch", ["x"]).loc["a", "x"]
     '2 [0.36, 11]'
     """
-    from scipy import stats
+    from landscape.paper.glue import format_estimate
+    from landscape.paper.stats import seed_interval
 
     columns = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
     missing = [c for c in [by, *columns.values()] if c not in frame.columns]
     if missing:
         raise ValueError(f"columns {missing} not in the table; it has {list(frame.columns)}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level!r}")
 
-    def cell(values: np.ndarray, positive: bool) -> str:
-        from landscape.paper.glue import format_estimate
-
+    def cell(values: np.ndarray) -> str:
         if values.size == 0 or np.isnan(values).any():
             return MISSING
-        x = np.log(values) if positive else values
-        m = float(x.mean())
+        interval = seed_interval(values, level=level)
         if values.size == 1:
-            return format_estimate(float(np.exp(m)) if positive else m, digits=digits)
-        half = stats.t.ppf((1 + level) / 2, values.size - 1) * x.std(ddof=1) / math.sqrt(values.size)
-        low, high = m - half, m + half
-        if positive:
-            m, low, high = np.exp(m), np.exp(low), np.exp(high)
-        return format_estimate(m, float(low), float(high), digits=digits)
+            return format_estimate(interval.estimate, digits=digits)
+        return format_estimate(interval, digits=digits)
 
     out = {}
     for name, column in columns.items():
         values = pd.to_numeric(frame[column], errors="coerce")
-        positive = bool((values.dropna() > 0).all())
-        out[name] = {
-            g: cell(group.to_numpy(float), positive) for g, group in values.groupby(frame[by], sort=False)
-        }
+        out[name] = {g: cell(group.to_numpy(float)) for g, group in values.groupby(frame[by], sort=False)}
     return pd.DataFrame(out).rename_axis(by)

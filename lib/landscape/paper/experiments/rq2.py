@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..glue import format_estimate
-from ..stats import LEVEL
+from ..stats import LEVEL, seed_interval
 from ..verdicts import (
     NOT_SUPPORTED,
     NOT_TESTABLE,
@@ -987,18 +987,37 @@ def plot_slices(slices: pd.DataFrame):
 
 
 def plot_planes(planes: pd.DataFrame):
-    """Loss contours (log-spaced levels) of each architecture's 2-D slice, the trained network at the centre (+)."""
+    """Filled loss contours of each architecture's 2-D slice on one shared set of log-spaced levels (one
+    colourbar for all panels, so colours compare across architectures), the trained network at the centre (+)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
 
-    fig, axes = plt.subplots(1, len(planes), figsize=(12, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(planes), figsize=(12, 3.4), squeeze=False)
+    every = np.concatenate([np.ravel(p) for p in planes["losses"]])
+    low, high = max(float(every.min()), 1e-4), float(every.max())
+    levels = np.logspace(np.log10(low), np.log10(high), 16)
+    norm = LogNorm(vmin=low, vmax=high)
+    image = None
     for ax, (_, p) in zip(axes[0], planes.iterrows(), strict=True):
-        losses, grid = np.array(p["losses"]), np.array(p["grid"])
-        levels = np.logspace(np.log10(max(losses.min(), 1e-4)), np.log10(losses.max()), 15)
-        ax.contour(grid, grid, losses.T, levels=levels, cmap="viridis", linewidths=0.8)
+        losses, grid = np.clip(np.array(p["losses"]), low, high), np.array(p["grid"])
+        image = ax.contourf(grid, grid, losses.T, levels=levels, norm=norm, cmap="viridis")
+        ax.contour(grid, grid, losses.T, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
         ax.plot(0, 0, "r+", ms=8)
         ax.set(title=p["architecture"], xlabel=r"$\alpha$", aspect="equal")
+        ax.grid(False)
     axes[0, 0].set_ylabel(r"$\beta$")
+    fig.colorbar(image, ax=axes[0].tolist(), label="training loss (log scale, shared levels)", shrink=0.9)
     return fig
+
+
+def _seed_bars(ax, positions, groups: Sequence[np.ndarray], **bar):
+    """Bars at the seeds' central value with `seed_interval` error bars (never below zero for a positive
+    quantity, unlike mean ± sd)."""
+    intervals = [seed_interval(g) for g in groups]
+    centre = np.array([i.estimate for i in intervals])
+    low = np.array([i.low if np.isfinite(i.low) else i.estimate for i in intervals])
+    high = np.array([i.high if np.isfinite(i.high) else i.estimate for i in intervals])
+    ax.bar(positions, centre, yerr=[centre - low, high - centre], capsize=3, **bar)
 
 
 def plot_barriers(barriers: pd.DataFrame):
@@ -1017,20 +1036,22 @@ def plot_barriers(barriers: pd.DataFrame):
         xlabel=r"$\alpha$", ylabel="training loss", yscale="log", title="loss on the line between seeds"
     )
     axes[0].legend()
-    summary = barriers.groupby(["architecture", "variant"], sort=False)["loss barrier"].agg(["mean", "std"])
-    names = [a.replace(", ", "\n") + ("\n(aligned)" if v == "aligned" else "") for a, v in summary.index]
-    axes[1].bar(range(len(summary)), summary["mean"], yerr=summary["std"].fillna(0), capsize=3,
-                color=[colors[a] for a, _ in summary.index])  # fmt: skip
-    axes[1].set_xticks(range(len(summary)), names, fontsize=7)
+    groups = barriers.groupby(["architecture", "variant"], sort=False)["loss barrier"]
+    keys = list(groups.groups)
+    names = [a.replace(", ", "\n") + ("\n(aligned)" if v == "aligned" else "") for a, v in keys]
+    _seed_bars(axes[1], range(len(keys)), [groups.get_group(k).to_numpy(float) for k in keys],
+               color=[colors[a] for a, _ in keys])  # fmt: skip
+    axes[1].set_xticks(range(len(keys)), names, fontsize=7)
     raw = barriers[barriers["variant"] == "raw"]
     pairs = int(raw.groupby("architecture").size().max()) if len(raw) else 0
-    axes[1].set(ylabel="loss barrier height", title=f"mean ± std over {pairs} seed pairs")
+    axes[1].set(ylabel="loss barrier height", title=f"95 % interval over {pairs} seed pairs")
     return fig
 
 
 def plot_ruggedness(rugged: pd.DataFrame):
-    """Ruggedness per architecture (mean ± std over seeds), random direction dark and top eigenvector light, on
-    the wide (left) and local (right) windows."""
+    """Ruggedness per architecture (geometric mean over seeds with its 95 % interval, `seed_interval`; log axis,
+    the values span decades), random direction dark and top eigenvector light, on the wide (left) and local
+    (right) windows."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
@@ -1040,11 +1061,11 @@ def plot_ruggedness(rugged: pd.DataFrame):
                                  strict=True):  # fmt: skip
         for j, (name, shift) in enumerate((("random", -width / 2), ("eigenvector", width / 2))):
             col = f"R {name}, {window}"
-            mean, std = grouped[col].mean().reindex(labels), grouped[col].std().reindex(labels).fillna(0)
-            ax.bar(np.arange(len(labels)) + shift, mean, width, yerr=std,
-                   capsize=3, label=name, color=[colors[label] for label in labels], alpha=1.0 if j == 0 else 0.5,
-                   edgecolor="k", linewidth=0.5)  # fmt: skip
+            values = [grouped.get_group(label)[col].dropna().to_numpy(float) for label in labels]
+            _seed_bars(ax, np.arange(len(labels)) + shift, values, width=width, label=name,
+                       color=[colors[label] for label in labels], alpha=1.0 if j == 0 else 0.5, edgecolor="k",
+                       linewidth=0.5)  # fmt: skip
         ax.set_xticks(range(len(labels)), [a.replace(", ", "\n") for a in labels], fontsize=8)
-        ax.set(ylabel=r"ruggedness $TV(f-q)/TV(f)$", title=title)
+        ax.set(ylabel=r"ruggedness $TV(f-q)/TV(f)$", title=title, yscale="log")
     axes[0].legend(title="dark: random, light: top eigenvector", title_fontsize=7)
     return fig
