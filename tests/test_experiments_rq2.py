@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from landscape.paper.experiments import rq2, rq2_tasks
+from landscape.paper.tables import interval_summary
 from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED
 
 MLP, RESNET, NOSKIP, TRANSFORMER = rq2.MLP, rq2.RESNET, rq2.NOSKIP, rq2.TRANSFORMER
@@ -348,7 +349,7 @@ def test_curvature_row_derived_columns():
     assert row["max_relative_residual"] == pytest.approx(0.05)
 
 
-def test_ruggedness_table_and_mean_std():
+def test_ruggedness_table_and_its_intervals():
     slices = pd.DataFrame([
         {"architecture": a, "seed": s, "direction": d, "window": w, "ruggedness": r + (w == "local"),
          "local_minima": s}
@@ -358,8 +359,9 @@ def test_ruggedness_table_and_mean_std():
     assert list(rugged.columns) == ["architecture", "seed", *rq2.RUGGED_COLUMNS]
     assert len(rugged) == 4
     assert rugged.loc[rugged["architecture"] == RESNET, "R random, local"].tolist() == [1.5, 1.5]
-    shown = rq2.mean_std_table(rugged, ["minima random, r=1"])
-    assert shown.loc[MLP, "minima random, r=1"] == "0.5 ± 0.71"
+    shown = interval_summary(rugged, "architecture", ["minima random, r=1", "R random, local"])
+    assert shown.loc[MLP, "minima random, r=1"] == "0.5 [-5.9, 6.9]"  # 0 and 1: mean ± t(0.975, 1)·s/√2
+    assert shown.loc[RESNET, "R random, local"] == "1.5 [1.5, 1.5]"  # positive: geometric mean
 
 
 def test_training_and_barrier_numbers_by_hand():
@@ -457,7 +459,7 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     fig = rq2.plot_barriers(raw["barriers"])
-    assert fig.axes[1].get_title() == "mean ± std over 1 seed pairs"  # the aligned variant is not a pair
+    assert fig.axes[1].get_title() == "95 % interval over 1 seed pairs"  # the aligned variant is not a pair
     plt.close(fig)
     rq2.save_table(raw["barriers"], tmp_path / "barriers.csv")
     assert pd.read_csv(tmp_path / "barriers.csv")["alphas"].str.startswith("[").all()

@@ -13,8 +13,8 @@ Pieces, in the order the chapter uses them:
   every other network a task of its own) and `measure_networks` (every per-network measurement as one task of
   a `run_cached` sweep of `rq2_tasks.measure_task`, cached under the code of `rq2_tasks` only, so editing a
   summary, figure or verdict here recomputes nothing). Both return raw DataFrames.
-- Summaries of those tables: `recipe_table`, `per_run_curvature`, `ruggedness_table`, `mean_std_table`, and the
-  numbers the text glues (`settings_numbers`, `training_numbers`, `curvature_numbers`, `ruggedness_numbers`,
+- Summaries of those tables: `recipe_table`, `per_run_curvature`, `ruggedness_table` (their intervals over seeds:
+  `landscape.paper.tables.interval_summary`), and the numbers the text glues (`settings_numbers`, `training_numbers`, `curvature_numbers`, `ruggedness_numbers`,
   `barrier_numbers`), `barrier_table` (relative barriers, peak losses).
 - Verdicts: `verdict_mlp_smoother`, `verdict_resnet_skips`, `verdict_transformer`, `verdict_mlp_repeated_top`,
   `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, each a `landscape.paper.verdicts.Verdict`.
@@ -78,7 +78,6 @@ __all__ = [
     "decide",
     "largest_ratio",
     "loss_confound",
-    "mean_std_table",
     "measure_networks",
     "measurement_tasks",
     "pair_bootstrap_ci",
@@ -449,18 +448,6 @@ def ruggedness_table(slices: pd.DataFrame) -> pd.DataFrame:
         rows.append({"architecture": label, "seed": s,
                      **{col: by.loc[(d, w), f] for col, (d, w, f) in RUGGED_COLUMNS.items()}})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def mean_std_table(frame: pd.DataFrame, columns: Mapping[str, str] | Sequence[str]) -> pd.DataFrame:
-    """'mean ± std' over seeds per architecture (3 significant digits, std 2), columns given as names or as
-    {display name: column}."""
-    columns = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
-    grouped = frame.groupby("architecture", sort=False)
-    out = {}
-    for name, col in columns.items():
-        mean, std = grouped[col].mean(), grouped[col].std().fillna(0.0)
-        out[name] = mean.map("{:.3g}".format) + " ± " + std.map("{:.2g}".format)
-    return pd.DataFrame(out)
 
 
 def _per_architecture(frame: pd.DataFrame, column: str, how: str) -> dict[str, float]:
