@@ -14,8 +14,8 @@ Pieces, in the order the chapter uses them:
   a `run_cached` sweep of `rq2_tasks.measure_task`, cached under the code of `rq2_tasks` only, so editing a
   summary, figure or verdict here recomputes nothing). Both return raw DataFrames.
 - Summaries of those tables: `recipe_table`, `per_run_curvature`, `ruggedness_table` (their intervals over seeds:
-  `landscape.paper.tables.interval_summary`), and the numbers the text glues (`settings_numbers`, `training_numbers`, `curvature_numbers`, `ruggedness_numbers`,
-  `barrier_numbers`), `barrier_table` (relative barriers, peak losses).
+  `landscape.paper.tables.interval_summary`), and the numbers the text glues (`settings_numbers`,
+  `training_numbers`, `curvature_numbers`, `ruggedness_numbers`, `barrier_numbers`), `barrier_table` (relative barriers, peak losses).
 - Verdicts: `verdict_mlp_smoother`, `verdict_resnet_skips`, `verdict_transformer`, `verdict_mlp_repeated_top`,
   `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, each a `landscape.paper.verdicts.Verdict`.
 - Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_ruggedness`.
