@@ -20,7 +20,7 @@ nb_execution_mode = "off"
 nb_output_stderr = "remove"
 nb_merge_streams = True
 nb_render_markdown_format = "myst"
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 numfig = True
@@ -46,4 +46,5 @@ html_theme_options = {
     "use_repository_button": False,
     "show_toc_level": 2,
     "navigation_with_keys": False,
+    "navbar_persistent": [],  # one search field (the sidebar's), not a second one in the header
 }

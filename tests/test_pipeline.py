@@ -233,6 +233,9 @@ def test_paper_in_a_real_browser(smoke, pages):
                 assert match is None, f"{name}: unresolved text {match.group(0)!r} visible"
                 raw = RAW_TEX.search(visible)
                 assert raw is None, f"{name}: raw TeX {raw.group(0)!r} visible (MathJax did not render it)"
+                page.evaluate(
+                    "() => document.fonts.ready.then(() => true)"
+                )  # MathJax's web fonts, for the shot
                 width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
                 assert width[0] <= width[1], (
                     f"{name}: the page is {width[0]} px wide in a {width[1]} px window"
