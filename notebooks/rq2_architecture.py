@@ -259,7 +259,7 @@ timings_frame = pd.Series(timings, name="seconds").round(1)
 paste("total_minutes", sum(timings.values()) / 60)
 table = rq2.verdict_table(verdicts).reset_index()
 table.insert(1, "claim_text", [CLAIMS[i] for i in table["claim"]])
-paste_claims("RQ2", [{"claim": CLAIMS[i], "verdict": v.outcome, "evidence": key_number(v.reason),
+paste_claims("RQ2", [{"claim": CLAIMS[i], "verdict": v.outcome, "evidence": key_number(v.reason, v.outcome),
                       "section": "rq2-claims"} for i, v in verdicts.items()])  # fmt: skip
 results_table(table, results, "verdicts", "The verdict of each founding claim about architectures, with the "
               "reason its rule gives (every part's interval).")  # fmt: skip

@@ -39,7 +39,7 @@ def test_rows_from_a_verdict_table():
 
 
 def test_key_number_picks_the_first_interval():
-    assert key_number("a: refuted (x/y = 0.5 [0.4, 0.6]); b = 2 [1, 3]") == "x/y = 0.5 [0.4, 0.6]"
+    assert key_number("a: refuted (x/y = 0.5 [0.4, 0.6]); b = 2 [1, 3]") == "a: x/y = 0.5 [0.4, 0.6]"
     assert key_number("x" * 200).endswith("…")
 
 

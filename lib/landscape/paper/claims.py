@@ -65,21 +65,60 @@ def validate_claims(question: str, rows: Sequence[Mapping]) -> list[dict]:
 _ESTIMATE = re.compile(r"([^;:—]*?=\s*[-+−]?[\d.]+(?:e[-+]?\d+)?\s*\[[^\]]+\])")
 
 
-def key_number(reason: str, limit: int = 90) -> str:
-    """The first "name = estimate [low, high]" of a verdict's reason (the number the rule looked at first), or
-    the reason's start, cut at `limit` characters, when it quotes none.
+_OUTCOME_PREFIX = re.compile(r"^.*?\b(?:supported|refuted|not testable here) \(")
 
-    >>> key_number("2 part(s) — λmax ratio: refuted (twin/ResNet = 0.81 [0.7, 0.9], below 1); trace: ...")
-    'twin/ResNet = 0.81 [0.7, 0.9]'
+
+def _split_parts(details: str) -> list[str]:
+    """The "name: outcome (reason)" parts of a combined verdict's reason (`verdicts.combine`), split at the
+    "; " that lie outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for i, char in enumerate(details):
+        depth += (char in "([") - (char in ")]")
+        if depth == 0 and details.startswith("; ", i):
+            parts.append(current)
+            current = ""
+            continue
+        if not (current == "" and char == " " and parts):
+            current += char
+    return [*parts, current]
+
+
+def key_number(reason: str, verdict: str | None = None, limit: int = 90) -> str:
+    """The number a verdict rests on, read from its reason: the first "name = estimate [low, high]" of the part
+    that decided it (for a combined claim, `verdicts.combine`, the first part with the claim's own outcome), or
+    the reason's start, cut at `limit` characters, when it quotes none. A training-loss ratio that made a
+    comparison not testable is labelled as such.
+
+    >>> key_number("2 part(s), 1 refuted, 1 not testable here — a: not testable here (training losses not "
+    ...            "matched: x/y = 1.7 [1.6, 1.8], not inside [0.8, 1.25]); b: refuted (b/c = 0.81 [0.7, 0.9])",
+    ...            "refuted")
+    'b: b/c = 0.81 [0.7, 0.9]'
+    >>> key_number("1 part(s), 1 not testable here — a: not testable here (training losses not matched: "
+    ...            "x/y = 1.7 [1.6, 1.8], not inside [0.8, 1.25])", "not testable here")
+    'a: training-loss ratio x/y = 1.7 [1.6, 1.8], not matched'
     >>> key_number("gap: supported ((λ1 − λ2)/λ1 = 0.102 [0.04, 0.16])")
-    '(λ1 − λ2)/λ1 = 0.102 [0.04, 0.16]'
+    'gap: (λ1 − λ2)/λ1 = 0.102 [0.04, 0.16]'
+    >>> key_number("mean (λ1 − λ2)/λ1 = 0.1 [0.04, 0.16] lies above 0")
+    'mean (λ1 − λ2)/λ1 = 0.1 [0.04, 0.16]'
     >>> key_number("too few runs reached the target")
     'too few runs reached the target'
     """
-    match = _ESTIMATE.search(reason)
-    if match:
-        return match.group(1).split(" (")[-1].strip(" ,")  # "refuted (x = ..." → "x = ..."
     text = " ".join(str(reason).split())
+    head, sep, details = text.partition(" — ")
+    parts = _split_parts(details) if sep and "part(s)" in head else [text]
+    if verdict is not None:
+        parts = sorted(parts, key=lambda part: f": {verdict} (" not in part)  # the deciding parts first
+    for part in parts:
+        match = _ESTIMATE.search(part)
+        if match is None:
+            continue
+        number = _OUTCOME_PREFIX.sub(
+            "", match.group(1).split(": ")[-1].strip(" ,")
+        )  # "refuted (x = …" → "x = …"
+        if "training losses not matched" in part:
+            number = f"training-loss ratio {number}, not matched"
+        name = part.split(": ", 1)[0] if ": " in part and len(part.split(": ", 1)[0]) <= 40 else ""
+        return f"{name}: {number}" if name else number
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
