@@ -58,7 +58,8 @@ def test_dashboard_from_glued_claims():
 
 def test_reproducibility_appendix_from_a_manifest():
     manifest = {
-        "environment": {"cpu": "CPU X", "cores": 2, "torch": "2.14", "variables": {"OMP_NUM_THREADS": "1",
+        "environment": {"cpu": "CPU X", "cores": 2, "torch": "2.14", "git_commit": "0123456789abcdef",
+                        "git_changed": ["figures/a.png"], "variables": {"OMP_NUM_THREADS": "1",
                                                                                  "LANDSCAPE_WORKERS": None}},
         "notebooks": {"rq1": {"seconds": 90.0, "fingerprint": "ab" * 32,
                               "cache": {"entries": 3, "keys_sha256": "cd" * 32}}},
@@ -69,3 +70,6 @@ def test_reproducibility_appendix_from_a_manifest():
     assert "LANDSCAPE_WORKERS" not in text  # unset variables are left out
     assert "| `rq1` | 1.5 | `abababababababab` | 3 | `cdcdcdcdcdcdcdcd` |" in text
     assert "--profile paper --only rq1_sgd_flat_minima" in text
+    assert "commit `0123456789ab`; tracked files changed at build time: `figures/a.png`" in text
+    assert ":name: tbl-reproducibility-chapters" in text
+    assert "1.5 minutes of execution in all" in text

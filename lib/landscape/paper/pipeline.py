@@ -460,6 +460,11 @@ def reproducibility_markdown(manifest: dict, profile: str) -> str:
     keys per chapter, and the commands that rerun the paper or one chapter."""
     env = manifest.get("environment", {})
     variables = {k: v for k, v in env.get("variables", {}).items() if v is not None}
+    commit = env.get("git_commit") or "–"
+    changed = env.get("git_changed")
+    state = "unknown" if changed is None else ("none" if not changed else ", ".join(f"`{c}`" for c in changed[:8])
+                                               + (f" and {len(changed) - 8} more" if len(changed) > 8 else ""))  # fmt: skip
+    total = sum(r.get("seconds") or 0 for r in manifest.get("notebooks", {}).values()) / 60
     rows = []
     for name, record in manifest.get("notebooks", {}).items():
         seconds = record.get("seconds")
@@ -478,8 +483,12 @@ def reproducibility_markdown(manifest: dict, profile: str) -> str:
         "",
         "## Software and hardware",
         "",
+        ":::{table} The run behind this copy of the paper.",
+        ":name: tbl-reproducibility-environment",
+        "",
         "| item | value |", "|:--|:--|",
-        f"| profile | `{profile}` |",
+        f"| profile | `{profile}`: {PROFILES[profile].description} |" if profile in PROFILES else f"| profile | `{profile}` |",
+        f"| code | commit `{commit[:12]}`; tracked files changed at build time: {state} |",
         f"| CPU | {env.get('cpu', '–')} ({env.get('cores', '–')} cores) |",
         f"| platform | {env.get('platform', '–')} |",
         f"| Python | {env.get('python', '–')} |",
@@ -487,6 +496,8 @@ def reproducibility_markdown(manifest: dict, profile: str) -> str:
         f"| NumPy | {env.get('numpy', '–')} |",
         f"| torch threads (kernel default) | {env.get('torch_threads_default', '–')} |",
         f"| thread and sweep settings | {threads} |",
+        f"| data | MNIST-1D generated offline by `mnist1d` {env.get('mnist1d') or '–'} (seeds fixed per chapter) |",
+        ":::",
         "",
         "Every other package is pinned in `requirements/lock.txt`, which the README's commands install.",
         "",
@@ -497,9 +508,17 @@ def reproducibility_markdown(manifest: dict, profile: str) -> str:
         "the cached measurements it read or wrote (each keyed by its settings and the code it runs), with a "
         "SHA-256 of their sorted keys."),
         "",
+        (f":::{{table}} Chapters of this build: {total:.1f} minutes of execution in all (each chapter's last "
+         "execution; 0 where it was up to date and read back)."),
+        ":name: tbl-reproducibility-chapters",
+        "",
         "| chapter | minutes | cache key | cached results | their keys |",
         "|:--|--:|:--|--:|:--|",
         *rows,
+        ":::",
+        "",
+        (f"The manifest itself (`build/{profile}/manifest.json`) holds every glued value and the SHA-256 of every "
+         "figure and results table, so two builds can be compared value by value."),
         "",
         "## Rerunning",
         "",
@@ -576,7 +595,34 @@ def environment() -> dict:
         "numpy": numpy.__version__,
         "torch_threads_default": torch.get_num_threads(),  # a kernel's, before a chapter or task sets its own
         "variables": {v: os.environ.get(v) for v in variables},
+        "mnist1d": _version("mnist1d"),
+        "sphinx_book_theme": _version("sphinx-book-theme"),
+        **_git_state(ROOT),
     }
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def _git_state(root: Path) -> dict:
+    """The commit a build ran from and the tracked files that differed from it (None outside a git checkout)."""
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return out.stdout.rstrip("\n")  # keep the leading blank of `status --porcelain`'s first line
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": git("rev-parse", "HEAD"),
+            "git_changed": None if changed is None else [line[3:] for line in changed.splitlines()]}  # fmt: skip
 
 
 def compare_manifests(first: dict, second: dict) -> list[str]:
