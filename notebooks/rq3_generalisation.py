@@ -82,7 +82,9 @@ def figure(fig, name):
 # %% tags=["hide-input"]
 frame = rq3.run_population(sizes, cache, seed=seed)
 frame.to_csv(results / "networks.csv", index=False)
-rq3.census(frame)
+results_table(rq3.census(frame), results, "census", "The population per data set: networks trained, "
+              "how many reached the target training loss, diverged or ran out of steps, and the range of training "
+              "loss and gap among those that reached it.", digits=3)  # fmt: skip
 
 # %% [markdown]
 # ## Measures

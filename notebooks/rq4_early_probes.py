@@ -83,7 +83,8 @@ def figure(fig, name):
 # %% tags=["hide-input"]
 frame = rq4.run_population(sizes, cache, seed=seed)
 frame.to_csv(results / "runs.csv", index=False)
-rq4.census(frame)
+results_table(rq4.census(frame), results, "census", "The population per architecture and loss: runs, "
+              "how many diverged before and after step K, reached the target and went through a catapult.")  # fmt: skip
 
 # %% [markdown]
 # (rq4-prediction)=
