@@ -993,7 +993,9 @@ def plot_planes(planes: pd.DataFrame):
         ax.set(title=p["architecture"], xlabel=r"$\alpha$", aspect="equal")
         ax.grid(False)
     axes[0, 0].set_ylabel(r"$\beta$")
-    fig.colorbar(image, ax=axes[0].tolist(), label="training loss (log scale, shared levels)", shrink=0.9)
+    bar = fig.colorbar(image, ax=axes[0].tolist(), label="training loss (shared log levels)", shrink=0.9,
+                       ticks=levels[::3], format="%.3g")  # fmt: skip
+    bar.minorticks_off()
     return fig
 
 
