@@ -368,6 +368,22 @@ def test_rerun_is_cached_until_something_changes(tmp_path, capsys):
     assert pipeline.execute("toy", force=True) > 0
 
 
+def test_an_edit_during_execution_leaves_the_notebook_out_of_date(tmp_path):
+    """The cache key is taken before the notebook runs: code edited while it runs (here by the notebook itself)
+    is not recorded as what it ran."""
+    body = (
+        '# %% tags=["parameters"]\nprofile = "paper"\nfigures_dir = "figures"\nresults_dir = "results"\n\n'
+        "# %%\nfrom pathlib import Path\nPath('lib/landscape/edited.py').write_text('x = 2\\n')\n"
+    )
+    root = _toy_repo(tmp_path, body)
+    pipeline = Pipeline("smoke", root=root)
+    assert pipeline.execute("toy") > 0
+    assert (root / "lib" / "landscape" / "edited.py").exists()
+    assert not pipeline.is_current("toy")
+    assert pipeline.execute("toy") > 0  # run again, now with the edit
+    assert pipeline.is_current("toy")
+
+
 def test_manifest_comparison_and_timing_keys(tmp_path):
     assert is_timing_key("runtime_minutes")
     assert is_timing_key("wall_time")

@@ -182,6 +182,8 @@ class Pipeline:
             log(f"{name}: up to date, not executed again (use --force to re-run)")
             return 0.0
         start = time.perf_counter()
+        # what this execution runs, hashed before it starts: an edit made while it runs leaves it out of date
+        fingerprint = self.fingerprint(name)
         log(f"{name}: convert notebooks/{name}.py (Jupytext py:percent) -> notebook")
         notebook = jupytext.read(self.notebooks_dir / f"{name}.py")
         if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in notebook.cells):
@@ -231,7 +233,7 @@ class Pipeline:
         self._hide_injected_parameters(output)
         seconds = time.perf_counter() - start
         figures = [self._relative(self.figures_dir / f) for f in written]
-        manifest = {"fingerprint": self.fingerprint(name), "seconds": round(seconds, 2), "figures": figures}
+        manifest = {"fingerprint": fingerprint, "seconds": round(seconds, 2), "figures": figures}
         self._manifest_path(name).write_text(json.dumps(manifest, indent=2) + "\n")
         log(f"{name}: done in {seconds:.1f} s; figures: {', '.join(figures) or 'none'}")
         return seconds
