@@ -283,7 +283,14 @@ def test_paper_is_a_readers_book(smoke, pages):
         for csv in csvs:
             assert (html / "notebooks" / csv).resolve().stat().st_size > 0, csv
     appendix = (html / "reproducibility.html").read_text()
-    for text in ("Software and hardware", "torch", "thread and sweep settings", "cache key", "commit", "--only"):
+    for text in (
+        "Software and hardware",
+        "torch",
+        "thread and sweep settings",
+        "cache key",
+        "commit",
+        "--only",
+    ):
         assert text in appendix, f"the reproducibility appendix lacks {text!r}"
 
 
