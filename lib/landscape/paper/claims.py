@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
+from landscape.paper.tables import markdown_cell
 from landscape.paper.verdicts import OUTCOMES
 
 __all__ = [
@@ -160,10 +161,6 @@ def paste_claims(question: str, rows: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(records)[list(FIELDS)]
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def dashboard_markdown(records: Sequence[Mapping]) -> str:
     """The landing page's claims dashboard as MyST Markdown: one numbered table, a row per claim, its evidence
     linked with ``{ref}`` (so a missing section fails the strict Sphinx build)."""
@@ -182,7 +179,7 @@ def dashboard_markdown(records: Sequence[Mapping]) -> str:
         "|:--|:--|:--|:--|:--|",
     ]
     for r in records:
-        lines.append(f"| {_cell(r['question'])} | {_cell(r['claim'])} | **{_cell(r['verdict'])}** | "
-                     f"{_cell(r['evidence'])} | {{ref}}`{r['section']}` |")  # fmt: skip
+        question, claim, verdict, evidence = (markdown_cell(r[f]) for f in ("question", *FIELDS[:3]))
+        lines.append(f"| {question} | {claim} | **{verdict}** | {evidence} | {{ref}}`{r['section']}` |")
     lines.append(":::")
     return "\n".join(lines) + "\n"

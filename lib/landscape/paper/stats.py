@@ -330,11 +330,7 @@ def seed_interval(values, *, level: float = LEVEL) -> Interval:
     y = np.log(x) if positive else x
     method = "geometric mean, Student t on logs" if positive else "mean, Student t"
     m = float(y.mean())
-    if x.size < 2:
-        low = high = math.nan
-    else:
-        half = float(stats.t.ppf((1 + level) / 2, x.size - 1) * y.std(ddof=1) / math.sqrt(x.size))
-        low, high = m - half, m + half
+    low, high = _t_bounds(y, level)
     if positive:
         m, low, high = math.exp(m), math.exp(low), math.exp(high)
     return Interval(m, low, high, level, int(x.size), method)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["column_formatter", "interval_summary", "markdown_table", "results_table"]
+__all__ = ["column_formatter", "interval_summary", "markdown_cell", "markdown_table", "results_table"]
 
 _NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 MISSING = "–"
@@ -83,8 +83,8 @@ def column_formatter(values, digits: int = 3) -> Callable[[object], str]:
     return lambda v: special(v) or f"{float(v):.{decimals}f}"
 
 
-def _cell(text: str) -> str:
-    """A table cell's text, safe inside a Markdown pipe table."""
+def markdown_cell(text) -> str:
+    """A table cell's text, safe inside a Markdown pipe table (backslashes, pipes and line breaks escaped)."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
@@ -113,11 +113,11 @@ def markdown_table(
             write = column_formatter(values, digits)
             column = [write(v) for v in values]
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        header.append(_cell(name))
+        header.append(markdown_cell(name))
         align.append("--:" if numeric else ":--")
         columns.append(column)
     rows = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    rows += ["| " + " | ".join(_cell(c[i]) for c in columns) + " |" for i in range(len(shown))]
+    rows += ["| " + " | ".join(markdown_cell(c[i]) for c in columns) + " |" for i in range(len(shown))]
     return "\n".join(rows)
 
 
