@@ -111,7 +111,7 @@ results_table(training.drop(columns="key"), results, "training_runs", f"Every tr
 # {glue:text}`tol`) with their residuals ‖Hv − λv‖, λmin (Lanczos from the bottom, at most 60 products, reported
 # with its residual) and Li et al.'s {cite}`li2018visualizing` convexity
 # ratio |λmin/λmax|, the trace by Hutchinson's estimator with {glue:text}`trace_matvecs` probes and the trace per
-# parameter tr(H)/D, the spectral density by SLQ ({glue:text}`slq_probes` probe(s) × {glue:text}`slq_steps`
+# parameter tr(H)/D, the spectral density by SLQ ({glue:text}`slq_probes_text` × {glue:text}`slq_steps`
 # steps) and its entropy effective rank, the number of outliers (the position of the largest ratio
 # λᵢ/λᵢ₊₁ ≥ 2 among the top {glue:text}`k`; Papyan {cite}`papyan2019measurements,papyan2020traces` finds one per class, C = 10),
 # the normalised sharpness λmax(diag|θ| H diag|θ|) and the adaptive ℓ∞ sharpness

@@ -241,10 +241,11 @@ results_table(m.rescaling, results, "rescaling", "Dinh rescaling by α of one tr
 # %% tags=["remove-input"]
 tables = pc.benchmark_tables(benchmarks_dir)
 paste("benchmarks_status", "present" if tables else "not run")
-(results / "benchmarks.json").write_text(json.dumps(sorted(tables)))
+(results / "benchmarks.json").write_text(json.dumps(sorted({t.file for t in tables})))
 if tables:
-    for name, text in tables.items():
-        display(Markdown(f"**`benchmarks/results/{name}`**\n\n{text}"))
+    for t in tables:
+        display(results_table(t.frame, results, t.name, f"{t.title} (`benchmarks/results/{t.file}`). "
+                              f"{t.notes}".strip()))  # fmt: skip
 else:
     display(
         Markdown("*Benchmarks not run*: no results in `benchmarks/results/` when this chapter was executed.")

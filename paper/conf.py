@@ -9,7 +9,8 @@ author = "The landscape authors"
 copyright = "2025, the landscape authors"
 
 # sphinx-mathjax-offline bundles MathJax 3 into _static/: the HTML renders maths opened offline, without a CDN.
-extensions = ["myst_nb", "sphinxcontrib.bibtex", "sphinx-mathjax-offline"]
+# landscape.paper.typeset writes every number of the built pages one way (1.2×10⁻¹³, n/a), glued or typed.
+extensions = ["myst_nb", "sphinxcontrib.bibtex", "sphinx-mathjax-offline", "landscape.paper.typeset"]
 # _generated/ holds pieces the pipeline writes for {include} (the claims dashboard), not pages of their own
 exclude_patterns = [
     "_build", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store", "notebooks/_source", "_generated", "results",

@@ -294,6 +294,31 @@ def test_paper_is_a_readers_book(smoke, pages):
         assert text in appendix, f"the reproducibility appendix lacks {text!r}"
 
 
+def _reading_text(page: Path) -> str:
+    """What a reader sees of a page as text: no scripts, styles, code or maths."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page.read_text(), "html.parser")
+    for node in soup(["script", "style", "code", "pre", "math"]):
+        node.decompose()
+    for node in soup.select(".math, mjx-container, .highlight"):
+        node.decompose()
+    return " ".join(soup.get_text(" ").split())
+
+
+def test_numbers_read_one_way(smoke, pages):
+    """Every number of the built paper reads one way: no E-notation (``1e-13``), no Python ``nan``,
+    a missing value always `glue.MISSING`, no "probe(s)" plurals."""
+    leaks = re.compile(r"(?<![\w.])\d+(?:\.\d+)?e[+-]?\d+(?![\w.])|\bnan\b|\w\(s\)|\[n/a, n/a\]")
+    found = {}
+    for page in pages:
+        text = _reading_text(page)
+        hits = [text[max(0, m.start() - 40) : m.end() + 20] for m in leaks.finditer(text)]
+        if hits:
+            found[page.name] = hits[:5]
+    assert not found, f"numbers written another way: {found}"
+
+
 def test_full_profile_dry_run_runs_nothing(capsys):
     before = _snapshot(ROOT / "build" / "full" / "notebooks")
     assert main(["--profile", "full", "--dry-run"]) == 0

@@ -127,12 +127,24 @@ def test_smoothed_density_is_a_density():
 
 
 def test_benchmark_tables(tmp_path):
-    assert pc.benchmark_tables(tmp_path / "missing") == {}
-    (tmp_path / "a.md").write_text("| a |\n|---|\n| 1 |\n")
-    (tmp_path / "curvature.md").write_text("## Curvature ##\n\n| c |\n|---|\n| 2 |\n")
+    assert pc.benchmark_tables(tmp_path / "missing") == []
+    (tmp_path / "a.md").write_text("| a_b | c |\n|---|---|\n| 1 | x |\n| 2.5 | |\nA closing note.\n")
+    (tmp_path / "curvature.md").write_text(
+        "## Curvature ##\n\nNotes first.\n\n| c |\n|---|\n| 2 |\n\n### Second\n\n| d | e |\n|---|---|\n| 3 | 4x |\n"
+    )
     tables = pc.benchmark_tables(tmp_path)
-    assert list(tables) == ["curvature.md", "a.md"]
-    assert tables["curvature.md"] == "**Curvature**\n\n| c |\n|---|\n| 2 |\n"
+    assert [(t.file, t.title, t.name) for t in tables] == [
+        ("curvature.md", "Curvature", "bench_curvature_1"),
+        ("curvature.md", "Second", "bench_curvature_2"),
+        ("a.md", "a", "bench_a_1"),
+    ]
+    assert tables[0].notes == "Notes first."
+    assert tables[0].frame["c"].tolist() == [2]
+    assert tables[1].frame["e"].tolist() == ["4x"]  # not every cell a number: kept as text
+    assert list(tables[2].frame.columns) == ["a b", "c"]
+    assert tables[2].frame["a b"].tolist() == [1.0, 2.5]
+    assert tables[2].frame["c"].tolist() == ["x", ""]
+    assert tables[2].notes == "A closing note."
 
 
 def test_save_figure_names_figures_after_their_notebook(tmp_path):
@@ -150,6 +162,34 @@ def test_save_figure_names_figures_after_their_notebook(tmp_path):
     with pytest.raises(ValueError, match="validation_<what>"):
         save_figure(fig, tmp_path, "lines", "validation")
     plt.close(fig)
+
+
+def test_save_figure_refuses_type_too_small_or_clipped_at_the_page_width(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landscape.paper.plotting import apply_style, legibility
+
+    with matplotlib.rc_context():  # apply_style sets rcParams: leave other tests their defaults
+        apply_style()
+        fig, ax = plt.subplots(figsize=(12, 3))
+        ax.plot([0, 1], [1, 0])
+        assert legibility(fig) == []  # the shared style is legible at the widest figure allowed
+        ax.legend(["line"], fontsize=7)  # 7 pt in a 12-in figure: 7/72 · 1056/12 = 8.6 px at the column width
+        with pytest.raises(ValueError, match=r"'line' at 7 pt shows 8.6 px"):
+            save_figure(fig, tmp_path, "validation_small", "validation")
+        plt.close(fig)
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.plot([0, 1], [1, 0])
+        ax.legend(["line"], fontsize=7)  # the same type in a figure shown at its own size: 14.6 px
+        assert legibility(fig) == []
+        ax.set_xlabel("a label much longer than the figure is wide, which the saved file cuts off")
+        with pytest.raises(ValueError, match="clipped"):
+            save_figure(fig, tmp_path, "validation_clipped", "validation")
+        assert not (tmp_path / "validation_clipped.png").exists()
+        plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------ the checks

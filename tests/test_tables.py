@@ -23,12 +23,12 @@ def test_column_precision_is_chosen_per_column():
     # one number of decimals for the whole column, set by its largest value
     assert _write([0.857, 0.0512, 0.0049]) == ["0.857", "0.051", "0.005"]
     # a column spanning decades: each value its own significant figures, none written as 0
-    assert _write([0.857, 5e-5]) == ["0.857", "5e-05"]
+    assert _write([0.857, 5e-5]) == ["0.857", "5×10⁻⁵"]
     assert _write([1.0, 2.0, 3.0]) == ["1", "2", "3"]
     assert _write([True, False]) == ["yes", "no"]
     assert _write([1, 20]) == ["1", "20"]
-    assert _write([float("nan"), 1.5, math.inf, -math.inf]) == ["–", "1.50", "∞", "−∞"]
-    assert _write(["a", None]) == ["a", "–"]
+    assert _write([float("nan"), 1.5, math.inf, -math.inf]) == ["n/a", "1.50", "∞", "−∞"]
+    assert _write(["a", None]) == ["a", "n/a"]
     assert _write([0.0, 0.0]) == ["0", "0"]
     assert _write([12.3456], digits=5) == ["12.346"]
     with pytest.raises(ValueError, match="digits must be a positive integer"):

@@ -63,7 +63,8 @@ def validate_claims(question: str, rows: Sequence[Mapping]) -> list[dict]:
     return out
 
 
-_ESTIMATE = re.compile(r"([^;:—]*?=\s*[-+−]?[\d.]+(?:e[-+]?\d+)?\s*\[[^\]]+\])")
+_ESTIMATE = re.compile(r"([^;:—]*?=\s*[-+−]?[\d.]+(?:e[-+]?\d+|×10[⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)?\s*\[[^\]]+\])")
+_COMBINED = re.compile(r"^\d+ parts?: ")  # the head of a `verdicts.combine` reason
 
 
 _OUTCOME_PREFIX = re.compile(r"^.*?\b(?:supported|refuted|not testable here) \(")
@@ -90,11 +91,11 @@ def key_number(reason: str, verdict: str | None = None, limit: int = 90) -> str:
     the reason's start, cut at `limit` characters, when it quotes none. A training-loss ratio that made a
     comparison not testable is labelled as such.
 
-    >>> key_number("2 part(s), 1 refuted, 1 not testable here — a: not testable here (training losses not "
+    >>> key_number("2 parts: 1 refuted, 1 not testable here — a: not testable here (training losses not "
     ...            "matched: x/y = 1.7 [1.6, 1.8], not inside [0.8, 1.25]); b: refuted (b/c = 0.81 [0.7, 0.9])",
     ...            "refuted")
     'b: b/c = 0.81 [0.7, 0.9]'
-    >>> key_number("1 part(s), 1 not testable here — a: not testable here (training losses not matched: "
+    >>> key_number("1 part: 1 not testable here — a: not testable here (training losses not matched: "
     ...            "x/y = 1.7 [1.6, 1.8], not inside [0.8, 1.25])", "not testable here")
     'a: training-loss ratio x/y = 1.7 [1.6, 1.8], not matched'
     >>> key_number("gap: supported ((λ1 − λ2)/λ1 = 0.102 [0.04, 0.16])")
@@ -106,7 +107,7 @@ def key_number(reason: str, verdict: str | None = None, limit: int = 90) -> str:
     """
     text = " ".join(str(reason).split())
     head, sep, details = text.partition(" — ")
-    parts = _split_parts(details) if sep and "part(s)" in head else [text]
+    parts = _split_parts(details) if sep and _COMBINED.match(head) else [text]
     if verdict is not None:
         parts = sorted(parts, key=lambda part: f": {verdict} (" not in part)  # the deciding parts first
     for part in parts:

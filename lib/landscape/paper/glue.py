@@ -10,7 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-__all__ = ["format_estimate", "format_interval", "paste", "paste_all", "plain"]
+__all__ = [
+    "MISSING", "format_decimals", "format_estimate", "format_interval", "format_number", "format_range", "paste", "paste_all",
+    "plain", "plural",
+]  # fmt: skip
+
+MISSING = "n/a"  # a value that could not be estimated, written the same way in the text and in every table
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 def plain(value):
@@ -35,10 +41,69 @@ def paste_all(values: Mapping[str, object], prefix: str = "") -> None:
         paste(f"{prefix}{key}", value)
 
 
-def _significant(value: float, digits: int) -> str:
-    if not math.isfinite(value):
-        return "n/a" if math.isnan(value) else ("∞" if value > 0 else "−∞")
-    return f"{value:.{digits}g}"
+def format_number(value, digits: int = 3) -> str:
+    """A number for reading, to `digits` significant figures: positional notation from 0.001 to 100,000 (whole
+    numbers of more than `digits` digits keep them all), ``m×10ⁿ`` outside that range, `MISSING` for NaN or None.
+
+    >>> [format_number(v) for v in (0.051234, 690.4, 42038.9, 3.7e5, -5.0e-5, 0.0, float("nan"))]
+    ['0.0512', '690', '42039', '3.7×10⁵', '-5×10⁻⁵', '0', 'n/a']
+    >>> format_number(1.0), format_number(0.25, 1), format_number(float("inf"))
+    ('1', '0.2', '∞')
+    """
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 1:
+        raise ValueError(f"digits must be a positive integer, got {digits!r}")
+    if value is None:
+        return MISSING
+    value = float(plain(value))
+    if math.isnan(value):
+        return MISSING
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    exponent = int(exponent)
+    if -3 <= exponent < 5:
+        if exponent >= digits - 1:
+            return f"{value:.0f}"
+        text = f"{float(f'{value:.{digits - 1}e}'):.{digits - 1 - exponent}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    return f"{mantissa}×10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+def format_decimals(value, decimals: int = 2) -> str:
+    """`value` with a fixed number of decimals (for quantities on a fixed scale: correlations, AUCs, rates),
+    `MISSING` for NaN or None.
+
+    >>> format_decimals(0.8567), format_decimals(float("nan")), format_decimals(-0.05, 1)
+    ('0.86', 'n/a', '-0.1')
+    """
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+        raise ValueError(f"decimals must be a non-negative integer, got {decimals!r}")
+    if value is None or math.isnan(float(plain(value))):
+        return MISSING
+    return f"{float(plain(value)):.{decimals}f}"
+
+
+def format_range(low, high, digits: int = 2, separator: str = " to ") -> str:
+    """A range of values as text, ``"0.055 to 0.1"``; one value when both ends read the same.
+
+    >>> format_range(4.9e-5, 0.0127), format_range(1.0, 1.0)
+    ('4.9×10⁻⁵ to 0.013', '1')
+    """
+    low_text, high_text = format_number(low, digits), format_number(high, digits)
+    return low_text if low_text == high_text else f"{low_text}{separator}{high_text}"
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 probe"``, ``"2 probes"``: a count with its noun in the right number.
+
+    >>> plural(1, "part"), plural(3, "part"), plural(2, "entry", "entries")
+    ('1 part', '3 parts', '2 entries')
+    """
+    word = noun if count == 1 else (plural_form or f"{noun}s")
+    return f"{count} {word}"
 
 
 def format_estimate(estimate, low: float | None = None, high: float | None = None, *, digits: int = 3) -> str:
@@ -61,16 +126,18 @@ def format_estimate(estimate, low: float | None = None, high: float | None = Non
         raise ValueError("give both bounds of the interval or neither")
     if not isinstance(digits, int) or digits < 1:
         raise ValueError(f"digits must be a positive integer, got {digits!r}")
-    text = _significant(float(estimate), digits)
+    text = format_number(estimate, digits)
     if low is None or not math.isfinite(float(estimate)):
         return text
+    if math.isnan(float(low)) and math.isnan(float(high)):
+        return f"{text} (interval {MISSING})"
     bound_digits = max(2, digits - 1)
-    return f"{text} [{_significant(float(low), bound_digits)}, {_significant(float(high), bound_digits)}]"
+    return f"{text} [{format_number(low, bound_digits)}, {format_number(high, bound_digits)}]"
 
 
 def format_interval(low: float, high: float, digits: int = 2) -> str:
-    """An interval alone as text: ``"[low, high]"``, each bound to `digits` decimals ("n/a" for a NaN bound),
-    e.g. for a correlation whose estimate is shown separately.
+    """An interval alone as text, ``"[low, high]"``, each bound to `digits` decimals, e.g. for a correlation whose
+    estimate is shown separately; `MISSING` stands for a NaN bound, or for the whole interval when both are NaN.
 
     >>> format_interval(-0.8123, -0.2)
     '[-0.81, -0.20]'
@@ -82,4 +149,6 @@ def format_interval(low: float, high: float, digits: int = 2) -> str:
     low, high = float(low), float(high)
     if low > high:
         raise ValueError(f"the interval must have low <= high, got [{low}, {high}]")
-    return "[" + ", ".join("n/a" if math.isnan(v) else f"{v:.{digits}f}" for v in (low, high)) + "]"
+    if math.isnan(low) and math.isnan(high):
+        return MISSING
+    return "[" + ", ".join(MISSING if math.isnan(v) else f"{v:.{digits}f}" for v in (low, high)) + "]"

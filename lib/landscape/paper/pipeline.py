@@ -39,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from landscape.paper.glue import MISSING
+
 __all__ = [
     "PROFILES",
     "Pipeline",
@@ -470,7 +472,7 @@ def reproducibility_markdown(manifest: dict, profile: str) -> str:
     rows = []
     for name, record in manifest.get("notebooks", {}).items():
         seconds = record.get("seconds")
-        minutes = "–" if seconds is None else f"{seconds / 60:.1f}"
+        minutes = MISSING if seconds is None else f"{seconds / 60:.1f}"
         cache = record.get("cache", {})
         fingerprint = (record.get("fingerprint") or "–")[:16]
         rows.append(f"| `{name}` | {minutes} | `{fingerprint}` | {cache.get('entries', 0)} | "

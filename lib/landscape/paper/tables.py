@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from landscape.paper.glue import MISSING, format_number
+
 __all__ = ["column_formatter", "interval_summary", "markdown_cell", "markdown_table", "results_table"]
 
 _NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
-MISSING = "–"
 
 
 def _check_digits(digits) -> int:
@@ -35,8 +36,8 @@ def column_formatter(values, digits: int = 3) -> Callable[[object], str]:
     - booleans: ``yes``/``no``; integers (and floats that are all whole numbers): as integers;
     - other floats: a fixed number of decimals that gives the column's largest magnitude `digits` significant
       figures, so the column's numbers line up; when that would write its smallest non-zero value as 0 (a
-      column spanning decades), each value gets `digits` significant figures of its own (``%g``);
-    - anything else: ``str``; missing values (None, NaN) as ``–``.
+      column spanning decades), each value gets `digits` significant figures of its own (`glue.format_number`);
+    - anything else: ``str``; missing values (None, NaN) as `glue.MISSING`.
 
     >>> f = column_formatter([42038.87961, 1030.2, 21073.0])
     >>> [f(v) for v in [42038.87961, 1030.2, 21073.0]]
@@ -46,7 +47,7 @@ def column_formatter(values, digits: int = 3) -> Callable[[object], str]:
     ['0.051', '0.005', '0.857']
     >>> f = column_formatter([5e-5, 0.002, 0.857])
     >>> [f(v) for v in [5e-5, 0.002, 0.857]]
-    ['5e-05', '0.002', '0.857']
+    ['5×10⁻⁵', '0.002', '0.857']
     """
     digits = _check_digits(digits)
     series = pd.Series(list(values) if not isinstance(values, pd.Series) else values)
@@ -75,11 +76,11 @@ def column_formatter(values, digits: int = 3) -> Callable[[object], str]:
         return lambda v: special(v) or f"{float(v):.0f}"
     nonzero = np.abs(finite[finite != 0])
     if nonzero.size == 0:
-        return lambda v: special(v) or f"{float(v):.{digits}g}"
+        return lambda v: special(v) or format_number(v, digits)
     decimals = max(0, digits - 1 - math.floor(math.log10(nonzero.max())))
     smallest = math.floor(math.log10(nonzero.min()))  # its decade: with `decimals` it shows as 0 when < 0
     if decimals > 8 or smallest + decimals < 0:
-        return lambda v: special(v) or f"{float(v):.{digits}g}"
+        return lambda v: special(v) or format_number(v, digits)
     return lambda v: special(v) or f"{float(v):.{decimals}f}"
 
 

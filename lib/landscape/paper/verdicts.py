@@ -26,6 +26,8 @@ import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from landscape.paper.glue import format_number, plural
+
 __all__ = [
     "COMBINE_RULES",
     "FAMILY_METHODS",
@@ -101,7 +103,7 @@ def verdict_from_interval(low: float, high: float, expected_sign: int, *, null: 
     if low > high:
         raise ValueError(f"the interval must have low <= high, got [{low}, {high}]")
     side = "above" if expected_sign > 0 else "below"
-    interval = f"[{low:.3g}, {high:.3g}]"
+    interval = f"[{format_number(low, 3)}, {format_number(high, 3)}]"
     if (expected_sign > 0 and low > null) or (expected_sign < 0 and high < null):
         return Verdict(SUPPORTED, f"the interval {interval} lies {side} {null:g}, as claimed")
     if (expected_sign > 0 and high < null) or (expected_sign < 0 and low > null):
@@ -139,7 +141,8 @@ def verdict_in_band(low: float, high: float, band_low: float, band_high: float) 
     if bounds is None:
         return not_testable("the interval is undefined (too few runs)")
     low, high = bounds
-    interval, band = f"[{low:.3g}, {high:.3g}]", f"[{band_low:g}, {band_high:g}]"
+    interval = f"[{format_number(low, 3)}, {format_number(high, 3)}]"
+    band = f"[{format_number(band_low)}, {format_number(band_high)}]"
     if band_low <= low and high <= band_high:
         return Verdict(SUPPORTED, f"the interval {interval} lies inside the band {band}")
     if high < band_low or low > band_high:
@@ -288,4 +291,4 @@ def combine(parts: Sequence[Verdict] | Mapping[str, Verdict], *, rule: str = "al
     outcome = _combined_outcome(outcomes, rule)
     counts = ", ".join(f"{sum(v.outcome == o for _, v in named)} {o}" for o in OUTCOMES if o in outcomes)
     details = "; ".join(f"{name}: {verdict.outcome} ({verdict.reason})" for name, verdict in named)
-    return Verdict(outcome, f"{len(named)} part(s), {counts} — {details}")
+    return Verdict(outcome, f"{plural(len(named), 'part')}: {counts} — {details}")

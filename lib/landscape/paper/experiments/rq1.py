@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ...dynamics import edge_of_stability
-from ..glue import format_estimate, format_interval
+from ..glue import format_decimals, format_estimate, format_interval, format_number, format_range
 from ..stats import (
     LEVEL,
     Interval,
@@ -732,8 +732,13 @@ def verdict_eos(runs: pd.DataFrame, loss: str, *, level: float = LEVEL, n_resamp
 # Glued numbers
 
 
-def _list(values, fmt: str = "{:g}") -> str:
-    return ", ".join(fmt.format(v) for v in values) or "none"
+def _list(values, digits: int = 3, signed: bool = False) -> str:
+    """Numbers as a comma-separated list (`glue.format_number`; ``signed``: with a sign and 3 decimals)."""
+
+    def one(v) -> str:
+        return format_decimals(v, 3) if not signed or math.isnan(v) else f"{v:+.3f}"
+
+    return ", ".join(one(v) if signed else format_number(v, digits) for v in values) or "none"
 
 
 def setup_numbers(sizes: Sizes, profile: str) -> dict:
@@ -767,7 +772,7 @@ def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
     out = {"eos_cells": len(cells), "eos_cells_reached": int((cells["reached"] == cells["seeds"]).sum()),
            "eos_runs": len(runs), "eos_runs_kept": len(kept), "eos_runs_diverged": int(runs["diverged"].sum()),
            "eos_runs_reached": int(kept["reached"].sum()), "eos_reached": reached(),
-           "eos_num_lrs": _list(sorted(lrs), "{:d}"), "eos_ratio": ratio(),
+           "eos_num_lrs": _list(sorted(lrs)), "eos_ratio": ratio(),
            "eos_phase": ratio("phase_ratio_mean"),
            "transformer_params": sum(p.numel() for p in transformer.parameters())}  # fmt: skip
     for arch, spec in sizes.eos.items():
@@ -790,7 +795,7 @@ def _unmatched(runs: pd.DataFrame, cells: pd.DataFrame, max_steps: int) -> str:
         cell = runs[(runs["batch_size"] == r.batch_size) & (runs["lr"] == r.lr)]
         lowest = cell.loc[~cell["reached"].astype(bool), "train_loss"].min()
         parts.append(f"B = {r.batch_size}, η = {r.lr:g} ({r.seeds - r.matched} of {r.seeds} seeds, "
-                     f"training loss {lowest:.3g} or more after {max_steps} steps)")  # fmt: skip
+                     f"training loss {format_number(lowest)} or more after {max_steps} steps)")  # fmt: skip
     return "; ".join(parts) or "none"
 
 
@@ -807,12 +812,12 @@ def grid_numbers(
         "grid_target_loss": sizes.target_loss, "grid_max_steps": sizes.max_steps,
         "grid_check_every": sizes.check_every, "grid_batch_sizes": _list(sizes.batch_sizes),
         "grid_lrs": _list(sizes.lrs),
-        "grid_temp_range": f"{cells['temperature'].min():.2g} to {cells['temperature'].max():.2g}",
+        "grid_temp_range": format_range(cells["temperature"].min(), cells["temperature"].max()),
         "grid_runs": len(runs), "grid_matched": len(matched), "grid_cells": len(cells),
         "grid_cells_matched": int((cells["matched"] > 0).sum()),
         "grid_train_minutes": float(runs["train_seconds"].sum() / 60),
         "matched_loss_range": f"{matched['train_loss'].min():.3f} to {matched['train_loss'].max():.3f}",
-        "matched_train_acc": f"{matched['train_acc'].min():.4f}",
+        "matched_train_acc": format_decimals(matched["train_acc"].min(), 4),
         "matched_steps_range": f"{matched['steps'].min():.0f} to {matched['steps'].max():.0f}",
         "unmatched_cells": _unmatched(runs, cells, sizes.max_steps),
         "small_batch": sizes.small_batch, "large_batch": sizes.large_batch,
@@ -829,9 +834,9 @@ def grid_numbers(
     acc = pairs.groupby("lr")["acc_diff"].mean() if len(pairs) else None
     out.update({
         "keskar_lrs": _list([] if per_lr is None else per_lr.index),
-        "keskar_lmax_ratio": _list([] if per_lr is None else per_lr["lambda_max_ratio"], "{:.2g}"),
-        "keskar_ns_ratio": _list([] if per_lr is None else per_lr["ns_ratio"], "{:.2g}"),
-        "keskar_acc_diff": _list([] if acc is None else acc, "{:+.3f}"),
+        "keskar_lmax_ratio": _list([] if per_lr is None else per_lr["lambda_max_ratio"], digits=2),
+        "keskar_ns_ratio": _list([] if per_lr is None else per_lr["ns_ratio"], digits=2),
+        "keskar_acc_diff": _list([] if acc is None else acc, signed=True),
         "keskar_num_lrs": 0 if per_lr is None else len(per_lr), "keskar_pairs": len(pairs),
         "keskar_seeds": int(pairs["seed"].nunique()) if len(pairs) else 0,
     })  # fmt: skip
@@ -960,7 +965,7 @@ def plot_eos(traces: pd.DataFrame, sizes: Sizes):
             log_ticks(ax.yaxis)
             if row == 1:
                 ax.set(xlabel="gradient-descent step")
-            ax.legend(fontsize=7, loc="best")
+            ax.legend(loc="best")
     return fig
 
 
@@ -1025,7 +1030,7 @@ def plot_escape(traces: pd.DataFrame, sizes: Sizes):
     for ax in axes[:2]:
         ax.set_yscale("log")
         log_ticks(ax.yaxis)
-    axes[0].legend(fontsize=8)
+    axes[0].legend()
     return fig
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..glue import format_estimate
+from ..glue import format_estimate, format_number, plural
 from ..stats import LEVEL, seed_interval
 from ..verdicts import (
     NOT_SUPPORTED,
@@ -460,7 +460,8 @@ def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
         "profile": profile, "num_seeds": len(sizes.seeds), "seed_list": ", ".join(map(str, sizes.seeds)),
         "first_seed": sizes.seeds[0], "num_train": num_train, "hessian_samples": sizes.hessian_samples,
         "eval_samples": sizes.eval_samples, "k": sizes.k, "tol": sizes.tol, "trace_matvecs": sizes.trace_matvecs,
-        "slq_probes": sizes.slq_probes, "slq_steps": sizes.slq_steps, "adaptive_radius": ADAPTIVE_RADIUS,
+        "slq_probes": sizes.slq_probes, "slq_probes_text": plural(sizes.slq_probes, "probe"),
+        "slq_steps": sizes.slq_steps, "adaptive_radius": ADAPTIVE_RADIUS,
         "slice_points": sizes.slice_points, "grid_points": sizes.grid_points, "local_radius": LOCAL_RADIUS,
         "barrier_points": sizes.barrier_points, "num_pairs": math.comb(len(sizes.seeds), 2),
         "loss_match_factor": LOSS_MATCH_FACTOR, "level_percent": round(100 * LEVEL),
@@ -600,7 +601,7 @@ def decide(interval, expected_sign: int, null: float, what: str, *, null_name: s
     if v.outcome == NOT_TESTABLE:
         return Verdict(v.outcome, f"{what}: {v.reason}")
     side = "above" if expected_sign > 0 else "below"
-    null_text = f"{null_name} = {null:.3g}" if null_name else f"{null:g}"
+    null_text = f"{null_name} = {format_number(null)}" if null_name else format_number(null)
     return Verdict(v.outcome, f"{what} = {format_estimate(interval)} (claimed {side} {null_text})")
 
 
@@ -746,7 +747,7 @@ def verdict_mlp_repeated_top(curvature: pd.DataFrame, *, n_resamples: int = 2000
                                 "shown by the residuals")  # fmt: skip
     resolution = float(mlp["top_residuals"].max())
     if not resolution <= RESOLUTION * delta:
-        return not_testable(f"the residuals do not resolve the gap: max (r1 + r2)/λ1 = {resolution:.2g}, not "
+        return not_testable(f"the residuals do not resolve the gap: max (r1 + r2)/λ1 = {format_number(resolution, 2)}, not "
                             f"≤ {RESOLUTION * delta:g} (≪ δ = {delta:g})")  # fmt: skip
     bound = bootstrap_ci(mlp["gap_bound"].to_numpy(float), **kw)
     equivalence = verdict_from_interval(bound.low, bound.high, -1, null=delta)
@@ -782,14 +783,15 @@ def verdict_trace_grows_with_dimension(curvature: pd.DataFrame, training: pd.Dat
         return not_testable("ρ is undefined (the mean traces or the dimensions are all equal)")
     if not rho.min_pvalue < alpha:
         return not_testable(f"{rho.n} architectures: no rank test at {100 * alpha:g} % (smallest two-sided "
-                            f"permutation p = {rho.min_pvalue:.3g})")  # fmt: skip
+                            f"permutation p = {format_number(rho.min_pvalue)})")  # fmt: skip
     labels = list(dict.fromkeys(curvature["architecture"]))
     for a, b in itertools.combinations(labels, 2):
         confound = loss_confound(training, a, b, n_resamples=n_resamples, seed=seed)
         if confound is not None:
             return not_testable(confound)
     text = (
-        f"Spearman ρ(D, mean tr H) = {rho.estimate:.3g}, permutation p = {rho.pvalue:.3g} over {rho.n} groups"
+        f"Spearman ρ(D, mean tr H) = {format_number(rho.estimate)}, "
+        f"permutation p = {format_number(rho.pvalue)} over {rho.n} groups"
     )
     if rho.pvalue < alpha:
         return Verdict(SUPPORTED if rho.estimate > 0 else REFUTED, f"{text} < {alpha:g}")
@@ -939,7 +941,7 @@ def plot_spectra(curvature: pd.DataFrame):
             axes[1].semilogy(grid, density.clamp(min=1e-6), color=colors[label], alpha=0.7,
                              label=label if i == 0 else None)  # fmt: skip
     axes[0].axvline(NUM_CLASSES + 0.5, color="grey", ls=":", lw=1)
-    axes[0].text(NUM_CLASSES + 0.7, 0.95, f"C = {NUM_CLASSES}", color="grey", fontsize=8, va="top")
+    axes[0].text(NUM_CLASSES + 0.7, 0.95, f"C = {NUM_CLASSES}", color="grey", fontsize=9, va="top")
     axes[0].set(xlabel="index i", ylabel=r"$\lambda_i / \lambda_1$", yscale="log",
                 title="top eigenvalues (mean, band = min–max over seeds)")  # fmt: skip
     axes[1].set(xlabel=r"$\lambda / \lambda_{\max}$", ylabel="density (smoothed, σ = 0.02)", ylim=(1e-5, None),
@@ -1030,7 +1032,7 @@ def plot_barriers(barriers: pd.DataFrame):
     names = [a.replace(", ", "\n") + ("\n(aligned)" if v == "aligned" else "") for a, v in keys]
     _seed_bars(axes[1], range(len(keys)), [groups.get_group(k).to_numpy(float) for k in keys],
                color=[colors[a] for a, _ in keys])  # fmt: skip
-    axes[1].set_xticks(range(len(keys)), names, fontsize=7)
+    axes[1].set_xticks(range(len(keys)), names, fontsize=9)
     raw = barriers[barriers["variant"] == "raw"]
     pairs = int(raw.groupby("architecture").size().max()) if len(raw) else 0
     axes[1].set(ylabel="loss barrier height", title=f"95 % interval over {pairs} seed pairs")
@@ -1054,7 +1056,7 @@ def plot_ruggedness(rugged: pd.DataFrame):
             _seed_bars(ax, np.arange(len(labels)) + shift, values, width=width, label=name,
                        color=[colors[label] for label in labels], alpha=1.0 if j == 0 else 0.5, edgecolor="k",
                        linewidth=0.5)  # fmt: skip
-        ax.set_xticks(range(len(labels)), [a.replace(", ", "\n") for a in labels], fontsize=8)
+        ax.set_xticks(range(len(labels)), [a.replace(", ", "\n") for a in labels], fontsize=9)
         ax.set(ylabel=r"ruggedness $TV(f-q)/TV(f)$", title=title, yscale="log")
-    axes[0].legend(title="dark: random, light: top eigenvector", title_fontsize=7)
+    axes[0].legend(title="dark: random, light: top eigenvector", title_fontsize=9)
     return fig

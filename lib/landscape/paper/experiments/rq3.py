@@ -34,7 +34,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..glue import format_estimate
+from ..glue import MISSING, format_decimals, format_estimate, format_number, format_range
 from ..stats import (
     LEVEL,
     cluster_bootstrap_ci,
@@ -588,7 +588,7 @@ def plot_tau(table: pd.DataFrame, ax) -> None:
             ax.plot(row["Psi"], i, "D", mfc="none", color=c)
     ax.axvline(0, color="k", lw=0.5)
     ax.set_yticks(y, data["name"])
-    ax.set_xlabel("Kendall τ with the gap (dots, cluster-bootstrap CI); Ψ (diamonds)")
+    ax.set_xlabel("Kendall τ with the gap (dots, cluster-bootstrap CI)\ngranulated Ψ (diamonds)")
     for kind, c in colours.items():
         ax.plot([], [], "o", color=c, label=kind)
     ax.legend(loc="lower right", fontsize="small")
@@ -641,7 +641,7 @@ def plot_sign_error(
 
 def _tau_text(row) -> str:
     if pd.isna(row.get("tau", math.nan)):
-        return "undefined"
+        return MISSING
     return format_estimate(row["tau"], row["tau_low"], row["tau_high"], digits=2)
 
 
@@ -663,11 +663,11 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
         "lrs": ", ".join(f"{v:g}" for v in sizes.lrs), "batch_sizes": ", ".join(map(str, sizes.batch_sizes)),
         "widths": ", ".join(map(str, sizes.widths)), "weight_decays": ", ".join(f"{v:g}" for v in sizes.weight_decays),
         "extra_test": sizes.extra_test, "half_test": sizes.extra_test // 2, "curvature_samples": sizes.curvature_samples,
-        "train_loss_range": f"{reached['train_loss'].min():.3g}–{reached['train_loss'].max():.3g}" if len(reached) else "none",
+        "train_loss_range": format_range(reached["train_loss"].min(), reached["train_loss"].max(), 3, "–") if len(reached) else "none",
         "gap_range": f"{reached['gap'].min():.3f}–{reached['gap'].max():.3f}" if len(reached) else "none",
-        "power": f"{resolution:.2f}",
-        "oracle_tau": _tau_text(table.set_index("measure").loc[NOISY_ORACLE]) if NOISY_ORACLE in set(table["measure"]) else "undefined",
-        "hyper_tau": _tau_text(table.set_index("measure").loc[HYPERPARAMETER_MODEL]) if HYPERPARAMETER_MODEL in set(table["measure"]) else "undefined",
+        "power": format_number(resolution, 2),
+        "oracle_tau": _tau_text(table.set_index("measure").loc[NOISY_ORACLE]) if NOISY_ORACLE in set(table["measure"]) else MISSING,
+        "hyper_tau": _tau_text(table.set_index("measure").loc[HYPERPARAMETER_MODEL]) if HYPERPARAMETER_MODEL in set(table["measure"]) else MISSING,
         "best_measures": "; ".join(f"{r['name']} {_tau_text(r)}" for _, r in candidates.head(3).iterrows()) or "none",
         "best_norm": "; ".join(f"{r['name']} {_tau_text(r)}" for _, r in norms.head(1).iterrows()) or "none",
         "rescaled_networks": int(rescaled["reached"].sum()) if len(rescaled) else 0,
@@ -681,21 +681,23 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
     for _, row in table.iterrows():
         m = row["measure"]
         out[f"tau_{m}"] = _tau_text(row)
-        out[f"psi_{m}"] = "undefined" if pd.isna(row.get("Psi", math.nan)) else f"{row['Psi']:.2f}"
+        out[f"psi_{m}"] = format_decimals(row.get("Psi", math.nan))
         for key in ("partial", "partial_hyper"):
             bounds = (
                 row.get(key, math.nan),
                 row.get(f"{key}_low", math.nan),
                 row.get(f"{key}_high", math.nan),
             )
-            out[f"{key}_{m}"] = "undefined" if pd.isna(bounds[0]) else format_estimate(*bounds, digits=2)
+            out[f"{key}_{m}"] = MISSING if pd.isna(bounds[0]) else format_estimate(*bounds, digits=2)
         for key in ("rse_mean", "rse_p90", "rse_max", "cmi"):
             value = row.get(key, math.nan)
-            out[f"{key}_{m}"] = "undefined" if pd.isna(value) else f"{value:.2f}"
+            out[f"{key}_{m}"] = format_decimals(value)
         out[f"n_{m}"] = int(row.get("n", 0) or 0)
     oracle = table[table["measure"] == NOISY_ORACLE]
     has_wd = len(oracle) and "psi_weight_decay" in oracle
-    out["oracle_psi_weight_decay"] = f"{oracle['psi_weight_decay'].iloc[0]:.2f}" if has_wd else "undefined"
+    out["oracle_psi_weight_decay"] = (
+        format_decimals(oracle["psi_weight_decay"].iloc[0]) if has_wd else MISSING
+    )
     out["min_ess"] = MIN_ESS
     for _, row in digits_table.iterrows():
         out[f"digits_tau_{row['measure']}"] = _tau_text(row)
@@ -708,16 +710,19 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
             row.get("partial_low", math.nan),
             row.get("partial_high", math.nan),
         )
-        out[f"vpartial_{key}"] = "undefined" if pd.isna(partial[0]) else format_estimate(*partial, digits=2)
+        out[f"vpartial_{key}"] = MISSING if pd.isna(partial[0]) else format_estimate(*partial, digits=2)
     return out
 
 
 def held_out_numbers(held_out: pd.DataFrame, measures: Sequence[str]) -> dict:
     """Glued values of the leave-one-level-out check: the mean τ over held-out levels of the refitted
     hyperparameter model and of each measure, and in how many held-out levels each measure beats the model."""
-    out = {"loo_levels": len(held_out), "loo_tau_hyper": f"{held_out[HYPERPARAMETER_MODEL].mean():.2f}"}
+    out = {
+        "loo_levels": len(held_out),
+        "loo_tau_hyper": format_decimals(held_out[HYPERPARAMETER_MODEL].mean()),
+    }
     for measure in measures:
         wins, levels = beats_hyperparameters(held_out, measure)
-        out[f"loo_tau_{measure}"] = f"{held_out[measure].mean():.2f}"
+        out[f"loo_tau_{measure}"] = format_decimals(held_out[measure].mean())
         out[f"loo_beats_{measure}"] = f"{wins} of {levels}"
     return out

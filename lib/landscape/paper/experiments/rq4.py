@@ -43,7 +43,7 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..glue import format_estimate
+from ..glue import format_decimals, format_estimate, format_number
 from ..stats import LEVEL, Interval, cluster_bootstrap_ci, concordance_index, paired_difference_ci
 from ..verdicts import NOT_SUPPORTED, SUPPORTED, Verdict, not_testable, verdict_from_interval
 from . import rq4_tasks
@@ -515,7 +515,8 @@ def verdict_h5(result: dict) -> Verdict:
     verdict = verdict_from_interval(delta.low, delta.high, +1)
     if verdict.outcome == SUPPORTED and not result["pvalue"] < ALPHA:
         return Verdict(
-            NOT_SUPPORTED, f"ΔAUC {format_estimate(delta)} but the permutation p = {result['pvalue']:.3g}"
+            NOT_SUPPORTED,
+            f"ΔAUC {format_estimate(delta)} but the permutation p = {format_number(result['pvalue'])}",
         )
     return verdict
 
@@ -541,6 +542,7 @@ def rule_flags(frame: pd.DataFrame, k: int) -> pd.DataFrame:
     return runs
 
 
+TREATMENT_LABELS = {"halve_lr": "η halved", "clip": "gradients clipped"}  # the branches at the probe step
 RULES = {1: ("rule1", "halve_lr", "failed", -1), 2: ("rule2", "clip", "test_acc", +1)}
 
 
@@ -551,7 +553,7 @@ def intervention_effects(frame: pd.DataFrame, sizes: Sizes, *, seed: int = 0) ->
     runs = rule_flags(frame, sizes.branch_step)
     rows = []
     for rule, (flag, _, _, _) in RULES.items():
-        for treatment in ("halve_lr", "clip"):
+        for treatment in TREATMENT_LABELS:
             for outcome in ("failed", "test_acc"):
                 for flagged in (True, False):
                     part = runs[runs[flag] == flagged]
@@ -713,19 +715,23 @@ def plot_interventions(effects: pd.DataFrame):
     """The treatment effects (treated − unchanged) with intervals, for flagged and other runs of each rule."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
+    keys = ["rule", "flagged", "treatment"]
+    rows = effects.groupby(keys, sort=False)["runs"].max().reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 1.2 + 0.42 * len(rows)), sharey=True)
     for ax, outcome, label in zip(
-        axes, ("failed", "test_acc"), ("Δ failure rate", "Δ test accuracy"), strict=True
+        axes, ("failed", "test_acc"), ("Δ failure rate (treated − unchanged)", "Δ test accuracy"), strict=True
     ):
-        d = effects[effects["outcome"] == outcome].reset_index(drop=True)
-        labels = [f"rule {r.rule} {'flagged' if r.flagged else 'others'}: {r.treatment} (n={r.runs})"
-                  for r in d.itertuples()]  # fmt: skip
-        y = np.arange(len(d))
-        ax.errorbar(d["estimate"], y, xerr=[d["estimate"] - d["low"], d["high"] - d["estimate"]], fmt="o",
-                    capsize=3)  # fmt: skip
+        d = rows[keys].merge(effects[effects["outcome"] == outcome], on=keys, how="left")
+        colors = ["C3" if flagged else "C0" for flagged in d["flagged"]]
+        for i, r in d.iterrows():
+            ax.errorbar(r["estimate"], i, xerr=[[r["estimate"] - r["low"]], [r["high"] - r["estimate"]]], fmt="o",
+                        color=colors[i], capsize=3)  # fmt: skip
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_yticks(y, labels, fontsize=7)
         ax.set(xlabel=label)
+    names = [f"rule {r.rule}, {'flagged' if r.flagged else 'other'} runs: {TREATMENT_LABELS[r.treatment]} "
+             f"(n = {r.runs})" for r in rows.itertuples()]  # fmt: skip
+    axes[0].set_yticks(np.arange(len(rows)), names)
+    axes[0].invert_yaxis()
     return fig
 
 
@@ -758,7 +764,7 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
         "diverged_after": int(alive["diverged/control"].sum()),
         "reached": int(alive["steps_to_target/control"].notna().sum()),
         "catapults": int(alive["catapult/control"].sum()),
-        "h5_delta": format_estimate(h5["delta"]), "h5_pvalue": f"{h5['pvalue']:.3g}",
+        "h5_delta": format_estimate(h5["delta"]), "h5_pvalue": format_number(h5["pvalue"]),
         "verdict_h5": verdict_h5(h5).outcome,
     }  # fmt: skip
     for which in SETS:
@@ -780,7 +786,7 @@ def numbers(sizes: Sizes, profile: str, frame: pd.DataFrame, table: pd.DataFrame
             r = _row(rules, rule=rule, k=k)
             out[f"{key}_auc_{tag}"] = format_estimate(r["estimate"], r["low"], r["high"])
         r = _row(rules, rule=rule, k=K)
-        out[f"{key}_tpr"], out[f"{key}_fpr"] = f"{r['tpr']:.2f}", f"{r['fpr']:.2f}"
+        out[f"{key}_tpr"], out[f"{key}_fpr"] = format_decimals(r["tpr"]), format_decimals(r["fpr"])
     for rule, (_, treatment, outcome, _) in RULES.items():
         for flagged in (True, False):
             r = _row(effects, rule=rule, treatment=treatment, outcome=outcome, flagged=flagged)

@@ -272,7 +272,7 @@ def trace_glue(methods: pd.DataFrame) -> dict:
     """The glued numbers of a `trace_method_summary` table: trace_max_budget, calibration_summary and, per
     estimator (suffix `GLUE_NAMES`), trace_rms_, coverage_, nominal_coverage_, stderr_ratio_, slope_,
     calibration_ and the estimates with their intervals as text, coverage_*_ci and slope_*_ci
-    (`glue.format_estimate`: "0.948 [0.93, 0.96]"; "n/a" bounds where the interval is undefined)."""
+    (`glue.format_estimate`: "0.948 [0.93, 0.96]"; "0.948 (interval n/a)" where it is undefined)."""
     pc.require_columns(methods, _SUMMARY_COLUMNS, "trace method summary")
     values: dict = {"trace_max_budget": int(methods["budget"].iloc[0]),
                     "calibration_summary": calibration_summary(methods)}  # fmt: skip
@@ -426,7 +426,7 @@ def plot_trace(errors: pd.DataFrame, per_budget: pd.DataFrame, exact_trace: floa
     axes[1].set(xlabel="Hessian-vector products", ylabel="relative error",
                 title=f"over {errors['seed'].nunique()} seeds")  # fmt: skip
     axes[0].legend()
-    axes[1].legend(ncol=1, fontsize=7)
+    axes[1].legend(ncol=1)
     return fig
 
 
