@@ -38,6 +38,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from landscape.paper import benchmarks
 from landscape.paper import probe_checks as pc
 from landscape.paper.experiments import validation as v
 from landscape.paper.glue import paste, paste_all
@@ -239,7 +240,7 @@ results_table(m.rescaling, results, "rescaling", "Dinh rescaling by α of one tr
 # problems and writes its tables to `benchmarks/results/`. The table appears below when those results exist.
 
 # %% tags=["remove-input"]
-tables = pc.benchmark_tables(benchmarks_dir)
+tables = benchmarks.benchmark_tables(benchmarks_dir)
 paste("benchmarks_status", "present" if tables else "not run")
 (results / "benchmarks.json").write_text(json.dumps(sorted({t.file for t in tables})))
 if tables:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from landscape import DenseOperator, HessianOperator, dense_hessian
+from landscape.paper import benchmarks
 from landscape.paper import probe_checks as pc
 from landscape.paper.plotting import save_figure
 
@@ -127,12 +128,12 @@ def test_smoothed_density_is_a_density():
 
 
 def test_benchmark_tables(tmp_path):
-    assert pc.benchmark_tables(tmp_path / "missing") == []
+    assert benchmarks.benchmark_tables(tmp_path / "missing") == []
     (tmp_path / "a.md").write_text("| a_b | c |\n|---|---|\n| 1 | x |\n| 2.5 | |\nA closing note.\n")
     (tmp_path / "curvature.md").write_text(
         "## Curvature ##\n\nNotes first.\n\n| c |\n|---|\n| 2 |\n\n### Second\n\n| d | e |\n|---|---|\n| 3 | 4x |\n"
     )
-    tables = pc.benchmark_tables(tmp_path)
+    tables = benchmarks.benchmark_tables(tmp_path)
     assert [(t.file, t.title, t.name) for t in tables] == [
         ("curvature.md", "Curvature", "bench_curvature_1"),
         ("curvature.md", "Second", "bench_curvature_2"),
