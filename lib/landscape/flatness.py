@@ -38,13 +38,21 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from .operators import LossFn, batch_size, eval_mode, functional_call_model, make_generator, select_parameters
+from .operators import (
+    LossFn,
+    batch_size,
+    eval_mode,
+    functional_call_model,
+    make_generator,
+    select_parameters,
+    unpacked,
+)
 from .progress import progress_bar
 from .slices import GridEvaluator
 
@@ -238,6 +246,7 @@ def epsilon_sharpness(
     step_size: float = 0.25,
     seed: int | torch.Generator | None = 0,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> Sharpness:
     r"""Keskar et al. (2017)'s ε-sharpness (Metric 2.1, full space, A = I):
@@ -257,11 +266,14 @@ def epsilon_sharpness(
         step_size: ascent step in units of the box half-width.
         seed: seed of the random start.
         params: parameter subset to perturb (default: all with `requires_grad`).
+        unpack: how to split each batch into `(inputs, targets)`, as for `HessianOperator` (default
+            `operators.default_unpack`; e.g. `unpack_first_two` for `(x, y, extra)` batches).
         progress: a progress bar over the ascent steps (None: the library default, `landscape.set_progress`).
 
     Returns:
         `Sharpness` with `value` = φ (a percentage).
     """
+    data = unpacked(data, unpack)
     epsilon = _check_radius(epsilon, "epsilon")
     steps = _check_positive_int(steps, "steps")
     step_size = _check_radius(step_size, "step_size")
@@ -296,6 +308,7 @@ def worst_case_sharpness(
     step_size: float | None = None,
     seed: int | torch.Generator | None = 0,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> Sharpness:
     r"""Worst-case (adaptive) sharpness (Kwon et al. 2021; Andriushchenko et al. 2023, Eq. 1 with m = n):
@@ -321,8 +334,11 @@ def worst_case_sharpness(
         step_size: ascent step in units of ρ (default 1.0 for p = 2, 0.25 for p = ∞).
         seed: seed of the random start.
         params: parameter subset to perturb (default: all with `requires_grad`).
+        unpack: how to split each batch into `(inputs, targets)`, as for `HessianOperator` (default
+            `operators.default_unpack`; e.g. `unpack_first_two` for `(x, y, extra)` batches).
         progress: a progress bar over the ascent steps (None: the library default, `landscape.set_progress`).
     """
+    data = unpacked(data, unpack)
     rho = _check_radius(rho, "rho")
     p = _check_p(p)
     if not isinstance(adaptive, bool):
@@ -383,6 +399,7 @@ def average_case_sharpness(
     seed: int | torch.Generator | None = 0,
     chunk_size: int | None = None,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> Sharpness:
     r"""Average-case (adaptive) sharpness (Andriushchenko et al. 2023, Eq. 2 with m = n):
@@ -402,8 +419,11 @@ def average_case_sharpness(
         seed: seed of the draws.
         chunk_size: draws per vmapped pass (as in `slice_1d`).
         params: parameter subset to perturb (default: all with `requires_grad`).
+        unpack: how to split each batch into `(inputs, targets)`, as for `HessianOperator` (default
+            `operators.default_unpack`; e.g. `unpack_first_two` for `(x, y, extra)` batches).
         progress: a progress bar over the draws (None: the library default, `landscape.set_progress`).
     """
+    data = unpacked(data, unpack)
     rho = _check_radius(rho, "rho")
     if not isinstance(adaptive, bool):
         raise TypeError(f"adaptive must be True or False, got {adaptive!r}")
@@ -445,6 +465,7 @@ def pac_bayes_sigma(
     iterations: int = 20,
     seed: int | torch.Generator | None = 0,
     params: Sequence[str] | Sequence[Tensor] | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> PacBayesFlatness:
     r"""The PAC-Bayes flatness of Jiang et al. (2020, Sec. C.1): the largest σ′ with
@@ -458,8 +479,9 @@ def pac_bayes_sigma(
     bisection in log σ within `bounds`, with the same `num_samples` standard normal draws at every σ (common
     random numbers make the estimate a smooth function of σ). If even the upper bound stays within target, σ′
     is that bound. `progress` shows a bar over the σ tried (at most `iterations` + 2; None: the library
-    default, `landscape.set_progress`).
+    default, `landscape.set_progress`); `unpack` splits each batch as in `epsilon_sharpness`.
     """
+    data = unpacked(data, unpack)
     if quantity not in ("error", "loss"):
         raise ValueError(f"unknown quantity={quantity!r}; expected 'error' or 'loss'")
     target = _check_radius(target, "target")

@@ -11,13 +11,14 @@ References:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .directions import _check_same_parameters, check_finite
-from .operators import LossFn, batch_size, call_model, iterate_batches, materialize, move_batch
+from .operators import LossFn, batch_size, call_model, iterate_batches, materialize, move_batch, unpacked
 from .progress import progress_bar
 from .slices import FlatAnchors, GridEvaluator, check_finite_data
 
@@ -70,6 +71,7 @@ def interpolation_barrier(
     accuracy: bool | None = None,
     method: str = "auto",
     chunk_size: int | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> Barrier:
     r"""The loss barrier on the straight line between two networks (Entezari et al. 2022)
@@ -100,13 +102,15 @@ def interpolation_barrier(
         num_points: grid size (≥ 2).
         bn_data: data to recompute BatchNorm statistics at each α (None: interpolate them).
         accuracy: compute errors (None: when targets are class indices and outputs are logits).
-        method, chunk_size, progress: as in `slice_1d` (progress: a bar over the grid; None: the library
-            default, `landscape.set_progress`).
+        method, chunk_size, unpack, progress: as in `slice_1d` (`unpack` splits the batches of `data` and of
+            `bn_data`; progress: a bar over the grid; None: the library default, `landscape.set_progress`).
 
     Returns:
         `Barrier`. NaN or inf in either model's tensors or in the data raise ValueError; a non-finite loss at
         an interior α is kept (a barrier of inf or NaN).
     """
+    data = unpacked(data, unpack)
+    bn_data = None if bn_data is None else unpacked(bn_data, unpack)
     if not (isinstance(num_points, int) and not isinstance(num_points, bool) and num_points >= 2):
         raise ValueError(f"num_points must be an integer >= 2, got {num_points!r}")
     for name, m in (("model_a", model_a), ("model_b", model_b)):

@@ -300,6 +300,25 @@ def iterate_batches(data, unpack: Callable | None = None) -> Iterator[tuple[obje
         yield _check_batch(unpack(batch))
 
 
+class UnpackedBatches:
+    """`data` read through `unpack`: iterating yields the checked `(inputs, targets)` pair of each batch
+    (`iterate_batches(data, unpack)`), again at every iteration when `data` can be read again. Built by
+    `unpacked`; it lets every probe that takes `data` accept any batch format."""
+
+    def __init__(self, data, unpack: Callable):
+        if not callable(unpack):
+            raise TypeError(f"unpack must be callable as unpack(batch) -> (inputs, targets), got {unpack!r}")
+        self.data, self.unpack = data, unpack
+
+    def __iter__(self) -> Iterator[tuple[object, Tensor]]:
+        return iterate_batches(self.data, self.unpack)
+
+
+def unpacked(data, unpack: Callable | None):
+    """`data` unchanged when `unpack` is None, else `UnpackedBatches(data, unpack)`."""
+    return data if unpack is None else UnpackedBatches(data, unpack)
+
+
 def _check_batch(pair) -> tuple[object, Tensor]:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise TypeError(f"unpack must return an (inputs, targets) pair, got {type(pair).__name__}")

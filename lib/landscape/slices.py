@@ -67,6 +67,7 @@ from .operators import (
     materialize,
     move_batch,
     tensor_leaves,
+    unpacked,
 )
 from .progress import progress_bar
 
@@ -144,6 +145,7 @@ def slice_1d(
     accuracy: bool | None = None,
     method: str = "auto",
     chunk_size: int | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> Slice1D:
     r"""The loss along a line through θ: :math:`f(\alpha) = L(\theta + \alpha d)` for each α in `alphas`.
@@ -165,6 +167,8 @@ def slice_1d(
         accuracy: compute accuracies (`None`: when targets are class indices and outputs are (N, C) logits).
         method: `"auto"`, `"vmap"` or `"loop"` (see the module docstring).
         chunk_size: grid points per vmapped pass (default: from a memory estimate, at most 64).
+        unpack: how to split each batch into `(inputs, targets)`, as for `HessianOperator` (default
+            `operators.default_unpack`; e.g. `unpack_first_two` for `(x, y, extra)` batches).
         progress: a progress bar over grid points (None: the library default, `landscape.set_progress`).
 
     Returns:
@@ -173,6 +177,7 @@ def slice_1d(
 
     Memory: the model, one chunk of grid points' parameters and their activations (see `chunk_size`).
     """
+    data = unpacked(data, unpack)
     evaluator = GridEvaluator(model, loss_fn, data, accuracy=accuracy, method=method, chunk_size=chunk_size)
     d = as_direction(model, direction, params)
     alphas = _coordinates(alphas, "alphas")
@@ -195,6 +200,7 @@ def slice_2d(
     accuracy: bool | None = None,
     method: str = "auto",
     chunk_size: int | None = None,
+    unpack: Callable | None = None,
     progress: bool | None = None,
 ) -> Slice2D:
     r"""The loss on a plane through θ: :math:`f(x, y) = L(\theta + x d_1 + y d_2)` on the grid `xs` × `ys`.
@@ -208,6 +214,7 @@ def slice_2d(
     Returns:
         `Slice2D` with `losses[i, j] = f(xs[i], ys[j])`, shape `(len(xs), len(ys))`.
     """
+    data = unpacked(data, unpack)
     evaluator = GridEvaluator(model, loss_fn, data, accuracy=accuracy, method=method, chunk_size=chunk_size)
     a, b = as_direction(model, d1, params, name="d1"), as_direction(model, d2, params, name="d2")
     xs, ys = _coordinates(xs, "xs"), _coordinates(ys, "ys")
