@@ -20,10 +20,8 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,7 +35,7 @@ from ..operators import HessianOperator, LinearOperator, make_generator
 from ..sharpness import normalized_sharpness
 from ..trace import TRACE_METHODS, hessian_trace
 from . import stats
-from .glue import format_estimate
+from .glue import format_estimate, format_number
 
 __all__ = [
     "ACTIVATIONS",
@@ -49,7 +47,6 @@ __all__ = [
     "Testbed",
     "at_least",
     "at_most",
-    "benchmark_tables",
     "calibration",
     "check_coverage",
     "check_lanczos_error",
@@ -324,21 +321,6 @@ def rescaling_study(
     return pd.DataFrame(rows)
 
 
-def benchmark_tables(results_dir: Path | str, preferred: str = "curvature.md") -> dict[str, str]:
-    """Markdown benchmark tables in `results_dir` (file name -> text), `preferred` first; empty when not run.
-
-    Headings in the files become bold lines, so that pasting them into a chapter adds no sections to the paper.
-    """
-    folder = Path(results_dir)
-    if not folder.is_dir():
-        return {}
-    files = sorted(folder.glob("*.md"), key=lambda p: (p.name != preferred, p.name))
-    return {p.name: _HEADING.sub(r"**\1**", p.read_text()) for p in files}
-
-
-_HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", flags=re.MULTILINE)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Checks: each compares a measured number with its threshold and says pass or fail.
 
@@ -400,7 +382,7 @@ class Check:
         text = (
             format_estimate(self.measured, self.low, self.high)
             if self.has_interval
-            else f"{self.measured:.3g}"
+            else format_number(self.measured)
         )
         outcome = f"{self.outcome} ({self.reason})" if self.passed is None else self.outcome
         return f"{self.name}: {text} ({self.criterion}): {outcome}"
@@ -413,13 +395,13 @@ def at_most(name: str, measured: float, tol: float) -> Check:
     ('pass', 'fail')
     """
     measured = float(measured)
-    return Check(name, measured, f"≤ {tol:.2g}", bool(measured <= tol))
+    return Check(name, measured, f"≤ {format_number(tol, 2)}", bool(measured <= tol))
 
 
 def at_least(name: str, measured: float, bound: float) -> Check:
     """Passes when `measured` ≥ `bound` (a NaN fails)."""
     measured = float(measured)
-    return Check(name, measured, f"≥ {bound:.3g}", bool(measured >= bound))
+    return Check(name, measured, f"≥ {format_number(bound)}", bool(measured >= bound))
 
 
 def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
@@ -493,7 +475,7 @@ def check_undeflated_copies(eigs: pd.DataFrame, tol: float = 1e-2) -> Check:
     return Check(
         f"undeflated power iteration returns {len(rows)} copies of λmax (largest relative distance)",
         measured,
-        f"≤ {tol:.2g}, exact k-th at {exact_gap:.2g}",
+        f"≤ {format_number(tol, 2)}, exact k-th at {format_number(exact_gap, 2)}",
         bool(passed),
     )
 
