@@ -14,6 +14,9 @@ MODULES = [
     "landscape.ruggedness",
     "landscape.dynamics",
     "landscape.paper.glue",
+    "landscape.paper.typeset",
+    "landscape.paper.tables",
+    "landscape.paper.claims",
     "landscape.paper.verdicts",
     "landscape.paper.experiments.rq2",
 ]

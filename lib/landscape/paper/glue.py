@@ -11,9 +11,18 @@ import math
 from collections.abc import Mapping
 
 __all__ = [
-    "MISSING", "format_decimals", "format_estimate", "format_interval", "format_number", "format_range", "paste", "paste_all",
-    "plain", "plural",
-]  # fmt: skip
+    "MISSING",
+    "format_decimals",
+    "format_estimate",
+    "format_interval",
+    "format_number",
+    "format_range",
+    "paste",
+    "paste_all",
+    "plain",
+    "plural",
+    "times_ten",
+]
 
 MISSING = "n/a"  # a value that could not be estimated, written the same way in the text and in every table
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -61,15 +70,24 @@ def format_number(value, digits: int = 3) -> str:
         return "∞" if value > 0 else "−∞"
     if value == 0:
         return "0"
-    mantissa, exponent = f"{value:.{digits - 1}e}".split("e")
+    rounded = f"{value:.{digits - 1}e}"
+    mantissa, exponent = rounded.split("e")
     exponent = int(exponent)
     if -3 <= exponent < 5:
         if exponent >= digits - 1:
             return f"{value:.0f}"
-        text = f"{float(f'{value:.{digits - 1}e}'):.{digits - 1 - exponent}f}"
+        text = f"{float(rounded):.{digits - 1 - exponent}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
-    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
-    return f"{mantissa}×10{str(exponent).translate(_SUPERSCRIPT)}"
+    return times_ten(mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa, exponent)
+
+
+def times_ten(mantissa: str, exponent: int) -> str:
+    """``mantissa×10ⁿ`` with the exponent in superscript digits (the mantissa alone for n = 0).
+
+    >>> times_ten("3.7", 5), times_ten("-5", -5), times_ten("2", 0)
+    ('3.7×10⁵', '-5×10⁻⁵', '2')
+    """
+    return mantissa if exponent == 0 else f"{mantissa}×10{str(exponent).translate(_SUPERSCRIPT)}"
 
 
 def format_decimals(value, decimals: int = 2) -> str:

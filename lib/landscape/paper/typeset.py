@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import re
 
-from landscape.paper.glue import MISSING
+from landscape.paper.glue import MISSING, times_ten
 
 __all__ = ["setup", "typeset_numbers"]
 
 _SCIENTIFIC = re.compile(r"(?<![\w.])([-−]?\d+(?:\.\d+)?)e([+-]?)(\d+)(?![\w.])")
 _NAN = re.compile(r"(?<![\w/])nan(?![\w/])")
-_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
 def _scientific(match: re.Match) -> str:
     mantissa, sign, exponent = match.groups()
-    exponent = int(exponent)
-    if exponent == 0:
-        return mantissa
-    return f"{mantissa}×10{(('-' if sign == '-' else '') + str(exponent)).translate(_SUPERSCRIPT)}"
+    return times_ten(mantissa, -int(exponent) if sign == "-" else int(exponent))
 
 
 def typeset_numbers(text: str) -> str:
