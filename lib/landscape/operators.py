@@ -283,9 +283,7 @@ def iterate_batches(data, unpack: Callable | None = None) -> Iterator[tuple[obje
     (inputs, targets)` (default `default_unpack`); `inputs` is a tensor, a tuple (positional arguments) or a dict
     (keyword arguments) of the model.
     """
-    unpack = default_unpack if unpack is None else unpack
-    if not callable(unpack):
-        raise TypeError(f"unpack must be callable as unpack(batch) -> (inputs, targets), got {unpack!r}")
+    unpack = _checked_unpack(default_unpack if unpack is None else unpack)
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         yield _check_batch(unpack(data))
         return
@@ -306,9 +304,7 @@ class UnpackedBatches:
     `unpacked`; it lets every probe that takes `data` accept any batch format."""
 
     def __init__(self, data, unpack: Callable):
-        if not callable(unpack):
-            raise TypeError(f"unpack must be callable as unpack(batch) -> (inputs, targets), got {unpack!r}")
-        self.data, self.unpack = data, unpack
+        self.data, self.unpack = data, _checked_unpack(unpack)  # checked now, not at the first batch
 
     def __iter__(self) -> Iterator[tuple[object, Tensor]]:
         return iterate_batches(self.data, self.unpack)
@@ -317,6 +313,12 @@ class UnpackedBatches:
 def unpacked(data, unpack: Callable | None):
     """`data` unchanged when `unpack` is None, else `UnpackedBatches(data, unpack)`."""
     return data if unpack is None else UnpackedBatches(data, unpack)
+
+
+def _checked_unpack(unpack) -> Callable:
+    if not callable(unpack):
+        raise TypeError(f"unpack must be callable as unpack(batch) -> (inputs, targets), got {unpack!r}")
+    return unpack
 
 
 def _check_batch(pair) -> tuple[object, Tensor]:

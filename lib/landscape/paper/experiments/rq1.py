@@ -736,9 +736,11 @@ def _list(values, digits: int = 3, signed: bool = False) -> str:
     """Numbers as a comma-separated list (`glue.format_number`; ``signed``: with a sign and 3 decimals)."""
 
     def one(v) -> str:
-        return format_decimals(v, 3) if not signed or math.isnan(v) else f"{v:+.3f}"
+        if signed:
+            return format_decimals(v, 3) if math.isnan(v) else f"{v:+.3f}"
+        return format_number(v, digits)
 
-    return ", ".join(one(v) if signed else format_number(v, digits) for v in values) or "none"
+    return ", ".join(map(one, values)) or "none"
 
 
 def setup_numbers(sizes: Sizes, profile: str) -> dict:
