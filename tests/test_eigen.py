@@ -207,10 +207,10 @@ def test_default_max_basis_rule(monkeypatch):
     assert eigen.default_max_basis(200, 3, 1, 200, torch.float64) == 200  # small: every column, no restart
     A = clustered_matrix()
     plain = top_eigenvalues(A, 3, tol=1e-10)
-    assert plain.method == "lanczos(block_size=1, max_basis=200, restarts=0)"
+    assert plain.method == "lanczos(block_size=1, bound=gap, max_basis=200, restarts=0)"
     monkeypatch.setattr(eigen, "ONE_BUFFER_BYTES", 0)  # as if this were a large model
     big = top_eigenvalues(A, 3, tol=1e-10, max_matvecs=2000)
-    assert big.method.startswith("lanczos(block_size=1, max_basis=20, restarts=")
+    assert big.method.startswith("lanczos(block_size=1, bound=gap, max_basis=20, restarts=")
     torch.testing.assert_close(big.values, plain.values, rtol=1e-10, atol=0)
 
 
@@ -372,7 +372,7 @@ RECORDED_MLP_TOP4 = {
 def test_default_path_reproduces_the_recorded_output():
     model, loss_fn, x, y = make_problem("mlp", n=40)
     res = top_eigenvalues(HessianOperator(model, loss_fn, (x, y)), 4, tol=1e-8)
-    assert res.method == "lanczos(block_size=1, max_basis=57, restarts=0)"  # D = 57 < the 320 products
+    assert res.method == "lanczos(block_size=1, bound=gap, max_basis=57, restarts=0)"  # D = 57 < the 320 products
     assert res.num_matvecs == RECORDED_MLP_TOP4["num_matvecs"]
     torch.testing.assert_close(
         res.values, torch.tensor(RECORDED_MLP_TOP4["values"], dtype=torch.float64), rtol=1e-12, atol=0
@@ -393,3 +393,30 @@ def test_dot64_keeps_float32_reductions_accurate_at_large_dimension():
     got = eigen.dot64(x.T.contiguous(), x)
     assert got.dtype == torch.float64
     assert float(((got - exact) / exact.diagonal().max()).abs().max()) < 1e-6
+
+
+def test_residual_bound_refuses_lambda_min_hidden_in_a_dense_bulk():
+    """λmin = −1e-3 inside a dense bulk beside λmax = 70, in float32: the gap test accepts a Ritz value 100× too
+    small (at the products' rounding floor); the residual test does not, and its interval still holds an
+    eigenvalue."""
+    gen = torch.Generator().manual_seed(0)
+    bulk = (torch.rand(3000, generator=gen, dtype=torch.float64) * 2 - 1) * 1e-3
+    values = torch.cat([torch.tensor([70.0, 40.0, 20.0], dtype=torch.float64), bulk])
+    A = torch.diag(values).float()
+    gap = top_eigenvalues(A, 1, which="smallest", tol=1e-3, max_matvecs=60, seed=0)
+    assert gap.converged and abs(float(gap.values[0]) - float(values.min())) > 0.5e-3  # accepted, yet wrong
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        resid = top_eigenvalues(A, 1, which="smallest", tol=1e-3, max_matvecs=60, bound="residual", seed=0)
+    assert not resid.converged
+    theta, r = float(resid.values[0]), float(resid.residuals[0])
+    assert float((values - theta).abs().min()) <= r  # an eigenvalue within r of θ
+    assert float(values.min()) <= theta  # θ is a Rayleigh quotient: λmin lies below it
+    assert "bound=residual" in resid.method
+    with pytest.raises(ValueError, match="bound='tight'"):
+        top_eigenvalues(A, 1, bound="tight")
+
+
+def test_residual_bound_converges_where_it_can():
+    A = torch.diag(torch.tensor([5.0, 3.0, 1.0, 0.5, -2.0], dtype=torch.float64))
+    res = top_eigenvalues(A, 1, which="smallest", tol=1e-8, bound="residual")
+    assert res.converged and abs(float(res.values[0]) + 2.0) < 1e-8

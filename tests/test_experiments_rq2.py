@@ -16,6 +16,7 @@ from landscape.paper.tables import interval_summary
 from landscape.paper.verdicts import NOT_SUPPORTED, NOT_TESTABLE, REFUTED, SUPPORTED
 
 MLP, RESNET, NOSKIP, TRANSFORMER = rq2.MLP, rq2.RESNET, rq2.NOSKIP, rq2.TRANSFORMER
+RESNET10, NOSKIP10 = rq2.RESNET10, rq2.NOSKIP10
 SEEDS = range(6)
 # small multiplicative seed-to-seed noise, the same pattern for every architecture
 NOISE = np.array([1.0, 1.03, 0.97, 1.02, 0.98, 1.01])
@@ -55,7 +56,7 @@ def test_loss_confound_needs_the_loss_ratio_inside_the_band():
     assert rq2.loss_confound(table("train loss", {MLP: 0.015, RESNET: 0.01}), MLP, RESNET, **KW) is not None
 
 
-def test_ratio_interval_pairs_the_twin_by_seed():
+def test_ratio_interval_pairs_each_twin_by_seed():
     # the twin is exactly 2× ResNet-18 seed by seed while the seeds themselves vary a lot: paired, the interval
     # is the single value 2; unpaired (MLP vs Transformer with the same numbers) it is wide
     wild = np.array([1.0, 3.0, 0.5, 2.0, 0.7, 1.5])
@@ -66,6 +67,10 @@ def test_ratio_interval_pairs_the_twin_by_seed():
     assert paired.high == pytest.approx(2.0)
     assert unpaired.estimate == pytest.approx(2.0)
     assert unpaired.high - unpaired.low > 0.5
+    ten = table("x", {RESNET10: 1.0, NOSKIP10: 3.0}, noise=wild)
+    assert rq2.ratio_interval(ten, "x", NOSKIP10, RESNET10, **KW).low == pytest.approx(3.0)
+    across = table("x", {RESNET10: 1.0, NOSKIP: 3.0}, noise=wild)  # not twins: unpaired
+    assert rq2.ratio_interval(across, "x", NOSKIP, RESNET10, **KW).low < 2.0
 
 
 @pytest.mark.parametrize(
@@ -97,9 +102,9 @@ def test_compare_not_testable_for_unmatched_losses_or_non_positive_values():
 # ---------------------------------------------------------------------------------------------- claim verdicts
 
 
-def rugged_table(wide: dict[str, float], local: dict[str, float] | None = None) -> pd.DataFrame:
+def rough_table(wide: dict[str, float], local: dict[str, float] | None = None) -> pd.DataFrame:
     local = local or dict.fromkeys(wide, 0.5)
-    return frames("R random, r=1", wide, **{"R random, local": local})
+    return frames("ρ random, wide", wide, **{"ρ random, local": local})
 
 
 @pytest.mark.parametrize(
@@ -111,13 +116,17 @@ def rugged_table(wide: dict[str, float], local: dict[str, float] | None = None) 
     ],
 )
 def test_verdict_mlp_smoother(wide, outcome):
-    assert rq2.verdict_mlp_smoother(rugged_table(wide), matched(), **KW).outcome == outcome
+    # claim 1 reads the local window
+    assert (
+        rq2.verdict_mlp_smoother(rough_table(dict.fromkeys(wide, 0.5), wide), matched(), **KW).outcome
+        == outcome
+    )
 
 
 def test_verdict_mlp_smoother_not_testable_when_the_mlp_memorises():
     training = table("train loss", {MLP: 1e-5, RESNET: 0.01, NOSKIP: 0.01, TRANSFORMER: 0.01})
-    rugged = rugged_table({MLP: 0.2, RESNET: 0.5, NOSKIP: 0.6, TRANSFORMER: 0.4})
-    v = rq2.verdict_mlp_smoother(rugged, training, **KW)
+    rough = rough_table({MLP: 0.2, RESNET: 0.5, NOSKIP: 0.6, TRANSFORMER: 0.4})
+    v = rq2.verdict_mlp_smoother(rough, training, **KW)
     assert v.outcome == NOT_TESTABLE
     assert "training losses not matched" in v.reason
 
@@ -131,6 +140,7 @@ def curvature_table(lmax, ratio=None, trace_d=None, resolved: bool = True) -> pd
         lambda_min=dict.fromkeys(labels, -0.5),
     )  # fmt: skip
     frame["lambda_min_residual"] = 0.01 if resolved else 1.0
+    frame["lambda_min_converged"] = resolved
     return frame
 
 
@@ -142,34 +152,33 @@ SKIPS_SUPPORTED = {
 
 
 def test_verdict_resnet_skips_outcomes():
-    c, r = SKIPS_SUPPORTED, rugged_table(SKIPS_SUPPORTED["wide"])
+    c, r = SKIPS_SUPPORTED, rough_table(SKIPS_SUPPORTED["wide"])
     supported = rq2.verdict_resnet_skips(curvature_table(c["lmax"], c["ratio"]), r, matched(), **KW)
     assert supported.outcome == SUPPORTED
     # without skips the twin is smoother: refuted
-    smoother_twin = rugged_table({**c["wide"], NOSKIP: 0.1})
+    smoother_twin = rough_table({**c["wide"], NOSKIP: 0.1})
     refuted = rq2.verdict_resnet_skips(curvature_table(c["lmax"], c["ratio"]), smoother_twin, matched(), **KW)
     assert refuted.outcome == REFUTED
     # ResNet-18's λmax ties the twin's: not supported
     tie = curvature_table({**c["lmax"], NOSKIP: 10.0}, c["ratio"])
     assert rq2.verdict_resnet_skips(tie, r, matched(), **KW).outcome == NOT_SUPPORTED
-    # λmin inside its residual: |λmin/λmax| not measured
+    # λmin not resolved by the residual test: |λmin/λmax| not measured
     unresolved = rq2.verdict_resnet_skips(
         curvature_table(c["lmax"], c["ratio"], resolved=False), r, matched(), **KW
     )
     assert unresolved.outcome == NOT_TESTABLE
-    assert "within its Lanczos residual" in unresolved.reason
+    assert "λmin is not resolved (residual above tol·|λmin|" in unresolved.reason
 
 
 def test_verdict_transformer_outcomes():
-    lmax = dict.fromkeys(rq2.ARCHITECTURES, 1.0)
     low_trace = {MLP: 2.0, RESNET: 3.0, NOSKIP: 4.0, TRANSFORMER: 0.5}
     rough = {MLP: 0.2, RESNET: 0.3, NOSKIP: 0.3, TRANSFORMER: 0.8}
-    wide = dict.fromkeys(rq2.ARCHITECTURES, 0.5)
+    lmax, wide = dict.fromkeys(rough, 1.0), dict.fromkeys(rough, 0.5)
     curvature = curvature_table(lmax, trace_d=low_trace)
 
     def verdict(curv, local, training=None):
         return rq2.verdict_transformer(
-            curv, rugged_table(wide, local), matched() if training is None else training, **KW
+            curv, rough_table(wide, local), matched() if training is None else training, **KW
         ).outcome
 
     assert verdict(curvature, rough) == SUPPORTED
@@ -177,6 +186,40 @@ def test_verdict_transformer_outcomes():
     assert verdict(curvature, {**rough, TRANSFORMER: 0.3}) == NOT_SUPPORTED  # ties ResNet-18
     unmatched = table("train loss", {MLP: 1e-5, RESNET: 0.01, NOSKIP: 0.3, TRANSFORMER: 0.1})
     assert verdict(curvature, rough, unmatched) == NOT_TESTABLE
+
+
+@pytest.mark.parametrize(
+    ("effects", "outcome"),
+    [
+        ({RESNET10: 1.2, RESNET: 3.0}, SUPPORTED),  # no skips: ×1.2 rougher at depth 10, ×3 at depth 18
+        ({RESNET10: 3.0, RESNET: 1.2}, REFUTED),  # the effect shrinks with depth
+        ({RESNET10: 2.0, RESNET: 2.0}, NOT_SUPPORTED),  # the same effect at both depths
+        ({RESNET10: 1.0, RESNET: 0.5}, REFUTED),  # the skips make the deep network rougher
+    ],
+)
+def test_verdict_skips_matter_more_when_deeper(effects, outcome):
+    wide = {RESNET10: 0.1, NOSKIP10: 0.1 * effects[RESNET10], RESNET: 0.1, NOSKIP: 0.1 * effects[RESNET]}
+    labels = [RESNET10, NOSKIP10, RESNET, NOSKIP]
+    v = rq2.verdict_skips_matter_more_when_deeper(rough_table(wide), matched(labels), **KW)
+    assert v.outcome == outcome
+    ratio = rq2.skip_effect_by_depth(rough_table(wide), **KW)
+    assert ratio.estimate == pytest.approx(effects[RESNET] / effects[RESNET10])
+
+
+def test_verdict_skips_matter_more_when_deeper_not_testable():
+    wide = {RESNET10: 0.1, NOSKIP10: 0.2, RESNET: 0.1, NOSKIP: 0.3}
+    labels = [RESNET10, NOSKIP10, RESNET, NOSKIP]
+    assert (
+        "both ResNet depths"
+        in rq2.verdict_skips_matter_more_when_deeper(
+            rough_table({RESNET: 0.1, NOSKIP: 0.3}), matched(), **KW
+        ).reason
+    )
+    unmatched = table("train loss", {RESNET10: 0.01, NOSKIP10: 0.05, RESNET: 0.01, NOSKIP: 0.01})
+    v = rq2.verdict_skips_matter_more_when_deeper(rough_table(wide), unmatched, **KW)
+    assert v.outcome == NOT_TESTABLE and "not matched" in v.reason
+    zero = rough_table({**wide, RESNET: 0.0})
+    assert "positive" in rq2.verdict_skips_matter_more_when_deeper(zero, matched(labels), **KW).reason
 
 
 def gap_table(gaps, residuals) -> pd.DataFrame:
@@ -336,11 +379,13 @@ def test_largest_ratio_skips_non_positive_eigenvalues():
 
 def test_curvature_row_derived_columns():
     profile = {"num_params": 7, "top_eigenvalues": [10.0, 8.0, 1.0], "residuals": [0.5, 0.5, 0.1],
-               "lambda_max": 10.0, "lambda_min": -2.0, "lambda_min_residual": 1.0}  # fmt: skip
+               "lambda_max": 10.0, "lambda_min": -2.0, "lambda_min_residual": 1.0,
+               "convexity_interval": [2 / 10.5, 0.3]}  # fmt: skip
     row = rq2._curvature_row(profile)
     assert row["D"] == 7
-    assert "num_params" not in row
-    assert row["lambda_min_bound"] == pytest.approx(0.3)
+    assert "num_params" not in row and "convexity_interval" not in row
+    assert (row["lambda_min_low"], row["lambda_min_high"]) == (-3.0, -2.0)
+    assert (row["convexity_low"], row["convexity_high"]) == (pytest.approx(2 / 10.5), 0.3)
     assert (row["largest_ratio"], row["largest_ratio_at"]) == (8.0, 2)
     assert row["relative_gap"] == pytest.approx(0.2)
     assert row["gap_margin"] == pytest.approx(0.1)
@@ -349,35 +394,44 @@ def test_curvature_row_derived_columns():
     assert row["max_relative_residual"] == pytest.approx(0.05)
 
 
-def test_ruggedness_table_and_its_intervals():
+def test_roughness_table_takes_the_median_over_random_directions():
     slices = pd.DataFrame([
-        {"architecture": a, "seed": s, "direction": d, "window": w, "ruggedness": r + (w == "local"),
-         "local_minima": s}
-        for a, r in ((MLP, 0.1), (RESNET, 0.5)) for s in (0, 1) for d in ("random", "eigen") for w in ("wide", "local")
+        {"architecture": a, "seed": s, "direction": d, "kind": d.split()[0], "window": w,
+         "roughness": r * (1 + i) + (w == "local"), "local_minima": s}
+        for a, r in ((MLP, 0.1), (RESNET, 0.5)) for s in (0, 1)
+        for i, d in enumerate(("eigen", "random 0", "random 1", "random 2")) for w in ("wide", "local")
     ])  # fmt: skip
-    rugged = rq2.ruggedness_table(slices)
-    assert list(rugged.columns) == ["architecture", "seed", *rq2.RUGGED_COLUMNS]
-    assert len(rugged) == 4
-    assert rugged.loc[rugged["architecture"] == RESNET, "R random, local"].tolist() == [1.5, 1.5]
-    shown = interval_summary(rugged, "architecture", ["minima random, r=1", "R random, local"])
-    assert shown.loc[MLP, "minima random, r=1"] == "0.5 [-5.9, 6.9]"  # 0 and 1: mean ± t(0.975, 1)·s/√2
-    assert shown.loc[RESNET, "R random, local"] == "1.5 [1.5, 1.5]"  # positive: geometric mean
+    rough = rq2.roughness_table(slices)
+    assert list(rough.columns) == ["architecture", "seed", *rq2.ROUGH_COLUMNS]
+    assert len(rough) == 4
+    # the random directions of ResNet-18 have 0.5 × (2, 3, 4) + 1: median 2.5
+    assert rough.loc[rough["architecture"] == RESNET, "ρ random, local"].tolist() == [2.5, 2.5]
+    assert rough.loc[rough["architecture"] == RESNET, "ρ eigenvector, wide"].tolist() == [0.5, 0.5]
+    shown = interval_summary(rough, "architecture", ["minima random, wide", "ρ random, local"])
+    assert shown.loc[MLP, "minima random, wide"] == "0.5 [-5.9, 6.9]"  # 0 and 1: mean ± t(0.975, 1)·s/√2
+    assert shown.loc[RESNET, "ρ random, local"] == "2.5 [2.5, 2.5]"  # positive: geometric mean
 
 
 def test_training_and_barrier_numbers_by_hand():
     training = pd.DataFrame({
-        "architecture": [RESNET, RESNET, NOSKIP, NOSKIP], "seed": [0, 1, 0, 1], "D": [100, 100, 90, 90],
-        "test acc": [0.9, 0.8, 0.6, 0.7], "train loss": [0.01, 0.03, 0.5, 0.4], "wall time": [60.0, 60, 30, 30],
+        "architecture": [RESNET, RESNET, NOSKIP, NOSKIP, NOSKIP], "seed": [0, 1, 0, 1, 2], "D": [100, 100, 90, 90, 90],
+        "status": ["reached"] * 4 + ["finished"], "steps": [100, 300, 500, 700, 8000],
+        "test acc": [0.9, 0.8, 0.6, 0.7, 0.1], "train loss": [0.01, 0.03, 0.5, 0.4, 2.0],
+        "wall time": [60.0, 60, 30, 30, 60],
     })  # fmt: skip
     numbers = rq2.training_numbers(training)
-    assert numbers["acc_resnet"] == pytest.approx(85.0)
-    assert numbers["acc_resnet_std"] == pytest.approx(100 * np.std([0.9, 0.8], ddof=1))
-    assert numbers["acc_drop_skips"] == pytest.approx(20.0)
-    assert (numbers["train_loss_noskip_min"], numbers["train_loss_noskip_max"]) == (0.4, 0.5)
+    assert numbers["acc_resnet"] == pytest.approx(100 * math.sqrt(0.9 * 0.8))  # geometric mean
+    assert numbers["acc_resnet_ci"].startswith("84.9 [")
+    assert numbers["acc_drop_noskip"] == pytest.approx(100 * (math.sqrt(0.72) - math.sqrt(0.42)))
+    assert (numbers["train_loss_noskip_min"], numbers["train_loss_noskip_max"]) == (
+        0.4,
+        0.5,
+    )  # the unreached run is out
+    assert numbers["steps_resnet"] == 200
     assert numbers["dim_noskip"] == 90
-    assert numbers["training_minutes"] == pytest.approx(3.0)
-    assert "acc_mlp" not in numbers
-    assert numbers["loss_match_skip"] == "not inside"  # the twin's loss is ≈ 20× ResNet-18's
+    assert numbers["training_minutes"] == pytest.approx(4.0)
+    assert (numbers["unreached"], numbers["unreached_text"]) == (1, "ResNet-18, no skips seed 2 (finished)")
+    assert numbers["acc_mlp_ci"] == "n/a" and math.isnan(numbers["acc_mlp"])  # every key exists for the text
     assert numbers["loss_ratio_skip_ci"].startswith("25.8 [")  # geometric mean of 50 and 13.3
     barriers = barrier_table({MLP: [0.2, 0.4]})
     barriers = pd.concat([barriers, barriers.assign(variant="aligned", **{"loss barrier": 0.05})])
@@ -400,28 +454,39 @@ def test_profiles_and_sizes_checks():
         replace(smoke, hessian_samples=smoke.eval_samples + 1)
     with pytest.raises(ValueError, match="distinct"):
         replace(smoke, seeds=(0, 0))
-    with pytest.raises(ValueError, match="unknown recipes"):
-        replace(smoke, overrides={"vgg": {}})
+    with pytest.raises(ValueError, match="unknown models"):
+        replace(smoke, model_overrides={"vgg": {}})
+    with pytest.raises(ValueError, match="target_loss must be a positive number"):
+        replace(smoke, target_loss=0)
+    with pytest.raises(ValueError, match="directions must be a positive integer"):
+        replace(smoke, directions=0)
 
 
 def test_settings_numbers_cover_the_sizes():
     numbers = rq2.settings_numbers(rq2.PROFILES["paper"], "paper", 4000)
-    assert numbers["num_seeds"] == 3
-    assert numbers["seed_list"] == "0, 1, 2"
-    assert numbers["num_pairs"] == 3
+    assert numbers["num_seeds"] == 6
+    assert numbers["seed_list"] == "0, 1, 2, 3, 4, 5"
+    assert numbers["num_pairs"] == 15
     assert numbers["num_train"] == 4000
+    assert (numbers["target_loss"], numbers["rise_local"], numbers["rise_wide"]) == (0.05, 0.125, 2.0)
 
 
 # ---------------------------------------------------------------------------------------------- end to end
 
 
-def test_recipe_applies_overrides_and_the_twin_option():
-    smoke = rq2.PROFILES["smoke"]
+def test_one_recipe_for_every_architecture_and_the_twin_option():
+    smoke, paper = rq2.PROFILES["smoke"], rq2.PROFILES["paper"]
     twin = rq2.recipe(NOSKIP, 3, smoke)
     assert twin.model_config["skip"] is False
     assert twin.model_config["width_multiplier"] == 0.0625
     assert twin.seed == 3
     assert "skip" not in rq2.recipe(RESNET, 3, smoke).model_config
+    assert rq2.recipe(NOSKIP10, 0, paper).model_config == {"width_multiplier": 0.25, "norm": "group", "blocks": 1,
+                                                            "skip": False}  # fmt: skip
+    recipes = {label: rq2.recipe(label, 0, paper) for label in rq2.ARCHITECTURES}
+    training = {(c.optimizer, c.lr, c.batch_size, c.schedule, c.weight_decay, c.stop_loss, c.steps)
+                for c in recipes.values()}  # fmt: skip
+    assert training == {("adam", 1e-3, 128, "constant", 0.0, 0.05, 8000)}
     with pytest.raises(ValueError, match="unknown architecture"):
         rq2.recipe("VGG", 0, smoke)
 
@@ -431,13 +496,20 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
     from landscape.results import run
 
     sizes = replace(
-        rq2.PROFILES["smoke"], seeds=(0, 1), eval_samples=64, hessian_samples=32, k=3, trace_matvecs=2,
-        slq_steps=4, adaptive_steps=1, slice_points=5, grid_points=3, barrier_points=3, workers=1,
-        overrides={"mlp": {"model_config": {"depth": 1, "width": 4, "activation": "relu"}, "steps": 5}},
+        rq2.PROFILES["smoke"], seeds=(0, 1, 2), eval_samples=64, hessian_samples=32, k=3, trace_matvecs=2,
+        slq_steps=4, adaptive_steps=1, directions=2, slice_points=7, grid_points=3, barrier_points=3, workers=1,
+        model_overrides={"mlp": {"depth": 1, "width": 4}}, max_steps=5, eval_every=5,
     )  # fmt: skip
     data = load_dataset("mnist1d")
     records = [run(rq2.recipe(MLP, s, sizes), root=tmp_path / "store", data=data) for s in sizes.seeds]
-    training = pd.DataFrame({"architecture": MLP, "seed": list(sizes.seeds), "key": [r.key for r in records]})
+    training = pd.DataFrame(
+        {
+            "architecture": MLP,
+            "seed": list(sizes.seeds),
+            "key": [r.key for r in records],
+            "status": ["reached", "reached", "finished"],
+        }
+    )  # seed 2 never reached: not measured
     tasks = rq2.measurement_tasks(training, sizes, root=tmp_path / "store")
     assert [t.kind for t in tasks] == ["curvature", "curvature", "barrier", "slices", "slices", "plane"]
     assert tasks[2].settings["aligned"] is True
@@ -446,7 +518,13 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
     raw = rq2.measure_networks(training, sizes, tmp_path / "cache", root=tmp_path / "store")
     assert len(raw["curvature"]) == 2
     assert len(raw["curvature"]["top_eigenvalues"][0]) == 3
-    assert len(raw["slices"]) == 2 * 2 * len(rq2.WINDOWS)
+    assert len(raw["slices"]) == 2 * (1 + 2) * len(rq2.WINDOWS)  # eigenvector + 2 random, per network
+    assert set(raw["slices"]["kind"]) == {"eigen", "random"}
+    eigen = raw["slices"][raw["slices"]["kind"] == "eigen"]
+    # along the unit eigenvector dᵀHd is λ1 itself, and the window follows it
+    assert (eigen["radius"] ** 2 * eigen["curvature"]).to_numpy() == pytest.approx(
+        [rq2.WINDOWS[w] ** 2 for w in eigen["window"]], rel=1e-6
+    )
     assert raw["barriers"]["variant"].tolist() == ["raw", "aligned"]
     assert np.array(raw["planes"]["losses"][0]).shape == (3, 3)
 

@@ -9,7 +9,7 @@ import torch
 
 from conftest import assert_unchanged, make_problem, snapshot
 from landscape import dense_hessian
-from landscape.geometry import measure_curvature, outlier_count, top_gap_certified
+from landscape.geometry import convexity_interval, measure_curvature, outlier_count, top_gap_certified
 from landscape.results import cached_json
 
 
@@ -67,6 +67,14 @@ def test_measure_curvature_matches_the_dense_hessian():
     assert profile.loss == pytest.approx(float(loss_fn(model(x), y).detach()))
     assert profile.adaptive_sharpness >= 0
     assert 1 <= profile.effective_rank <= 57
+    low, high = profile.convexity_interval
+    assert low <= abs(float(exact[-1] / exact[0])) * (1 + 1e-9) and high >= abs(
+        float(exact[-1] / exact[0])
+    ) * (1 - 1e-9)
+    # 20 SLQ steps: the negative mass agrees with the exact count within a few standard errors of the probes
+    true_mass = float((exact < 0).double().mean())
+    assert 0 <= profile.negative_mass <= 1
+    assert abs(profile.negative_mass - true_mass) <= 4 * profile.negative_mass_stderr + 0.05
     json.dumps(profile.to_dict())  # cacheable as JSON
 
 
@@ -105,3 +113,17 @@ def test_lambda_min_stops_at_its_budget_and_reports_the_residual():
     assert profile.lambda_min_residual > 0
     # the residual is an error bar: an exact eigenvalue lies within it; the smallest one lies below it
     assert exact_min <= profile.lambda_min + 1e-12
+    low, high = (
+        profile.convexity_interval
+    )  # the interval contains the exact ratio even though λmin did not converge
+    exact_max = float(torch.linalg.eigvalsh(dense_hessian(model, loss_fn, data))[-1])
+    assert low <= abs(exact_min) / exact_max <= high
+
+
+def test_convexity_interval_is_checked_and_clamped():
+    assert convexity_interval(2.0, 0.0, 0.5, 0.1) == (0.0, 0.0)  # no negative eigenvalue shown
+    assert convexity_interval(2.0, 0.0, 0.05, 0.1) == (0.0, pytest.approx(0.025))
+    with pytest.raises(ValueError, match="λmax > 0"):
+        convexity_interval(-1.0, 0.0, -2.0, 0.0)
+    with pytest.raises(ValueError, match="finite"):
+        convexity_interval(1.0, float("nan"), -2.0, 0.0)

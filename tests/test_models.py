@@ -49,7 +49,9 @@ def test_mlp_activations(activation):
     assert isinstance(model[1], ACTIVATIONS[activation])
 
 
-def _resnet18_count(dim: int, in_channels: int, m: float, norm: str, skip: bool, classes: int = 10) -> int:
+def _resnet18_count(
+    dim: int, in_channels: int, m: float, norm: str, skip: bool, classes: int = 10, blocks: int = 2
+) -> int:
     """Closed form: conv weights c_in·c_out·k^dim, norm affine 2c (none: conv bias c), the head."""
     k = 3**dim
     widths = [round(w * m) for w in (64, 128, 256, 512)]
@@ -60,7 +62,7 @@ def _resnet18_count(dim: int, in_channels: int, m: float, norm: str, skip: bool,
     total = conv(in_channels, widths[0], k)
     c_in = widths[0]
     for stage, c_out in enumerate(widths):
-        for i in range(2):
+        for i in range(blocks):
             total += conv(c_in, c_out, k) + conv(c_out, c_out, k)
             if skip and (c_in != c_out or (stage > 0 and i == 0)):
                 total += conv(c_in, c_out, 1)
@@ -75,6 +77,14 @@ def test_resnet18_parameter_counts(norm, skip):
     assert count_parameters(one_d) == _resnet18_count(1, 1, 0.25, norm, skip)
     two_d = ResNet18((3, 8, 8), 10, width_multiplier=0.125, skip=skip, norm=norm)
     assert count_parameters(two_d) == _resnet18_count(2, 3, 0.125, norm, skip)
+    ten = ResNet18((40,), 10, width_multiplier=0.25, skip=skip, norm=norm, blocks=1)  # ResNet-10
+    assert count_parameters(ten) == _resnet18_count(1, 1, 0.25, norm, skip, blocks=1)
+    assert sum(isinstance(m, nn.Conv1d) and m.kernel_size == (3,) for m in ten.modules()) == 9  # + head = 10
+
+
+def test_resnet_blocks_must_be_positive():
+    with pytest.raises(ValueError, match="blocks must be a positive integer, got 0"):
+        ResNet18((40,), blocks=0)
 
 
 def test_resnet18_cifar_has_the_standard_size():

@@ -19,7 +19,7 @@ from .curvature import (
     parameter_groups,
 )
 from .data import Dataset, cache_root, digits, image_dataset, load_dataset, mnist1d, mnist1d_signals
-from .density import SpectralDensity, effective_rank, spectral_density
+from .density import MassEstimate, SpectralDensity, effective_rank, negative_mass, spectral_density
 from .directions import as_direction, normalize_direction, random_direction
 from .distributed import DistributedGGNOperator, DistributedHessianOperator
 from .dynamics import (
@@ -40,7 +40,7 @@ from .flatness import (
     pac_bayes_sigma,
     worst_case_sharpness,
 )
-from .geometry import CurvatureProfile, measure_curvature, outlier_count, top_gap_certified
+from .geometry import CurvatureProfile, convexity_interval, measure_curvature, outlier_count, top_gap_certified
 from .interpolation import Barrier, interpolation_barrier, recompute_batchnorm_statistics
 from .models import MLP, ResNet18, Transformer, build_model, count_parameters
 from .operators import (
@@ -55,7 +55,7 @@ from .operators import (
 )
 from .progress import set_progress
 from .results import RunRecord, cached_json, load_run, load_sweep, load_weights, run, run_sweep
-from .ruggedness import Ruggedness, count_local_minima, ruggedness
+from .ruggedness import Roughness, count_local_minima, roughness, slice_roughness
 from .sharpness import NormalizedSharpness, normalized_sharpness
 from .slices import Slice1D, Slice2D, slice_1d, slice_2d, symmetric_grid
 from .trace import TraceEstimate, hessian_trace
@@ -96,6 +96,8 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "SpectralDensity",
     "spectral_density",
     "effective_rank",
+    "MassEstimate",
+    "negative_mass",
     # scale-normalised sharpness
     "NormalizedSharpness",
     "normalized_sharpness",
@@ -106,7 +108,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "average_case_sharpness",
     "epsilon_sharpness",
     "pac_bayes_sigma",
-    # directions, slices, ruggedness
+    # directions, slices, roughness
     "random_direction",
     "normalize_direction",
     "as_direction",
@@ -115,8 +117,9 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "slice_1d",
     "slice_2d",
     "symmetric_grid",
-    "Ruggedness",
-    "ruggedness",
+    "Roughness",
+    "roughness",
+    "slice_roughness",
     "count_local_minima",
     # training dynamics: λmax along a trajectory, edge of stability
     "SharpnessTrajectory",
@@ -129,6 +132,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     # a model's whole curvature profile in one call
     "CurvatureProfile",
     "measure_curvature",
+    "convexity_interval",
     "outlier_count",
     "top_gap_certified",
     # mode connectivity: barriers and permutation alignment

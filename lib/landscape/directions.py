@@ -2,7 +2,7 @@
 second model.
 
 A direction is a dict `{parameter name: tensor}` with the shapes, dtype and device of the model's parameters.
-Every probe that takes a direction (`slice_1d`, `slice_2d`, `ruggedness`) also accepts a flat vector in the
+Every probe that takes a direction (`slice_1d`, `slice_2d`, `slice_roughness`) also accepts a flat vector in the
 flattened-parameter order of `select_parameters(model, params)` (the order of `HessianOperator` and of the
 eigenvectors returned by `top_eigenvalues`) or a second model (the direction θ_other − θ).
 

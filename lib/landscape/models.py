@@ -160,7 +160,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """ResNet-18 (He et al. 2016): a 3-wide stem, four stages of two `BasicBlock`s ([2, 2, 2, 2]) with widths
+    """ResNet-18 (He et al. 2016): a 3-wide stem, four stages of two `BasicBlock`s ([2, 2, 2, 2]; `blocks` sets the count) with widths
     64-128-256-512 × `width_multiplier` and strides 1-2-2-2, global average pooling and a linear head.
 
     The stem is the CIFAR variant (3-wide convolution, stride 1, no max-pool). Inputs `(N, L)` or `(N, C, L)` give
@@ -171,6 +171,8 @@ class ResNet18(nn.Module):
         num_classes: number of outputs.
         width_multiplier: scales every width (rounded, at least 1 channel).
         skip: keep the residual connections; `False` gives the plain twin of Li et al. (2018).
+        blocks: `BasicBlock`s per stage: 2 is ResNet-18, 1 is ResNet-10 (the depth axis of Li et al.'s
+            skip-connection comparison; 2 + 2·4·`blocks` weight layers).
         norm: ``"batch"`` (BatchNorm), ``"group"`` (GroupNorm, `group_count(channels)` groups) or ``"none"``
             (convolutions then carry biases).
     """
@@ -182,10 +184,12 @@ class ResNet18(nn.Module):
         width_multiplier: float = 1.0,
         skip: bool = True,
         norm: str = "batch",
+        blocks: int = 2,
     ) -> None:
         super().__init__()
         shape = _check_input_shape(input_shape)
         _check_positive_int("num_classes", num_classes)
+        _check_positive_int("blocks", blocks)
         if not isinstance(width_multiplier, (int, float)) or not width_multiplier > 0:
             raise ValueError(f"width_multiplier must be a positive number, got {width_multiplier!r}")
         if norm not in NORMS:
@@ -201,14 +205,14 @@ class ResNet18(nn.Module):
             _norm_layer(norm, widths[0], self.dim),
             nn.ReLU(),
         )
-        blocks = []
+        layers = []
         c_in = widths[0]
         for stage, c_out in enumerate(widths):
-            for i in range(2):
+            for i in range(blocks):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(self.dim, c_in, c_out, stride, norm, skip))
+                layers.append(BasicBlock(self.dim, c_in, c_out, stride, norm, skip))
                 c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -366,7 +370,7 @@ def build_model(
         seed: initialisation seed.
         dtype: parameter dtype.
         **config: the architecture's own options: `MLP(depth, width, activation)`,
-            `ResNet18(width_multiplier, skip, norm)`,
+            `ResNet18(width_multiplier, skip, norm, blocks)`,
             `Transformer(patch_size, dim, depth, heads, mlp_ratio, pooling)`.
 
     Raises:
@@ -379,7 +383,7 @@ def build_model(
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     allowed = {
         "mlp": {"depth", "width", "activation"},
-        "resnet18": {"width_multiplier", "skip", "norm"},
+        "resnet18": {"width_multiplier", "skip", "norm", "blocks"},
         "transformer": {"patch_size", "dim", "depth", "heads", "mlp_ratio", "pooling"},
     }[name]
     unknown = sorted(set(config) - allowed)

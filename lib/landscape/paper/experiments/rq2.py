@@ -1,35 +1,41 @@
 """RQ2 — how does architecture shape the landscape?
 
-Four architectures (an MLP, ResNet-18, ResNet-18 without skip connections, a tiny Transformer) are trained on
-MNIST-1D with their reference recipes (`landscape.train.paper_recipe`) and several seeds each; every trained
-network is then probed: its curvature profile (`landscape.geometry.measure_curvature`), 1-D slices with their
-ruggedness on two windows, a 2-D slice (first seed), and the interpolation barriers between its seeds. The
-founding write-up's six claims about architectures are decided by the verdict functions at the end.
+Six architectures (an MLP, ResNet-10 and ResNet-18 each with a twin without skip connections, a tiny
+Transformer) are trained on MNIST-1D with one recipe (Adam, one step size, one batch size, no weight decay or
+schedule) and stopped by one rule: at the first evaluation whose full training cross-entropy is at most
+`Sizes.target_loss`, so every comparison is between networks at the same training loss trained the same way,
+and "architecture" means the architecture alone. Runs that never reach the target within `Sizes.max_steps` are
+counted and reported, and left out of the measurements. Every network that reached it is probed: its curvature
+profile (`landscape.geometry.measure_curvature`), the roughness of 1-D slices along `Sizes.directions` random
+directions and along its top eigenvector on two curvature-scaled windows (`landscape.ruggedness`), a 2-D
+slice (first seed), and the interpolation barriers between its seeds. The founding write-up's six claims
+about architectures, and Li et al.'s (2018) depth-dependent effect of removing skips, are decided by the
+verdict functions at the end.
 
 Pieces, in the order the chapter uses them:
 
 - `Sizes` and `PROFILES`: every size and budget of the chapter per profile.
-- Experiments: `train_networks` (the training sweep through `run_sweep`: the MLP seeds as one vectorised task,
-  every other network a task of its own) and `measure_networks` (every per-network measurement as one task of
-  a `run_cached` sweep of `rq2_tasks.measure_task`, cached under the code of `rq2_tasks` only, so editing a
-  summary, figure or verdict here recomputes nothing). Both return raw DataFrames.
-- Summaries of those tables: `recipe_table`, `per_run_curvature`, `ruggedness_table` (their intervals over seeds:
+- Experiments: `train_networks` (every network one task of `run_sweep`) and `measure_networks` (every
+  per-network measurement one task of a `run_cached` sweep of `rq2_tasks.measure_task`, cached under the code
+  of `rq2_tasks` only, so editing a summary, figure or verdict here recomputes nothing). Both return raw
+  DataFrames.
+- Summaries: `recipe_table`, `per_run_curvature`, `roughness_table` (their intervals over seeds:
   `landscape.paper.tables.interval_summary`), and the numbers the text glues (`settings_numbers`,
-  `training_numbers`, `curvature_numbers`, `ruggedness_numbers`, `barrier_numbers`), `barrier_table` (relative barriers, peak losses).
+  `training_numbers`, `curvature_numbers`, `roughness_numbers`, `barrier_numbers`), `barrier_table`.
 - Verdicts: `verdict_mlp_smoother`, `verdict_resnet_skips`, `verdict_transformer`, `verdict_mlp_repeated_top`,
-  `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, each a `landscape.paper.verdicts.Verdict`.
-- Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_ruggedness`.
+  `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, `verdict_skips_matter_more_when_deeper`,
+  each a `landscape.paper.verdicts.Verdict`.
+- Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_roughness`.
 
 How comparisons are made. A claim that one architecture has more of a quantity than another is the ratio of
-the two over seeds with an interval (`landscape.paper.stats.ratio_ci`) against 1. ResNet-18 and its twin are
+the two over seeds with an interval (`landscape.paper.stats.ratio_ci`) against 1. A ResNet and its twin are
 paired by seed (same seed: same initialisation stream and data order, the twin only lacks the shortcuts; the
 geometric mean of the paired ratios); other architectures share nothing but the seed number and are compared
-unpaired (below 10 seeds the ratio of geometric means). Curvature and ruggedness of cross-entropy networks
-shrink with the training loss, so two architectures are compared only when their training losses are matched
-(the interval of the ratio of training losses lies inside [1/`LOSS_MATCH_FACTOR`, `LOSS_MATCH_FACTOR`] =
-[0.8, 1.25]); otherwise the comparison is not testable here. A claim with k parts is decided by
-`landscape.paper.verdicts.combine` (``rule="conjunction"``: one refuted part refutes it) on parts whose
-intervals are made at `family_level`(0.95, k).
+unpaired (below 10 seeds the ratio of geometric means). The stop rule matches training losses by design; the
+check stays: two architectures are compared only when the interval of the ratio of their training losses lies
+inside [1/`LOSS_MATCH_FACTOR`, `LOSS_MATCH_FACTOR`] = [0.8, 1.25]; otherwise the comparison is not testable
+here. A claim with k parts is decided by `landscape.paper.verdicts.combine` (``rule="conjunction"``: one
+refuted part refutes it) on parts whose intervals are made at `family_level`(0.95, k).
 """
 
 from __future__ import annotations
@@ -38,13 +44,13 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..glue import format_estimate, format_number, plural
+from ..glue import MISSING, format_estimate, format_number, plural
 from ..stats import LEVEL, seed_interval
 from ..verdicts import (
     NOT_SUPPORTED,
@@ -64,7 +70,6 @@ __all__ = [
     "ARCHITECTURES",
     "GAP_EQUIVALENCE",
     "KEYS",
-    "LOCAL_RADIUS",
     "LOSS_MATCH_FACTOR",
     "PROFILES",
     "RELATIVE_BARRIER",
@@ -84,14 +89,14 @@ __all__ = [
     "per_run_curvature",
     "plot_barriers",
     "plot_planes",
-    "plot_ruggedness",
+    "plot_roughness",
     "plot_slices",
     "plot_spectra",
     "ratio_interval",
     "recipe",
     "recipe_table",
-    "ruggedness_numbers",
-    "ruggedness_table",
+    "roughness_numbers",
+    "roughness_table",
     "save_table",
     "settings_numbers",
     "trace_dimension_correlation",
@@ -101,23 +106,30 @@ __all__ = [
     "verdict_mlp_repeated_top",
     "verdict_mlp_smoother",
     "verdict_resnet_skips",
+    "verdict_skips_matter_more_when_deeper",
     "verdict_table",
     "verdict_trace_grows_with_dimension",
     "verdict_transformer",
     "verdicts",
 ]
 
-MLP, RESNET, NOSKIP, TRANSFORMER = "MLP", "ResNet-18", "ResNet-18, no skips", "Transformer"
-ARCHITECTURES = {  # label: (recipe name, model_config overrides of the recipe)
-    MLP: ("mlp", {}),
-    RESNET: ("resnet18", {}),
-    NOSKIP: ("resnet18", {"skip": False}),
-    TRANSFORMER: ("transformer", {}),
+MLP, TRANSFORMER = "MLP", "Transformer"
+RESNET10, NOSKIP10 = "ResNet-10", "ResNet-10, no skips"
+RESNET, NOSKIP = "ResNet-18", "ResNet-18, no skips"
+_RESNET = {"width_multiplier": 0.25, "norm": "group"}  # GroupNorm: per-sample, vmappable, no batch statistics
+ARCHITECTURES = {  # label: (model, model_config); the training recipe is the same for all (`recipe`)
+    MLP: ("mlp", {"depth": 2, "width": 100, "activation": "relu"}),
+    RESNET10: ("resnet18", {**_RESNET, "blocks": 1}),
+    NOSKIP10: ("resnet18", {**_RESNET, "blocks": 1, "skip": False}),
+    RESNET: ("resnet18", _RESNET),
+    NOSKIP: ("resnet18", {**_RESNET, "skip": False}),
+    TRANSFORMER: ("transformer", {"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "pooling": "mean"}),
 }
-KEYS = {MLP: "mlp", RESNET: "resnet", NOSKIP: "noskip", TRANSFORMER: "transformer"}  # glue-key stems
-PAIRED = frozenset({RESNET, NOSKIP})  # architectures whose runs are paired by seed
-ADAPTIVE_RADIUS, LOCAL_RADIUS = tasks.ADAPTIVE_RADIUS, tasks.LOCAL_RADIUS  # the measurements' constants
-WINDOWS, PLANE_RADIUS = tasks.WINDOWS, tasks.PLANE_RADIUS
+KEYS = {MLP: "mlp", RESNET10: "resnet10", NOSKIP10: "noskip10", RESNET: "resnet", NOSKIP: "noskip",
+        TRANSFORMER: "transformer"}  # glue-key stems  # fmt: skip
+TWINS = {RESNET10: NOSKIP10, RESNET: NOSKIP}  # with skips → without, paired by seed
+PAIRED = frozenset(frozenset(pair) for pair in TWINS.items())  # architecture pairs whose runs pair by seed
+ADAPTIVE_RADIUS, WINDOWS, PLANE_RADIUS = tasks.ADAPTIVE_RADIUS, tasks.WINDOWS, tasks.PLANE_RADIUS
 NUM_CLASSES = 10  # MNIST-1D; Papyan's picture predicts C outliers
 # training losses are matched when their ratio's interval lies inside [1/1.25, 1.25] = [0.8, 1.25]: a factor 2
 # would be as large as the effects compared
@@ -132,15 +144,23 @@ class Sizes:
     """Sizes and budgets of the chapter for one profile."""
 
     seeds: tuple[int, ...]  # training seeds of every architecture
-    overrides: Mapping[str, Mapping] = field(default_factory=dict)  # recipe name → paper_recipe overrides
+    target_loss: float = 0.05  # the stop rule: training cross-entropy at most this
+    max_steps: int = 8000  # a run that has not reached the target by then is "never reached"
+    eval_every: int = 50  # evaluations of the full training loss (the stop rule's resolution)
+    lr: float = 1e-3  # Adam's step size, for every architecture
+    batch_size: int = 128
+    model_overrides: Mapping[str, Mapping] = field(
+        default_factory=dict
+    )  # model name → model_config overrides
     eval_samples: int = 1000  # first training samples on which barriers are evaluated
     hessian_samples: int = 256  # first training samples of every curvature probe and slice (≤ eval_samples)
-    k: int = 20  # top eigenvalues by Lanczos
+    k: int = 20  # top eigenvalues by block Lanczos (block size 2)
     tol: float = 1e-3  # relative Lanczos tolerance
     trace_matvecs: int = 40  # Hutchinson probes of tr(H)
     slq_probes: int = 2  # SLQ probe vectors
     slq_steps: int = 40  # SLQ Lanczos steps per probe
     adaptive_steps: int = 10  # projected-ascent steps of the adaptive sharpness
+    directions: int = 10  # random directions per network for the roughness
     slice_points: int = 41  # points of each 1-D slice
     grid_points: int = 21  # points per axis of the 2-D slice
     barrier_points: int = 21  # points on the line between two seeds
@@ -155,33 +175,37 @@ class Sizes:
             raise ValueError(
                 f"hessian_samples ({self.hessian_samples}) must not exceed eval_samples ({self.eval_samples})"
             )
-        unknown = set(self.overrides) - {name for name, _ in ARCHITECTURES.values()}
+        if not (isinstance(self.target_loss, (int, float)) and self.target_loss > 0):
+            raise ValueError(f"target_loss must be a positive number, got {self.target_loss!r}")
+        if not isinstance(self.directions, int) or self.directions < 1:
+            raise ValueError(f"directions must be a positive integer, got {self.directions!r}")
+        unknown = set(self.model_overrides) - {name for name, _ in ARCHITECTURES.values()}
         if unknown:
-            raise ValueError(f"overrides for unknown recipes {sorted(unknown)}")
+            raise ValueError(f"overrides for unknown models {sorted(unknown)}")
 
 
 PROFILES = {
-    # recipe overrides make the smoke models tiny; the paper profile trains the reference recipes unchanged
+    # the smoke profile shrinks every model and the target; the paper profile trains the architectures as listed
     "smoke": Sizes(
-        seeds=(0, 1, 2),
-        overrides={
-            "mlp": {"model_config": {"depth": 2, "width": 16, "activation": "relu"}, "steps": 200},
-            "resnet18": {"model_config": {"width_multiplier": 0.0625, "norm": "group"}, "epochs": 1},
-            "transformer": {"model_config": {"patch_size": 8, "dim": 16, "depth": 1, "heads": 2, "pooling": "mean"},
-                            "epochs": 2, "warmup_steps": 10},
+        seeds=(0, 1, 2), target_loss=1.5, max_steps=300, eval_every=50, lr=3e-3,
+        model_overrides={
+            "mlp": {"width": 16},
+            "resnet18": {"width_multiplier": 0.0625},
+            "transformer": {"patch_size": 8, "dim": 16, "depth": 1, "heads": 2},
         },
-        eval_samples=256, hessian_samples=128, k=6, tol=1e-2, trace_matvecs=8, slq_probes=1, slq_steps=12,
-        adaptive_steps=3, slice_points=11, grid_points=5, barrier_points=5, n_resamples=500, workers=1, threads=1,
+        eval_samples=128, hessian_samples=64, k=6, tol=1e-2, trace_matvecs=8, slq_probes=2, slq_steps=12,
+        adaptive_steps=3, directions=1, slice_points=11, grid_points=5, barrier_points=5, n_resamples=500,
+        workers=1, threads=1,
     ),
     "paper": Sizes(
-        seeds=(0, 1, 2), eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40, slq_probes=2,
-        slq_steps=40, adaptive_steps=10, slice_points=41, grid_points=21, barrier_points=21, n_resamples=2000,
-        workers=None, threads=1,  # a second thread per task helps little on 2 shared cores
+        seeds=(0, 1, 2, 3, 4, 5), eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40,
+        slq_probes=4, slq_steps=40, adaptive_steps=10, directions=10, slice_points=41, grid_points=21,
+        barrier_points=21, n_resamples=2000, workers=None, threads=1,  # a second thread per task helps little
     ),
     "full": Sizes(
-        seeds=(0, 1, 2, 3, 4), eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
-        slq_probes=4, slq_steps=80, adaptive_steps=20, slice_points=61, grid_points=41, barrier_points=41,
-        n_resamples=10000, workers=4, threads=None,
+        seeds=tuple(range(10)), eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
+        slq_probes=8, slq_steps=80, adaptive_steps=20, directions=20, slice_points=61, grid_points=41,
+        barrier_points=41, n_resamples=10000, workers=4, threads=None,
     ),
 }  # fmt: skip
 
@@ -191,16 +215,19 @@ PROFILES = {
 
 
 def recipe(label: str, seed: int, sizes: Sizes):
-    """The `TrainConfig` of architecture `label` with `seed`: its reference recipe, the profile's overrides, and
-    the architecture's model options (the twin is ResNet-18 with ``skip=False``, nothing else changed)."""
-    from ...train import paper_recipe
+    """The `TrainConfig` of architecture `label` with `seed`: the chapter's one recipe (Adam at `sizes.lr`,
+    batch `sizes.batch_size`, constant step, no weight decay, stopped at `sizes.target_loss` or after
+    `sizes.max_steps`) on the architecture's model, with the profile's model overrides."""
+    from ...train import TrainConfig
 
     if label not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {label!r}; expected one of {list(ARCHITECTURES)}")
-    name, model_overrides = ARCHITECTURES[label]
-    overrides = dict(sizes.overrides.get(name, {}))
-    base = paper_recipe(name, **overrides)
-    return replace(base, model_config={**base.model_config, **model_overrides}, seed=seed)
+    model, config = ARCHITECTURES[label]
+    return TrainConfig(
+        model=model, model_config={**config, **sizes.model_overrides.get(model, {})}, optimizer="adam",
+        lr=sizes.lr, batch_size=sizes.batch_size, steps=sizes.max_steps, eval_every=sizes.eval_every,
+        stop_loss=sizes.target_loss, seed=seed,
+    )  # fmt: skip
 
 
 def configs(sizes: Sizes) -> dict[tuple[str, int], object]:
@@ -210,13 +237,13 @@ def configs(sizes: Sizes) -> dict[tuple[str, int], object]:
 
 
 def train_networks(sizes: Sizes, *, root=None, data=None, progress: bool = False) -> pd.DataFrame:
-    """Train (or load from the run store) every network of the chapter.
-
-    The MLP seeds train as one vectorised `train_seeds` task; every other network is a task of its own. Both go
-    through `landscape.results.run_sweep` on `sizes.workers` Dask workers.
+    """Train (or load from the run store) every network of the chapter, each a task of
+    `landscape.results.run_sweep` on `sizes.workers` Dask workers (not vectorised over seeds: each run stops
+    at its own step).
 
     Returns:
-        One row per network: architecture, seed, key, status, train loss, train acc, test acc, D (parameters),
+        One row per network: architecture, seed, key, status ("reached"; "finished": never reached the
+        target within `Sizes.max_steps`; "diverged"), steps (to the target, or run), train loss, train acc, test acc, D (parameters),
         wall time (seconds of training when it was trained).
     """
     from ...data import load_dataset
@@ -224,33 +251,35 @@ def train_networks(sizes: Sizes, *, root=None, data=None, progress: bool = False
 
     data = data if data is not None else load_dataset("mnist1d")
     wanted = configs(sizes)
-    mlp = [c for (label, _), c in wanted.items() if label == MLP]
-    others = [c for (label, _), c in wanted.items() if label != MLP]
-    where = {"root": root, "workers": sizes.workers, "threads": sizes.threads, "data": {"mnist1d": data}}
-    run_sweep(mlp, **where, progress=progress)
-    run_sweep(others, **where, group_seeds=False, progress=progress)
+    run_sweep(list(wanted.values()), root=root, workers=sizes.workers, threads=sizes.threads,
+              data={"mnist1d": data}, group_seeds=False, progress=progress)  # fmt: skip
     rows = []
     for (label, s), c in wanted.items():
         r = load_run(run_key(c, data), root)
+        steps = r.reached_step if r.reached_step is not None else r.history[-1]["step"]
         rows.append({
-            "architecture": label, "seed": s, "key": r.key, "status": r.status,
+            "architecture": label, "seed": s, "key": r.key, "status": r.status, "steps": int(steps),
             "train loss": r.final["train_loss"], "train acc": r.final["train_acc"], "test acc": r.final["test_acc"],
             "D": r.num_parameters, "wall time": r.wall_time,
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
+def reached(training: pd.DataFrame) -> pd.DataFrame:
+    """The runs that reached the target loss (the only ones measured and compared)."""
+    return training[training["status"] == "reached"].reset_index(drop=True)
+
+
 def recipe_table(sizes: Sizes, training: pd.DataFrame) -> pd.DataFrame:
-    """The recipe of each architecture (first seed) with its parameter count, indexed by architecture."""
+    """Each architecture's model and options with its parameter count, indexed by architecture (the training
+    recipe is the same for all: `settings_numbers`)."""
     rows = []
     for label in ARCHITECTURES:
         c = recipe(label, sizes.seeds[0], sizes)
-        first = training[(training["architecture"] == label) & (training["seed"] == sizes.seeds[0])]
+        first = training[training["architecture"] == label]
         rows.append({
             "architecture": label, "parameters D": int(first["D"].iloc[0]), "model": c.model,
-            "options": ", ".join(f"{k}={v}" for k, v in c.model_config.items()), "optimiser": c.optimizer,
-            "lr": c.lr, "weight decay": c.weight_decay, "schedule": c.schedule, "batch": c.batch_size,
-            "length": f"{c.steps} steps" if c.steps else f"{c.epochs} epochs",
+            "options": ", ".join(f"{k}={v}" for k, v in c.model_config.items()),
         })  # fmt: skip
     return pd.DataFrame(rows).set_index("architecture")
 
@@ -286,7 +315,7 @@ def _task_settings(kind: str, architecture: str, keys: Sequence[str], sizes: Siz
         )
         return {**common, "radius": tasks.ADAPTIVE_RADIUS, **{b: getattr(sizes, b) for b in budgets}}
     if kind == "slices":
-        return {**common, "points": sizes.slice_points, "windows": tasks.WINDOWS,
+        return {**common, "points": sizes.slice_points, "windows": tasks.WINDOWS, "directions": sizes.directions,
                 "hessian_samples": sizes.hessian_samples, "tol": sizes.tol}  # fmt: skip
     if kind == "plane":
         return {**common, "grid": sizes.grid_points, "radius": tasks.PLANE_RADIUS,
@@ -298,13 +327,15 @@ def _task_settings(kind: str, architecture: str, keys: Sequence[str], sizes: Siz
 def measurement_tasks(
     training: pd.DataFrame, sizes: Sizes, *, root=None, seed: int = 0
 ) -> list[MeasurementTask]:
-    """Every measurement of the chapter as a task: curvature and slices of each network, the 2-D slice of each
-    architecture's first seed, the barrier of each pair of seeds of an architecture. Costliest kinds first. A
-    run store `root` other than the default is made absolute (workers may run elsewhere)."""
+    """Every measurement of the chapter as a task, for the networks that reached the target loss (`reached`):
+    curvature and slices of each, the 2-D slice of each architecture's first such seed, the barrier of each pair
+    of its seeds. Costliest kinds first. A run store `root` other than the default is made absolute (workers
+    may run elsewhere)."""
     by_kind = {kind: [] for kind in ("curvature", "barrier", "slices", "plane")}
     root = None if root is None else str(Path(root).resolve())
+    done = reached(training)
     for label in ARCHITECTURES:
-        rows = training[training["architecture"] == label].sort_values("seed")
+        rows = done[done["architecture"] == label].sort_values("seed")
         seeds, keys = rows["seed"].tolist(), rows["key"].tolist()
 
         def task(kind, idx, label=label, seeds=seeds, keys=keys):
@@ -333,13 +364,9 @@ def measure_networks(
         Raw tables (list-valued columns hold curves):
 
         - ``"curvature"``: one row per network: architecture, seed, every `CurvatureProfile` field (``num_params``
-          as D) and the derived columns ``lambda_min_bound`` = (|λmin| + r)/λmax, ``largest_ratio`` and
-          ``largest_ratio_at`` (the largest λi/λi+1 of the positive top eigenvalues and its i),
-          ``relative_gap`` = (λ1 − λ2)/λ1, ``gap_margin`` = (λ1 − λ2 − r1 − r2)/λ1 (> 0: λ1 ≠ λ2 proven by the
-          residuals), ``gap_bound`` = (λ1 − λ2 + r1 + r2)/λ1 (the largest relative gap the residuals allow),
-          ``top_residuals`` = (r1 + r2)/λ1 and ``max_relative_residual``.
-        - ``"slices"``: one row per network, direction (random, eigen) and window (wide, local): ruggedness,
-          local_minima, alphas, losses, quadratic.
+          as D) and the derived columns of `_curvature_row`.
+        - ``"slices"``: one row per network, direction ("eigen", "random 0", …) and window: kind (eigen or
+          random), roughness, local_minima, curvature dᵀHd, radius a, alphas, losses, smooth.
         - ``"planes"``: one row per architecture (first seed): grid, losses (grid × grid).
         - ``"barriers"``: one row per pair of seeds and variant (raw; aligned for the MLP): loss barrier, error
           barrier, alphas, losses.
@@ -356,9 +383,7 @@ def measure_networks(
         if t.kind == "curvature":
             rows["curvature"].append({**base, **_curvature_row(r)})
         elif t.kind == "slices":
-            for name, v in r.items():
-                direction, window = name.split("_")
-                rows["slices"].append({**base, "direction": direction, "window": window, **v})
+            rows["slices"] += [{**base, **v} for v in r["slices"]]
         elif t.kind == "plane":
             rows["planes"].append({**base, **r})
         else:
@@ -386,12 +411,25 @@ def largest_ratio(values: Sequence[float]) -> tuple[float, int]:
 
 
 def _curvature_row(p: Mapping) -> dict:
+    """A `CurvatureProfile` with derived columns: ``lambda_min_low``/``lambda_min_high`` (λmin ∈ [θ − r, θ]:
+    θ is a Rayleigh quotient, an eigenvalue lies within r of it), ``convexity_low``/``convexity_high`` (the
+    interval of |λmin|/λmax that the residuals allow), ``largest_ratio`` and ``largest_ratio_at`` (the largest
+    λi/λi+1 of the positive top eigenvalues and its i), ``relative_gap`` = (λ1 − λ2)/λ1, ``gap_margin`` =
+    (λ1 − λ2 − r1 − r2)/λ1 (> 0: two distinct eigenvalues, and with block size 2 a simple λ1), ``gap_bound`` =
+    (λ1 − λ2 + r1 + r2)/λ1 (the largest relative gap the residuals allow), ``top_residuals`` = (r1 + r2)/λ1 and
+    ``max_relative_residual``."""
     top, res, lmax = p["top_eigenvalues"], p["residuals"], p["lambda_max"]
     ratio, at = largest_ratio(top)
-    row = {"D": p["num_params"], **{k: v for k, v in p.items() if k != "num_params"}}
+    row = {
+        "D": p["num_params"],
+        **{k: v for k, v in p.items() if k not in ("num_params", "convexity_interval")},
+    }
     return {
         **row,
-        "lambda_min_bound": (abs(p["lambda_min"]) + p["lambda_min_residual"]) / lmax,
+        "lambda_min_low": p["lambda_min"] - p["lambda_min_residual"],
+        "lambda_min_high": p["lambda_min"],
+        "convexity_low": p["convexity_interval"][0],
+        "convexity_high": p["convexity_interval"][1],
         "largest_ratio": ratio,
         "largest_ratio_at": at,
         "relative_gap": (top[0] - top[1]) / top[0],
@@ -413,22 +451,23 @@ def save_table(frame: pd.DataFrame, path) -> Path:
 # Summaries
 
 CURVATURE_COLUMNS = {  # display name: column of the curvature table
-    "λmax": "lambda_max", "λmin": "lambda_min", "|λmin/λmax|": "convexity_ratio", "tr(H)": "trace",
-    "tr(H)/D": "trace_per_param", "effective rank": "effective_rank", "outliers": "num_outliers",
-    "normalised sharpness": "normalized_sharpness", "adaptive sharpness": "adaptive_sharpness",
+    "λmax": "lambda_max", "tr(H)/D": "trace_per_param", "negative mass": "negative_mass",
+    "outliers": "num_outliers", "normalised sharpness": "normalized_sharpness",
+    "adaptive sharpness": "adaptive_sharpness",
 }  # fmt: skip
 PER_RUN_COLUMNS = {  # display name: column of the curvature table (per-run view)
-    "D": "D", **CURVATURE_COLUMNS, "λmin residual": "lambda_min_residual", "λmin converged": "lambda_min_converged",
-    "|λmin|/λmax bound": "lambda_min_bound", "largest λi/λi+1": "largest_ratio", "at i": "largest_ratio_at",
-    "λ1 − λ2 certified": "top_gap_certified", "max residual / λmax": "max_relative_residual",
+    "D": "D", **CURVATURE_COLUMNS, "tr(H)": "trace", "λmin ≤": "lambda_min_high", "λmin ≥": "lambda_min_low",
+    "λmin converged": "lambda_min_converged", "|λmin|/λmax ≥": "convexity_low", "|λmin|/λmax ≤": "convexity_high",
+    "negative mass s.e.": "negative_mass_stderr", "largest λi/λi+1": "largest_ratio", "at i": "largest_ratio_at",
+    "λ1 simple (certified)": "top_gap_certified", "max residual / λmax": "max_relative_residual",
 }  # fmt: skip
-RUGGED_COLUMNS = {  # column of `ruggedness_table`: (direction, window, field) of the slices table
-    "R random, r=1": ("random", "wide", "ruggedness"),
-    "R random, local": ("random", "local", "ruggedness"),
-    "R eigenvector, r=1": ("eigen", "wide", "ruggedness"),
-    "R eigenvector, local": ("eigen", "local", "ruggedness"),
-    "minima random, r=1": ("random", "wide", "local_minima"),
-    "minima eigenvector, r=1": ("eigen", "wide", "local_minima"),
+ROUGH_COLUMNS = {  # column of `roughness_table`: (kind, window, field, how over a network's directions)
+    "ρ random, local": ("random", "local", "roughness", "median"),
+    "ρ random, wide": ("random", "wide", "roughness", "median"),
+    "ρ eigenvector, local": ("eigen", "local", "roughness", "median"),
+    "ρ eigenvector, wide": ("eigen", "wide", "roughness", "median"),
+    "minima random, wide": ("random", "wide", "local_minima", "mean"),
+    "minima eigenvector, wide": ("eigen", "wide", "local_minima", "mean"),
 }
 
 
@@ -439,19 +478,28 @@ def per_run_curvature(curvature: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def ruggedness_table(slices: pd.DataFrame) -> pd.DataFrame:
-    """One row per network (architecture, seed) with the ruggedness and local-minima columns of
-    `RUGGED_COLUMNS`."""
+def roughness_table(slices: pd.DataFrame) -> pd.DataFrame:
+    """One row per network (architecture, seed) with the columns of `ROUGH_COLUMNS`: the median roughness over
+    the network's random directions (one value for its eigenvector) per window, and the mean count of local
+    minima."""
     rows = []
     for (label, s), group in slices.groupby(["architecture", "seed"], sort=False):
-        by = group.set_index(["direction", "window"])
-        rows.append({"architecture": label, "seed": s,
-                     **{col: by.loc[(d, w), f] for col, (d, w, f) in RUGGED_COLUMNS.items()}})  # fmt: skip
+        row = {"architecture": label, "seed": s}
+        for col, (kind, window, value, how) in ROUGH_COLUMNS.items():
+            cell = group[(group["kind"] == kind) & (group["window"] == window)][value]
+            row[col] = float(cell.agg(how)) if len(cell) else math.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _per_architecture(frame: pd.DataFrame, column: str, how: str) -> dict[str, float]:
     return frame.groupby("architecture", sort=False)[column].agg(how).to_dict()
+
+
+def _centre(frame: pd.DataFrame, column: str) -> dict[str, float]:
+    """Per architecture, the `seed_interval` centre of `column` (the geometric mean of positive values)."""
+    return {label: seed_interval(g[column].to_numpy(float)).estimate
+            for label, g in frame.groupby("architecture", sort=False)}  # fmt: skip
 
 
 def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
@@ -461,103 +509,132 @@ def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
         "first_seed": sizes.seeds[0], "num_train": num_train, "hessian_samples": sizes.hessian_samples,
         "eval_samples": sizes.eval_samples, "k": sizes.k, "tol": sizes.tol, "trace_matvecs": sizes.trace_matvecs,
         "slq_probes": sizes.slq_probes, "slq_probes_text": plural(sizes.slq_probes, "probe"),
-        "slq_steps": sizes.slq_steps, "adaptive_radius": ADAPTIVE_RADIUS,
-        "slice_points": sizes.slice_points, "grid_points": sizes.grid_points, "local_radius": LOCAL_RADIUS,
+        "slq_steps": sizes.slq_steps, "adaptive_radius": ADAPTIVE_RADIUS, "target_loss": sizes.target_loss,
+        "max_steps": sizes.max_steps, "eval_every": sizes.eval_every, "lr": sizes.lr, "batch_size": sizes.batch_size,
+        "directions": sizes.directions, "slice_points": sizes.slice_points, "grid_points": sizes.grid_points,
+        "window_local": WINDOWS["local"], "window_wide": WINDOWS["wide"],
+        "rise_local": WINDOWS["local"] ** 2 / 2, "rise_wide": WINDOWS["wide"] ** 2 / 2,
         "barrier_points": sizes.barrier_points, "num_pairs": math.comb(len(sizes.seeds), 2),
         "loss_match_factor": LOSS_MATCH_FACTOR, "level_percent": round(100 * LEVEL),
+        "num_architectures_trained": len(ARCHITECTURES),
     }  # fmt: skip
 
 
 def training_numbers(training: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """Glue values of the training table: accuracy (%, mean and std over seeds), D, the range of training
-    losses per architecture, the accuracy drop without skips, the twin's training loss over ResNet-18's
-    (``loss_ratio_skip_ci``, paired) and whether it is matched (``loss_match_skip``: "inside" or "not inside"
-    the band of `loss_confound`), and the training compute in minutes."""
+    """Glue values of the training table: per architecture the test accuracy (%, `seed_interval` over the
+    networks that reached the target), D, the range of training losses and the median steps to the target;
+    how many runs never reached it (``unreached``, with a text listing them); the accuracy drop without
+    skips at each depth; the twin's training loss over its ResNet's (``loss_ratio_skip_ci``, paired, at depth
+    18); and the training compute in minutes."""
+    from ..stats import seed_interval as interval
+
     out = {}
-    acc, acc_std = (
-        _per_architecture(training, "test acc", "mean"),
-        _per_architecture(training, "test acc", "std"),
-    )
-    lo, hi = (
-        _per_architecture(training, "train loss", "min"),
-        _per_architecture(training, "train loss", "max"),
-    )
-    dims = _per_architecture(training, "D", "first")
+    done = reached(training)
     for label, key in KEYS.items():
-        if label not in acc:
+        rows = done[done["architecture"] == label]
+        if not len(rows):  # no network of this architecture reached the target: every number is missing
+            out |= {
+                f"acc_{key}": math.nan,
+                f"acc_{key}_ci": MISSING,
+                f"dim_{key}": MISSING,
+                f"steps_{key}": math.nan,
+                f"train_loss_{key}_min": math.nan,
+                f"train_loss_{key}_max": math.nan,
+            }
             continue
+        acc = interval(100 * rows["test acc"].to_numpy(float))
         out |= {
-            f"acc_{key}": 100 * acc[label],
-            f"acc_{key}_std": 100 * _nan_to_zero(acc_std[label]),
-            f"dim_{key}": int(dims[label]),
-            f"train_loss_{key}_min": lo[label],
-            f"train_loss_{key}_max": hi[label],
-        }
-    if RESNET in acc and NOSKIP in acc:
-        out["acc_drop_skips"] = 100 * (acc[RESNET] - acc[NOSKIP])
-        kw = {"n_resamples": n_resamples, "seed": seed}
-        out["loss_ratio_skip_ci"] = format_estimate(
-            ratio_interval(training, "train loss", NOSKIP, RESNET, **kw)
+            f"acc_{key}": acc.estimate, f"acc_{key}_ci": format_estimate(acc),
+            f"dim_{key}": int(rows["D"].iloc[0]), f"steps_{key}": float(rows["steps"].median()),
+            f"train_loss_{key}_min": float(rows["train loss"].min()),
+            f"train_loss_{key}_max": float(rows["train loss"].max()),
+        }  # fmt: skip
+    missing = training[training["status"] != "reached"]
+    out["unreached"] = len(missing)
+    out["unreached_text"] = (
+        "every run reached it"
+        if missing.empty
+        else "; ".join(
+            f"{a} seed {s} ({st})" for a, s, st in missing[["architecture", "seed", "status"]].values
         )
-        out["loss_match_skip"] = (
-            "inside" if loss_confound(training, NOSKIP, RESNET, **kw) is None else "not inside"
-        )
+    )
+    out["num_runs_trained"] = len(training)
+    kw = {"n_resamples": n_resamples, "seed": seed}
+    for skip, twin in TWINS.items():
+        out[f"acc_drop_{KEYS[twin]}"] = out[f"acc_{KEYS[skip]}"] - out[f"acc_{KEYS[twin]}"]
+    out["loss_ratio_skip_ci"] = MISSING
+    if {RESNET, NOSKIP} <= set(done["architecture"]):
+        out["loss_ratio_skip_ci"] = format_estimate(ratio_interval(done, "train loss", NOSKIP, RESNET, **kw))
+    out["train_loss_min"], out["train_loss_max"] = (
+        float(done["train loss"].min()),
+        float(done["train loss"].max()),
+    )
     out["training_minutes"] = float(training["wall time"].sum()) / 60
     return out
 
 
 def curvature_numbers(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> dict:
-    """Glue values of the curvature table: per-architecture means (λmax with its std, tr(H), tr(H)/D,
-    |λmin/λmax|, outliers, effective rank, normalised sharpness) and the factor between the largest and smallest
-    mean tr(H)/D; the no-skip/skip ratios of λmax and normalised sharpness (``*_skip_ratio``: the geometric mean
-    of the paired ratios, the estimand of ``*_skip_ratio_ci``); the MLP's certified gaps, mean relative gap,
-    certified margin and gap bound (with their intervals) and largest (r1 + r2)/λ1; Spearman ρ between D and the
-    mean trace with its interval and permutation p-values; and how many networks have their largest eigenvalue
-    ratio at i = C."""
+    """Glue values of the curvature table: per architecture the `seed_interval` centre of λmax, tr(H), tr(H)/D,
+    the negative mass, normalised sharpness and outliers, and how many networks have λmin resolved; the factor
+    between the largest and smallest tr(H)/D; the no-skip/skip ratios of λmax at both depths; the MLP's
+    certified gaps, margin and gap bound with their intervals and largest (r1 + r2)/λ1; Spearman ρ between D
+    and the mean trace with its interval and permutation p-values; and how many networks have their largest
+    eigenvalue ratio at i = C."""
     from ..stats import bootstrap_ci
 
-    mean = {col: _per_architecture(curvature, col, "mean") for col in CURVATURE_COLUMNS.values()}
-    lmax_std = _per_architecture(curvature, "lambda_max", "std")
     out = {}
-    names = {"lmax": "lambda_max", "trace": "trace", "trace_d": "trace_per_param", "ratio": "convexity_ratio",
-             "outliers": "num_outliers", "erank": "effective_rank", "ns": "normalized_sharpness"}  # fmt: skip
+    names = {"lmax": "lambda_max", "trace": "trace", "trace_d": "trace_per_param", "negmass": "negative_mass",
+             "ns": "normalized_sharpness"}  # fmt: skip
+    centres = {name: _centre(curvature, col) for name, col in names.items()}
+    outliers = _per_architecture(curvature, "num_outliers", "mean")
+    resolved = _per_architecture(curvature, "lambda_min_converged", "sum")
     for label, key in KEYS.items():
-        if label in mean["lambda_max"]:
-            out |= {f"{name}_{key}": mean[col][label] for name, col in names.items()}
-            out[f"lmax_{key}_std"] = _nan_to_zero(lmax_std[label])
-    trace_d = np.array(list(mean["trace_per_param"].values()))
+        out |= {f"{name}_{key}": centres[name].get(label, math.nan) for name in names}
+        out[f"outliers_{key}"] = outliers.get(label, math.nan)
+        out[f"lmin_resolved_{key}"] = int(resolved.get(label, 0))
+    trace_d = np.array(list(centres["trace_d"].values()))
     out["trace_d_spread"] = float(trace_d.max() / trace_d.min()) if (trace_d > 0).all() else math.nan
+    out["lmin_resolved"], out["num_runs"] = int(curvature["lambda_min_converged"].sum()), len(curvature)
     kw = {"level": LEVEL, "n_resamples": n_resamples, "seed": seed}
-    if RESNET in mean["lambda_max"] and NOSKIP in mean["lambda_max"]:
-        for name, col in (("lmax", "lambda_max"), ("ns", "normalized_sharpness")):
-            ratio = ratio_interval(curvature, col, NOSKIP, RESNET, **kw)
-            out[f"{name}_skip_ratio"], out[f"{name}_skip_ratio_ci"] = ratio.estimate, format_estimate(ratio)
+    for skip, twin in TWINS.items():
+        out[f"lmax_ratio_{KEYS[twin]}_ci"] = MISSING
+        if {skip, twin} <= set(curvature["architecture"]):
+            ratio = ratio_interval(curvature, "lambda_max", twin, skip, **kw)
+            out[f"lmax_ratio_{KEYS[twin]}_ci"] = format_estimate(ratio)
     mlp = curvature[curvature["architecture"] == MLP]
     out["certified_mlp"] = int(mlp["top_gap_certified"].sum())
-    out["mlp_rel_gap"] = float(mlp["relative_gap"].mean())
-    out["mlp_margin_ci"] = format_estimate(bootstrap_ci(mlp["gap_margin"].to_numpy(float), **kw))
-    out["mlp_bound_ci"] = format_estimate(bootstrap_ci(mlp["gap_bound"].to_numpy(float), **kw))
+    out["mlp_rel_gap"] = float(mlp["relative_gap"].mean()) if len(mlp) else math.nan
+    out["mlp_margin_ci"] = out["mlp_bound_ci"] = MISSING
+    if len(mlp) >= 2:
+        out["mlp_margin_ci"] = format_estimate(bootstrap_ci(mlp["gap_margin"].to_numpy(float), **kw))
+        out["mlp_bound_ci"] = format_estimate(bootstrap_ci(mlp["gap_bound"].to_numpy(float), **kw))
     out["mlp_top_residuals"] = float(mlp["top_residuals"].max()) if len(mlp) else math.nan
     out["gap_delta"], out["gap_resolution"] = GAP_EQUIVALENCE, RESOLUTION * GAP_EQUIVALENCE
     rho = trace_dimension_correlation(curvature, n_resamples=n_resamples, seed=seed)
     out |= {"rank_corr": rho.estimate, "rank_corr_ci": format_estimate(rho.interval), "rank_corr_p": rho.pvalue,
             "rank_corr_min_p": rho.min_pvalue, "num_architectures": rho.n}  # fmt: skip
     out["gap_at_c"] = int((curvature["largest_ratio_at"] == NUM_CLASSES).sum())
-    out["num_runs"] = len(curvature)
     return out
 
 
-def ruggedness_numbers(rugged: pd.DataFrame) -> dict:
-    """Glue values of the ruggedness table: mean and std of R on both windows (random direction) and the mean
-    count of local minima per architecture."""
+def roughness_numbers(rough: pd.DataFrame) -> dict:
+    """Glue values of the roughness table: per architecture the `seed_interval` of ρ (random directions, both
+    windows; eigenvector, wide window) as text, and the mean count of local minima along random slices."""
+    from ..stats import seed_interval as interval
+
     out = {}
-    for prefix, col in (("rugged", "R random, r=1"), ("rugged_local", "R random, local")):
-        mean, std = _per_architecture(rugged, col, "mean"), _per_architecture(rugged, col, "std")
-        for label, key in KEYS.items():
-            if label in mean:
-                out[f"{prefix}_{key}"], out[f"{prefix}_{key}_std"] = mean[label], _nan_to_zero(std[label])
-    minima = _per_architecture(rugged, "minima random, r=1", "mean")
-    out |= {f"minima_{key}": minima[label] for label, key in KEYS.items() if label in minima}
+    columns = {
+        "rough_local": "ρ random, local",
+        "rough_wide": "ρ random, wide",
+        "rough_eigen": "ρ eigenvector, wide",
+    }
+    for label, key in KEYS.items():
+        rows = rough[rough["architecture"] == label]
+        for prefix, col in columns.items():
+            values = rows[col].dropna().to_numpy(float)
+            out[f"{prefix}_{key}"] = format_estimate(interval(values)) if len(values) else MISSING
+    minima = _per_architecture(rough, "minima random, wide", "mean")
+    out |= {f"minima_{key}": minima.get(label, math.nan) for label, key in KEYS.items()}
     out["minima_max"] = max(minima.values()) if minima else math.nan
     return out
 
@@ -575,10 +652,11 @@ def barrier_numbers(barriers: pd.DataFrame) -> dict:
     err = _per_architecture(raw, "error barrier", "mean")
     out = {"ln_classes": math.log(NUM_CLASSES), "relative_barrier": RELATIVE_BARRIER}
     for label, key in KEYS.items():
-        if label in mean:
-            out |= {f"barrier_{key}": mean[label], f"barrier_{key}_std": _nan_to_zero(std[label]),
-                    f"rel_barrier_{key}": relative[label], f"peak_loss_{key}": peak[label],
-                    f"err_barrier_{key}": 100 * err[label]}  # fmt: skip
+        present = label in mean
+        out |= {f"barrier_{key}": mean.get(label, math.nan),
+                f"barrier_{key}_std": _nan_to_zero(std[label]) if present else math.nan,
+                f"rel_barrier_{key}": relative.get(label, math.nan), f"peak_loss_{key}": peak.get(label, math.nan),
+                f"err_barrier_{key}": 100 * err.get(label, math.nan)}  # fmt: skip
     aligned = barriers[(barriers["variant"] == "aligned") & (barriers["architecture"] == MLP)]
     out["barrier_mlp_aligned"] = float(aligned["loss barrier"].mean()) if len(aligned) else math.nan
     out["barrier_max"] = float(raw["loss barrier"].max()) if len(raw) else math.nan
@@ -613,13 +691,13 @@ def _by_seed(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
 def ratio_interval(frame: pd.DataFrame, column: str, numerator: str, denominator: str, *, level: float = LEVEL,
                    n_resamples: int = 2000, seed: int = 0):  # fmt: skip
     """The interval of the ratio of `column` of `numerator` to that of `denominator` over seeds
-    (`landscape.paper.stats.ratio_ci`): paired by seed for ResNet-18 and its twin (seeds both lack are dropped;
+    (`landscape.paper.stats.ratio_ci`): paired by seed for a ResNet and its twin (seeds both lack are dropped;
     the geometric mean of the paired ratios), unpaired otherwise (below 10 seeds the ratio of geometric means,
     Welch's t on the logs). The interval's ``estimate`` is the estimand its ``method`` names."""
     from ..stats import ratio_ci
 
     a, b = _by_seed(frame, column, numerator), _by_seed(frame, column, denominator)
-    paired = {numerator, denominator} == PAIRED
+    paired = frozenset({numerator, denominator}) in PAIRED
     if paired:
         common = a.index.intersection(b.index)
         a, b = a.loc[common], b.loc[common]
@@ -653,7 +731,7 @@ def compare(frame: pd.DataFrame, column: str, larger: str, smaller: str, trainin
     if len(a) == 0 or len(b) == 0 or (a <= 0).any() or (b <= 0).any():
         return not_testable(f"{column} needs positive values of both architectures for a ratio")
     interval = ratio_interval(frame, column, larger, smaller, **kw)
-    name = {col: display for display, col in CURVATURE_COLUMNS.items()}.get(column, column)
+    name = {col: display for display, col in PER_RUN_COLUMNS.items()}.get(column, column)
     return decide(interval, +1, 1.0, f"{name} {larger}/{smaller}")
 
 
@@ -666,33 +744,37 @@ def _claim(parts: Mapping[str, tuple], *, n_resamples: int, seed: int) -> Verdic
                     for name, args in parts.items()}, rule="conjunction")  # fmt: skip
 
 
-def verdict_mlp_smoother(rugged: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
+def verdict_mlp_smoother(rough: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
                          seed: int = 0) -> Verdict:  # fmt: skip
-    """Claim 1, "MLP landscapes are smoother": the random-direction ruggedness (r = 1) of every other
-    architecture is larger than the MLP's (old rule: the MLP's mean + std below every other's mean − std)."""
-    others = [label for label in ARCHITECTURES if label != MLP and label in set(rugged["architecture"])]
-    parts = {f"R {o} > MLP": (rugged, "R random, r=1", o, MLP, training) for o in others}
+    """Claim 1, "MLP landscapes are smoother": the roughness ρ of random slices on the local window (median over
+    each network's directions) of every other architecture is larger than the MLP's. Old rules: the MLP's mean +
+    std below every other's mean − std; then the same ratio test on the ruggedness TV(f − q)/TV(f), which
+    measured how non-quadratic a slice is rather than how rough, at unmatched training losses."""
+    others = [label for label in ARCHITECTURES if label != MLP and label in set(rough["architecture"])]
+    parts = {f"ρ {o} > MLP": (rough, "ρ random, local", o, MLP, training) for o in others}
     return _claim(parts, n_resamples=n_resamples, seed=seed)
 
 
 def _lambda_min_unresolved(curvature: pd.DataFrame, labels: Sequence[str]) -> str | None:
     rows = curvature[curvature["architecture"].isin(labels)]
-    unresolved = rows[rows["lambda_min"].abs() <= rows["lambda_min_residual"]]
+    unresolved = rows[~rows["lambda_min_converged"].astype(bool)]
     if len(unresolved):
-        return (f"λmin is within its Lanczos residual of 0 for {len(unresolved)} of {len(rows)} networks, so "
-                "|λmin/λmax| is not measured")  # fmt: skip
+        return (f"λmin is not resolved (residual above tol·|λmin|, the test valid at a bulk edge) for "
+                f"{len(unresolved)} of {len(rows)} networks, so |λmin/λmax| is not measured")  # fmt: skip
     return None
 
 
-def verdict_resnet_skips(curvature: pd.DataFrame, rugged: pd.DataFrame, training: pd.DataFrame, *,
+def verdict_resnet_skips(curvature: pd.DataFrame, rough: pd.DataFrame, training: pd.DataFrame, *,
                          n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
     """Claim 2, "ResNet-18 has stiff dominant eigenvalues but coherent valleys thanks to skip connections":
-    ResNet-18's λmax is larger than every other architecture's, and without skips the random-direction
-    ruggedness and |λmin/λmax| are larger (paired by seed). Old rule: point-estimate largest λmax and mean ± std
+    ResNet-18's λmax is larger than the MLP's, the twin's and the Transformer's (the founding comparison), and
+    without skips the roughness of random slices
+    on the wide window and |λmin/λmax| are larger (paired by seed). The |λmin/λmax| part is not testable unless
+    every λmin of both is resolved by the residual test. Old rule: point-estimate largest λmax and mean ± std
     separation, "partly supported" when some parts held."""
     parts = {f"λmax ResNet-18 > {o}": (curvature, "lambda_max", RESNET, o, training)
-             for o in ARCHITECTURES if o != RESNET}  # fmt: skip
-    parts["R no skips > skips"] = (rugged, "R random, r=1", NOSKIP, RESNET, training)
+             for o in (MLP, NOSKIP, TRANSFORMER) if o in set(curvature["architecture"])}  # fmt: skip
+    parts["ρ no skips > skips"] = (rough, "ρ random, wide", NOSKIP, RESNET, training)
     parts["|λmin/λmax| no skips > skips"] = (curvature, "convexity_ratio", NOSKIP, RESNET, training)
     unresolved = _lambda_min_unresolved(curvature, [RESNET, NOSKIP])
     level = family_level(LEVEL, len(parts))  # a part not measured still counts in the family
@@ -703,16 +785,60 @@ def verdict_resnet_skips(curvature: pd.DataFrame, rugged: pd.DataFrame, training
     }, rule="conjunction")  # fmt: skip
 
 
-def verdict_transformer(curvature: pd.DataFrame, rugged: pd.DataFrame, training: pd.DataFrame, *,
+def verdict_transformer(curvature: pd.DataFrame, rough: pd.DataFrame, training: pd.DataFrame, *,
                         n_resamples: int = 2000, seed: int = 0) -> Verdict:  # fmt: skip
     """Claim 3, "Transformers show near-zero average curvature but rugged local slices": the Transformer's
-    tr(H)/D is smaller and its local-window ruggedness larger than every other architecture's (old rule: the
-    point estimates are the smallest and largest of the four)."""
+    tr(H)/D is smaller and its roughness on the local window larger than every other architecture's (old rule:
+    the point estimates are the smallest and largest of the four)."""
     parts = {}
-    for o in (label for label in ARCHITECTURES if label != TRANSFORMER):
+    for o in (
+        label for label in ARCHITECTURES if label != TRANSFORMER and label in set(curvature["architecture"])
+    ):
         parts[f"tr(H)/D {o} > Transformer"] = (curvature, "trace_per_param", o, TRANSFORMER, training)
-        parts[f"local R Transformer > {o}"] = (rugged, "R random, local", TRANSFORMER, o, training)
+        parts[f"local ρ Transformer > {o}"] = (rough, "ρ random, local", TRANSFORMER, o, training)
     return _claim(parts, n_resamples=n_resamples, seed=seed)
+
+
+def skip_effect_by_depth(rough: pd.DataFrame, column: str = "ρ random, wide", *, level: float = LEVEL,
+                         n_resamples: int = 2000, seed: int = 0):  # fmt: skip
+    """How much more removing skips changes `column` at depth 18 than at depth 10: with the paired log-ratios
+    d_s = log(twin_s / ResNet_s) per seed at each depth, the interval of exp(mean d(18) − mean d(10)), the
+    ratio of the two depths' geometric-mean effects (`ratio_ci` on exp(d), unpaired: the depths share no
+    networks). Above 1: the skips matter more in the deeper network."""
+    from ..stats import ratio_ci
+
+    effects = []
+    for skip, twin in ((RESNET, NOSKIP), (RESNET10, NOSKIP10)):
+        a, b = _by_seed(rough, column, twin), _by_seed(rough, column, skip)
+        common = a.index.intersection(b.index)
+        effects.append((a.loc[common] / b.loc[common]).to_numpy(float))
+    return ratio_ci(effects[0], effects[1], level=level, n_resamples=n_resamples, seed=seed, paired=False)
+
+
+def verdict_skips_matter_more_when_deeper(rough: pd.DataFrame, training: pd.DataFrame, *, n_resamples: int = 2000,
+                                          seed: int = 0) -> Verdict:  # fmt: skip
+    """Claim 7 (Li et al. 2018, the depth dependence behind claim 2): removing the skips roughens the landscape,
+    and more so in the deeper network. Parts (`combine`, conjunction, at `family_level`): the twin's roughness
+    over its ResNet's (wide window, paired by seed) above 1 at depth 18, and the depth-18 effect over the
+    depth-10 effect (`skip_effect_by_depth`) above 1. Not testable when a pair's training losses are not
+    matched or a roughness is not positive."""
+    labels = set(rough["architecture"])
+    if not {RESNET10, NOSKIP10, RESNET, NOSKIP} <= labels:
+        return not_testable("needs both ResNet depths with their twins")
+    level = family_level(LEVEL, 2)
+    kw = {"level": level, "n_resamples": n_resamples, "seed": seed}
+    for skip, twin in TWINS.items():
+        confound = loss_confound(training, twin, skip, **kw)
+        if confound is not None:
+            return not_testable(confound)
+    column = "ρ random, wide"
+    if (rough[column] <= 0).any() or rough[column].isna().any():
+        return not_testable(f"{column} needs positive values for a ratio")
+    deeper = compare(rough, column, NOSKIP, RESNET, training, **kw)
+    ratio = skip_effect_by_depth(rough, column, **kw)
+    return combine({"ρ no skips > skips at depth 18": deeper,
+                    "effect at 18 > effect at 10": decide(ratio, +1, 1.0, "skip effect on ρ, depth 18/depth 10")},
+                   rule="conjunction")  # fmt: skip
 
 
 def verdict_mlp_repeated_top(curvature: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
@@ -730,10 +856,11 @@ def verdict_mlp_repeated_top(curvature: pd.DataFrame, *, n_resamples: int = 2000
       unresolved gap is no evidence of a repeated eigenvalue (a looser Lanczos tolerance would make it so);
     - NOT_SUPPORTED otherwise (resolved residuals, but a gap neither shown to be > 0 nor < δ).
 
-    Single-vector Lanczos sees one direction of each eigenspace, so an exactly repeated eigenvalue is returned
-    once: these Ritz values cannot show a multiplicity; the test is whether the top two distinct Ritz values
-    are separated. Old rule: supported when the margin's interval was below 0, i.e. whenever the gap was not
-    resolved.
+    The Ritz values come from block Lanczos with block size 2 (`measure_curvature`): a random 2-block sees an
+    eigenspace of dimension ≥ 2 twice, so a repeated λ1 would come back as θ1 ≈ θ2, and disjoint intervals show
+    that λ1 is simple (single-vector Lanczos returns a repeated eigenvalue once, so there they show only that
+    two distinct eigenvalues exist). Old rule: supported when the margin's interval was below 0, i.e. whenever
+    the gap was not resolved.
     """
     from ..stats import bootstrap_ci
 
@@ -774,8 +901,8 @@ def verdict_trace_grows_with_dimension(curvature: pd.DataFrame, training: pd.Dat
     the architectures (the groups), not over seeds: the exact permutation test of Spearman ρ(D, mean tr H)
     (`trace_dimension_correlation`) at 1 − `LEVEL` (two-sided): supported when p < 0.05 and ρ > 0, refuted when
     p < 0.05 and ρ < 0, not supported otherwise. Not testable when no ordering of the groups could reach
-    p < 0.05 (with 4 architectures the smallest two-sided p is 1/12) or when some pair of architectures is not at
-    matched training loss. Old rules: ρ > 0.5 as a point estimate; then a bootstrap interval over seeds, which
+    p < 0.05 (with 4 architectures the smallest two-sided p is 1/12, with 6 it is 1/360) or when some pair of
+    architectures is not at matched training loss. Old rules: ρ > 0.5 as a point estimate; then a bootstrap interval over seeds, which
     says how reliably these 4 means are ordered, not whether trace grows with D."""
     alpha = 1 - LEVEL
     rho = trace_dimension_correlation(curvature, n_resamples=n_resamples, seed=seed)
@@ -883,17 +1010,19 @@ def verdict_barriers_moderate(barriers: pd.DataFrame, *, n_resamples: int = 2000
 
 
 def verdicts(
-    training, curvature, rugged, barriers, *, n_resamples: int = 2000, seed: int = 0
+    training, curvature, rough, barriers, *, n_resamples: int = 2000, seed: int = 0
 ) -> dict[int, Verdict]:
-    """The six claims' verdicts, numbered as in the chapter."""
+    """The seven claims' verdicts, numbered as in the chapter (only networks that reached the target)."""
     kw = {"n_resamples": n_resamples, "seed": seed}
+    done = reached(training)
     return {
-        1: verdict_mlp_smoother(rugged, training, **kw),
-        2: verdict_resnet_skips(curvature, rugged, training, **kw),
-        3: verdict_transformer(curvature, rugged, training, **kw),
+        1: verdict_mlp_smoother(rough, done, **kw),
+        2: verdict_resnet_skips(curvature, rough, done, **kw),
+        3: verdict_transformer(curvature, rough, done, **kw),
         4: verdict_mlp_repeated_top(curvature, **kw),
-        5: verdict_trace_grows_with_dimension(curvature, training, **kw),
+        5: verdict_trace_grows_with_dimension(curvature, done, **kw),
         6: verdict_barriers_moderate(barriers, **kw),
+        7: verdict_skips_matter_more_when_deeper(rough, done, **kw),
     }
 
 
@@ -950,52 +1079,62 @@ def plot_spectra(curvature: pd.DataFrame):
     return fig
 
 
-def plot_slices(slices: pd.DataFrame):
-    """1-D slices on the wide window (one curve per seed, log scale) with their quadratic models (dotted): random
-    direction (top row) and top eigenvector (bottom row), one column per architecture."""
+def _grid(count: int, width: float, height: float):
     import matplotlib.pyplot as plt
 
+    cols = min(3, count)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height * rows), squeeze=False)
+    for ax in axes.ravel()[count:]:
+        ax.set_visible(False)
+    return fig, axes.ravel()[:count]
+
+
+def plot_slices(slices: pd.DataFrame):
+    """1-D slices on the wide window, one panel per architecture: the loss rise f(α) − f(0) against α/a (the
+    window scaled by the direction's curvature, so the quadratic model rises by ½w² at the ends whatever the
+    curvature) along the first random direction (solid, one curve per seed) and the top eigenvector (dashed),
+    with the smooth degree-4 fit of each (thin black)."""
     labels, colors = _labels(slices), _colors()
-    fig, axes = plt.subplots(2, len(labels), figsize=(12, 5.5), sharex=True, squeeze=False)
+    fig, axes = _grid(len(labels), 11, 3.2)
     wide = slices[slices["window"] == "wide"]
-    for col, label in enumerate(labels):
-        for row, name in enumerate(("random", "eigen")):
-            ax, curves = axes[row, col], wide[(wide["architecture"] == label) & (wide["direction"] == name)]
-            for _, v in curves.iterrows():
-                ax.plot(v["alphas"], v["losses"], color=colors[label], alpha=0.8)
-                ax.plot(v["alphas"], v["quadratic"], color="k", ls=":", lw=0.8)
-            ax.set(
-                yscale="log", title=f"{label}\n{'random (filter-norm.)' if row == 0 else 'top eigenvector'}"
+    for ax, label in zip(axes, labels, strict=True):
+        rows = wide[(wide["architecture"] == label) & wide["direction"].isin(["eigen", "random 0"])]
+        for _, v in rows.iterrows():
+            alphas, losses = np.asarray(v["alphas"]), np.asarray(v["losses"])
+            u, centre = alphas / v["radius"], losses[len(losses) // 2]
+            ax.plot(
+                u, losses - centre, color=colors[label], ls="--" if v["kind"] == "eigen" else "-", alpha=0.8
             )
-            ax.set_ylim(top=10 * max(max(v) for v in curves["losses"]))
-            if row == 1:
-                ax.set_xlabel(r"$\alpha$")
-        axes[0, 0].set_ylabel("loss")
-        axes[1, 0].set_ylabel("loss")
+            ax.plot(u, np.asarray(v["smooth"]) - centre, color="k", lw=0.6, alpha=0.6)
+        rise = WINDOWS["wide"] ** 2 / 2
+        ax.axhline(rise, color="grey", ls=":", lw=0.8)
+        ax.set(title=label, xlabel=r"$\alpha / a$", ylabel=r"$f(\alpha) - f(0)$")
+    axes[0].text(0.02, 0.95, "solid: random\ndashed: eigenvector", transform=axes[0].transAxes, va="top",
+                 fontsize=9)  # fmt: skip
+    fig.tight_layout()
     return fig
 
 
 def plot_planes(planes: pd.DataFrame):
     """Filled loss contours of each architecture's 2-D slice on one shared set of log-spaced levels (one
     colourbar for all panels, so colours compare across architectures), the trained network at the centre (+)."""
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
 
-    fig, axes = plt.subplots(1, len(planes), figsize=(12, 3.4), squeeze=False)
+    fig, axes = _grid(len(planes), 11, 3.3)
     every = np.concatenate([np.ravel(p) for p in planes["losses"]])
     low, high = max(float(every.min()), 1e-4), float(every.max())
     levels = np.logspace(np.log10(low), np.log10(high), 16)
     norm = LogNorm(vmin=low, vmax=high)
     image = None
-    for ax, (_, p) in zip(axes[0], planes.iterrows(), strict=True):
+    for ax, (_, p) in zip(axes, planes.iterrows(), strict=True):
         losses, grid = np.clip(np.array(p["losses"]), low, high), np.array(p["grid"])
         image = ax.contourf(grid, grid, losses.T, levels=levels, norm=norm, cmap="viridis")
         ax.contour(grid, grid, losses.T, levels=levels, colors="k", linewidths=0.3, alpha=0.5)
         ax.plot(0, 0, "r+", ms=8)
-        ax.set(title=p["architecture"], xlabel=r"$\alpha$", aspect="equal")
+        ax.set(title=p["architecture"], xlabel=r"$\alpha$", ylabel=r"$\beta$", aspect="equal")
         ax.grid(False)
-    axes[0, 0].set_ylabel(r"$\beta$")
-    bar = fig.colorbar(image, ax=axes[0].tolist(), label="training loss (shared log levels)", shrink=0.9,
+    bar = fig.colorbar(image, ax=list(axes), label="training loss (shared log levels)", shrink=0.9,
                        ticks=levels[::3], format="%.3g")  # fmt: skip
     bar.minorticks_off()
     return fig
@@ -1039,24 +1178,31 @@ def plot_barriers(barriers: pd.DataFrame):
     return fig
 
 
-def plot_ruggedness(rugged: pd.DataFrame):
-    """Ruggedness per architecture (geometric mean over seeds with its 95 % interval, `seed_interval`; log axis,
-    the values span decades), random direction dark and top eigenvector light, on the wide (left) and local
-    (right) windows."""
+def plot_roughness(rough: pd.DataFrame):
+    """Roughness ρ per architecture (geometric mean over seeds with its 95 % interval, `seed_interval`; log axis,
+    the values span decades), random directions (median per network) dark and the top eigenvector light, on
+    the local (left) and wide (right) curvature-scaled windows."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     colors, width = _colors(), 0.38
-    grouped, labels = rugged.groupby("architecture"), _labels(rugged)
-    for ax, window, title in zip(axes, ("r=1", "local"), ("window r = 1", f"local window r = {LOCAL_RADIUS}"),
-                                 strict=True):  # fmt: skip
+    grouped, labels = rough.groupby("architecture"), _labels(rough)
+    for ax, window in zip(axes, ("local", "wide"), strict=True):
         for j, (name, shift) in enumerate((("random", -width / 2), ("eigenvector", width / 2))):
-            col = f"R {name}, {window}"
+            col = f"ρ {name}, {window}"
             values = [grouped.get_group(label)[col].dropna().to_numpy(float) for label in labels]
-            _seed_bars(ax, np.arange(len(labels)) + shift, values, width=width, label=name,
+            floor = [
+                np.maximum(v, 1e-16) for v in values
+            ]  # a bowl scores 0 up to rounding: keep it on a log axis
+            _seed_bars(ax, np.arange(len(labels)) + shift, floor, width=width, label=name,
                        color=[colors[label] for label in labels], alpha=1.0 if j == 0 else 0.5, edgecolor="k",
                        linewidth=0.5)  # fmt: skip
         ax.set_xticks(range(len(labels)), [a.replace(", ", "\n") for a in labels], fontsize=9)
-        ax.set(ylabel=r"ruggedness $TV(f-q)/TV(f)$", title=title, yscale="log")
-    axes[0].legend(title="dark: random, light: top eigenvector", title_fontsize=9)
+        rise = WINDOWS[window] ** 2 / 2
+        ax.set(
+            ylabel=r"roughness $\rho$",
+            yscale="log",
+            title=f"{window} window (quadratic rise {format_number(rise)})\ndark: random, light: top eigenvector",
+        )
+    fig.tight_layout()
     return fig

@@ -8,8 +8,9 @@ summaries, plots and verdict rules live in `landscape.paper.experiments.rq2`, so
 Kinds of measurement (``settings["probe"]``):
 
 - ``"curvature"``: `landscape.geometry.measure_curvature` on the first ``hessian_samples`` training samples.
-- ``"slices"``: 1-D slices with their ruggedness along a filter-normalised random direction and the
-  filter-normalised top Hessian eigenvector, on every window of `WINDOWS`.
+- ``"slices"``: the roughness (`landscape.ruggedness.slice_roughness`) of 1-D slices along ``directions``
+  filter-normalised random directions and along the top Hessian eigenvector itself (unit norm, not normalised
+  afterwards, so the slice runs along a true eigenvector), on every curvature-scaled window of `WINDOWS`.
 - ``"plane"``: a 2-D slice on a filter-normalised random plane, α, β ∈ [−`PLANE_RADIUS`, `PLANE_RADIUS`].
 - ``"barrier"``: the loss on the line between two seeds on the first ``eval_samples`` training samples (raw,
   and after weight-matching alignment when ``settings["aligned"]``).
@@ -24,7 +25,6 @@ from ...results import load_run
 __all__ = [
     "ADAPTIVE_RADIUS",
     "DEPENDS_ON",
-    "LOCAL_RADIUS",
     "PLANE_RADIUS",
     "PROBES",
     "WINDOWS",
@@ -32,8 +32,9 @@ __all__ = [
 ]
 
 ADAPTIVE_RADIUS = 0.01  # adaptive ℓ∞ sharpness: each weight moves by at most 1% of its magnitude
-LOCAL_RADIUS = 0.1  # the local slice window α ∈ [−0.1, 0.1]
-WINDOWS = {"wide": 1.0, "local": LOCAL_RADIUS}  # slice windows: name → radius r of α ∈ [−r, r]
+# roughness windows: name → w, the slice spans α ∈ [−w/√(dᵀHd), w/√(dᵀHd)], where the quadratic model rises by
+# ½w² (0.125 and 2 nats): the local scale of a step, and the scale of Li et al.'s plots
+WINDOWS = {"local": 0.5, "wide": 2.0}
 PLANE_RADIUS = 1.0  # the 2-D slice covers α, β ∈ [−1, 1]
 PROBES = ("curvature", "slices", "plane", "barrier")
 # the code every cached result of this chapter runs beyond the probes (the probes are always included)
@@ -59,25 +60,23 @@ def _curvature(model, loss_fn, s: Mapping) -> dict:
 
 
 def _slices(model, loss_fn, s: Mapping) -> dict:
-    import torch
-
-    from ... import HessianOperator, normalize_direction, random_direction, ruggedness, top_eigenvalues
-    from ...ruggedness import count_local_minima
+    from ... import HessianOperator, random_direction, slice_roughness, top_eigenvalues
 
     data = _samples(s["hessian_samples"])
-    random_dir = random_direction(model, "filter", seed=s["seed"])
     top = top_eigenvalues(HessianOperator(model, loss_fn, data), 1, tol=s["tol"], seed=s["seed"])
-    eigen_dir = normalize_direction(model, top.vectors[:, 0], "filter")
-    out = {}
-    for name, direction in (("random", random_dir), ("eigen", eigen_dir)):
-        for window, radius in s["windows"].items():
-            alphas = torch.linspace(-radius, radius, s["points"], dtype=torch.float64)
-            rough = ruggedness(model, loss_fn, data, direction, alphas)
-            out[f"{name}_{window}"] = {
-                "ruggedness": rough.value, "local_minima": count_local_minima(rough.losses),
-                "alphas": alphas.tolist(), "losses": rough.losses.tolist(), "quadratic": rough.quadratic.tolist(),
-            }  # fmt: skip
-    return out
+    directions = {"eigen": top.vectors[:, 0]}
+    for i in range(s["directions"]):
+        directions[f"random {i}"] = random_direction(model, "filter", seed=1000 * s["seed"] + i)
+    rows = []
+    for name, direction in directions.items():
+        for window, w in s["windows"].items():
+            rough = slice_roughness(model, loss_fn, data, direction, window=w, points=s["points"])
+            rows.append({
+                "direction": name, "kind": name.split()[0], "window": window, "roughness": rough.value,
+                "local_minima": rough.local_minima, "curvature": rough.curvature, "radius": rough.radius,
+                "alphas": rough.alphas.tolist(), "losses": rough.losses.tolist(), "smooth": rough.smooth.tolist(),
+            })  # fmt: skip
+    return {"slices": rows, "lambda_max": float(top.values[0])}
 
 
 def _plane(model, loss_fn, s: Mapping) -> dict:
@@ -113,8 +112,9 @@ def measure_task(settings: Mapping) -> dict:
     run store ``settings.get("root")``, the default store when absent), uncached: `run_cached` caches it.
 
     Returns:
-        curvature: every `CurvatureProfile` field; slices: {"<direction>_<window>": ruggedness, local_minima,
-        alphas, losses, quadratic}; plane: grid, losses; barrier: {"raw" (and "aligned"): height, instability,
+        curvature: every `CurvatureProfile` field; slices: {"slices": one row per direction and window
+        (direction, kind, window, roughness, local_minima, curvature, radius, alphas, losses, smooth),
+        "lambda_max"}; plane: grid, losses; barrier: {"raw" (and "aligned"): height, instability,
         losses, alphas}.
     """
     from ...train import loss_function
