@@ -17,9 +17,19 @@ from landscape.paper.experiments import validation_tasks as vt
 from landscape.paper.glue import format_estimate
 from landscape.trace import TRACE_METHODS
 
+TOY_OPERATING = {"width": 4, "target_loss": 0.05, "max_steps": 5, "hessian_samples": 16, "k": 2, "tol": 1e-2,
+                 "trace_matvecs": 4, "slq_probes": 2, "slq_steps": 4, "ref_tol": 1e-8, "ref_trace": 12,
+                 "ref_slq_probes": 2, "ref_slq_steps": 8}  # fmt: skip
+TOY_SYNTHETIC = {
+    "dim": 200,
+    "tol": 1e-3,
+    "lambda_min_matvecs": 60,
+    "curvatures": [1.0, 100.0],
+    "amplitudes": [0.1],
+}
 TOY = v.Sizes(in_dim=3, hidden=(4,), relu_hidden=(4, 4), num_classes=2, num_samples=24, train_steps=5, k=2,
               budgets=(6, 12), trace_seeds=3, slq_probes=2, slq_steps=5, alphas=(0.5, 1.0, 2.0), n_resamples=100,
-              threads=1, workers=1)  # fmt: skip
+              threads=1, workers=1, operating=TOY_OPERATING, synthetic=TOY_SYNTHETIC)  # fmt: skip
 
 
 def test_profiles_are_complete_and_runnable():
@@ -36,14 +46,18 @@ def test_profiles_are_complete_and_runnable():
 
 
 def test_task_settings_name_what_the_result_depends_on():
-    spectrum, *traces, rescaling = v.task_settings(TOY, 0)
+    spectrum, *traces, rescaling, operating, synthetic = v.task_settings(TOY, 0)
     assert [t["kind"] for t in v.task_settings(TOY, 0)] == [
         "spectrum",
         "trace",
         "trace",
         "trace",
         "rescaling",
+        "operating",
+        "synthetic",
     ]
+    assert operating == {"kind": "operating", **TOY_OPERATING, "seed": 0}
+    assert synthetic["dim"] == 200
     assert [t["method"] for t in traces] == list(TRACE_METHODS)
     for key in ("threads", "workers", "n_resamples", "alphas"):
         assert key not in spectrum
@@ -76,7 +90,7 @@ def toy(tmp_path_factory):
 
 def test_measure_end_to_end_at_toy_size(toy):
     cache, m = toy
-    assert len(list(cache.glob("*.json"))) == 5
+    assert len(list(cache.glob("*.json"))) == 7
     num_params = 3 * 4 + 4 + 4 * 2 + 2
     assert m.problem["num_params"] == num_params
     assert m.exact.shape == (num_params,)
@@ -91,6 +105,15 @@ def test_measure_end_to_end_at_toy_size(toy):
     assert 0 <= m.density["slq_l1"] <= 2
     assert m.rescaling["alpha"].tolist() == [0.5, 1.0, 2.0]
     np.testing.assert_allclose(m.rescaling["normalized_sharpness"], m.rescaling["normalized_sharpness"][1])
+    op = m.operating
+    assert op["network"]["num_params"] == 40 * 4 + 4 + 4 * 4 + 4 + 4 * 10 + 10
+    assert len(op["chapter"]["top_eigenvalues"]) == len(op["reference"]["top_eigenvalues"]) == 2
+    # the float64 reference converges (to 1e-8 by the gap test); float32 at tol 1e-2 agrees with it to that order
+    assert op["reference"]["converged"]
+    assert v.operating_numbers(op)["op_topk_error"] < 1e-1
+    syn = m.synthetic
+    assert syn["bulk_edge"]["true_min"] == pytest.approx(-1e-3, rel=0.05)
+    assert len(syn["roughness"]) == 2
 
 
 def test_measure_reads_the_cache_back(toy, monkeypatch):
@@ -111,9 +134,10 @@ def test_chapter_checks_at_toy_size(toy):
     _, m = toy
     methods = v.trace_method_summary(m.trace, n_resamples=200)
     groups = v.chapter_check_groups(m, methods)
-    assert list(groups) == ["operator", "eigenvalues", "trace rates", "trace error bars", "SLQ", "rescaling"]
+    assert list(groups) == ["operator", "eigenvalues", "trace rates", "trace error bars", "SLQ", "rescaling",
+                            "operating regime", "known answers"]  # fmt: skip
     checks = v.chapter_checks(m, methods)
-    assert len(checks) == 15
+    assert len(checks) == 25
     assert checks == [c for group in groups.values() for c in group]
     by_name = {c.name: c for c in checks}
     assert by_name["HessianOperator products against the dense Hessian (relative difference)"].passed
@@ -268,8 +292,67 @@ def test_trace_method_summary_with_enough_seeds_bootstraps_and_finds_optimism():
                        trace=_hand_errors(30), trace_operator_diff=0.0, density={"slq_l1": 0.01},
                        rescaling=pd.DataFrame({"alpha": [0.5, 1.0, 2.0], "loss": [1.0] * 3,
                                                "lambda_max": [1.0, 4.0, 16.0],
-                                               "normalized_sharpness": [2.0] * 3}))  # fmt: skip
+                                               "normalized_sharpness": [2.0] * 3}),
+                       operating=hand_operating(), synthetic=hand_synthetic())  # fmt: skip
     groups = v.chapter_check_groups(m, methods)
     assert [c.outcome for c in groups["trace rates"]] == ["pass", "pass"]  # −½ meets −½, −1 meets ≤ −½
     assert [c.outcome for c in groups["trace error bars"]] == ["fail", "fail"]
     assert v.group_outcomes(groups)["outcome_trace_error_bars"].startswith("0 of 2 checks pass; failing:")
+
+
+def hand_operating(erank: float = 105.0, lmin_ref: float = -0.012) -> dict:
+    """An operating-regime result by hand: the chapter within 5e-4 of the reference on λ1, λ2."""
+    chapter = {"top_eigenvalues": [10.005, 4.998], "residuals": [0.01, 0.01], "lambda_min": -0.01,
+               "lambda_min_residual": 0.005, "lambda_min_converged": False, "trace": 50.0, "trace_stderr": 2.0,
+               "negative_mass": 0.2, "negative_mass_stderr": 0.02, "effective_rank": erank}  # fmt: skip
+    reference = {"top_eigenvalues": [10.0, 5.0], "residuals": [1e-9, 1e-9], "lambda_min": lmin_ref,
+                 "lambda_min_residual": 1e-4, "trace": 52.0, "trace_stderr": 0.1, "negative_mass": 0.22,
+                 "negative_mass_stderr": 0.005, "effective_rank": 100.0}  # fmt: skip
+    return {"tol": 1e-3, "network": {"num_params": 1000, "train_loss": 0.05, "steps": 10, "status": "reached",
+                                     "hessian_samples": 16}, "chapter": chapter, "reference": reference}  # fmt: skip
+
+
+def hand_synthetic(gap_converged: bool = True) -> dict:
+    return {
+        "repeated": {"1": {"values": [5.0, 5.0, 3.0], "residuals": [1e-4, 5e-3, 1e-5]},
+                     "2": {"values": [5.000004, 4.999996, 3.0], "residuals": [1e-3, 1e-4, 1e-2]}},
+        "bulk_edge": {"true_min": -1e-3, "gap": {"value": 1e-4, "residual": 0.05, "converged": gap_converged},
+                      "residual": {"value": -0.000999, "residual": 4e-6, "converged": False}},
+        "roughness": [{"curvature": c, "amplitude": 0.1, "roughness": 0.16, "closed_form": 0.18} for c in (1.0, 100.0)],
+    }  # fmt: skip
+
+
+def test_operating_checks_and_numbers_by_hand():
+    op = hand_operating()
+    checks = {c.name.split(",")[0].split(":")[0]: c for c in v.operating_checks(op)}
+    assert checks["top-2 eigenvalues (float32"].passed  # 5e-4 ≤ 10 × 1e-3
+    assert checks["λmin"].passed  # −0.012 inside −0.01 ± 0.005
+    assert checks["tr(H)"].passed  # |50 − 52| / √(4 + 0.01) ≈ 1 ≤ 3
+    assert checks["negative mass"].passed  # 0.02 / 0.0206 ≈ 1
+    assert checks["effective rank"].passed  # 5 %
+    failing = {
+        c.name.split(",")[0].split(":")[0]: c.passed for c in v.operating_checks(hand_operating(150.0, -0.02))
+    }
+    assert failing["effective rank"] is False
+    assert failing["λmin"] is False
+    numbers = v.operating_numbers(op)
+    assert numbers["op_topk_error"] == pytest.approx(5e-4)
+    assert numbers["op_erank_error"] == pytest.approx(0.05)
+    assert numbers["op_lmin_converged"] == "not resolved"
+    table = v.operating_table(op)
+    assert table["quantity"].tolist() == ["λ1", "λ2", "λmin", "tr(H)", "negative mass", "effective rank"]
+
+
+def test_synthetic_checks_and_numbers_by_hand():
+    syn = hand_synthetic()
+    assert [c.passed for c in v.synthetic_checks(syn)] == [True, True, True, True, True]
+    numbers = v.synthetic_numbers(syn)
+    assert (numbers["repeated_certified1"], numbers["repeated_certified2"]) == ("no", "no")
+    assert numbers["edge_gap_converged"] == "accepted"
+    assert numbers["edge_residual_converged"] == "not accepted"
+    assert numbers["rough_deviation"] == pytest.approx(0.02 / 0.18)
+    assert numbers["rough_spread"] == 0.0
+    wrong = hand_synthetic()
+    # accepted with a residual that meets tol·|θ|, yet half the true value: a missed eigenvalue below it
+    wrong["bulk_edge"]["residual"] = {"value": -5e-4, "residual": 4e-7, "converged": True}
+    assert v.synthetic_checks(wrong)[1].passed is False

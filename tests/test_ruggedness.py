@@ -47,7 +47,8 @@ def test_a_rippled_bowl_matches_the_closed_form_whatever_its_curvature(amplitude
 
 def test_roughness_grows_with_amplitude_and_ignores_slow_waves():
     rough = [roughness(*rippled_bowl(1.0, a, cycles=12.0))[0] for a in (0.0, 0.01, 0.05, 0.2)]
-    assert rough == sorted(rough) and rough[0] < 1e-20 < rough[1]
+    assert rough == sorted(rough)
+    assert rough[0] < 1e-20 < rough[1]
     # a quarter cycle over the window is smooth at this scale: the quartic fit absorbs almost all of it
     slow = roughness(*rippled_bowl(1.0, 0.2, cycles=0.25))[0]
     assert slow < 1e-3 * roughness(*rippled_bowl(1.0, 0.2, cycles=12.0))[0]
@@ -121,7 +122,9 @@ def test_slice_roughness_leaves_the_model_unchanged_and_checks_its_input():
     before = snapshot(model)
     flat = torch.randn(sum(p.numel() for p in model.parameters()), generator=torch.Generator().manual_seed(0))
     out = slice_roughness(model, F.cross_entropy, (x, y), flat.double(), points=11)
-    assert out.losses.shape == (11,) and 0 <= out.value <= 1 and out.local_minima >= 0
+    assert out.losses.shape == (11,)
+    assert 0 <= out.value <= 1
+    assert out.local_minima >= 0
     assert_unchanged(model, before)
     with pytest.raises(ValueError, match="window must be a positive number, got 0"):
         slice_roughness(model, F.cross_entropy, (x, y), flat.double(), window=0)

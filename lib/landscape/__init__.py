@@ -40,7 +40,13 @@ from .flatness import (
     pac_bayes_sigma,
     worst_case_sharpness,
 )
-from .geometry import CurvatureProfile, convexity_interval, measure_curvature, outlier_count, top_gap_certified
+from .geometry import (
+    CurvatureProfile,
+    convexity_interval,
+    measure_curvature,
+    outlier_count,
+    top_gap_certified,
+)
 from .interpolation import Barrier, interpolation_barrier, recompute_batchnorm_statistics
 from .models import MLP, ResNet18, Transformer, build_model, count_parameters
 from .operators import (

@@ -22,6 +22,7 @@ verdict text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ import pandas as pd
 
 from ...trace import TRACE_METHODS
 from .. import probe_checks as pc
-from ..glue import format_estimate
+from ..glue import format_estimate, format_number
 from . import validation_tasks as vt
 from .common import run_cached
 
@@ -79,23 +80,39 @@ class Sizes:
     slq_probes: int  # SLQ probe vectors
     slq_steps: int  # Lanczos steps per SLQ probe
     alphas: tuple[float, ...]  # Dinh rescaling factors (must include 1, the reference)
+    operating: (
+        Mapping  # the `validation_tasks.operating` settings (network, chapter budgets, reference budgets)
+    )
+    synthetic: Mapping  # the `validation_tasks.synthetic` settings (dimension, tolerance, roughness grid)
     n_resamples: int  # bootstrap resamples of every interval over seeds
     threads: int | None  # torch threads per task (None: leave the process's setting)
     workers: int | None  # Dask workers: 1 runs in this process, None one per core
 
 
+# The operating regime of RQ2's curvature profiles (k, tol, Hutchinson and SLQ budgets, 256 samples, the target
+# loss), on an MNIST-1D MLP of D ≈ 10⁵ in float32, against float64 references of much larger budgets.
+OPERATING = {"width": 300, "target_loss": 0.05, "max_steps": 8000, "hessian_samples": 256, "k": 20, "tol": 1e-3,
+             "trace_matvecs": 40, "slq_probes": 4, "slq_steps": 40, "ref_tol": 1e-8, "ref_trace": 600,
+             "ref_slq_probes": 16, "ref_slq_steps": 150}  # fmt: skip
+SYNTHETIC = {"dim": 100_000, "tol": 1e-3, "lambda_min_matvecs": 60, "curvatures": [0.01, 1.0, 100.0],
+             "amplitudes": [0.01, 0.03, 0.1, 0.3]}  # fmt: skip
 PROFILES = {
     "smoke": Sizes(in_dim=6, hidden=(12,), relu_hidden=(12, 12), num_classes=3, num_samples=128,
                    train_steps=150, k=3, budgets=(12, 24, 48), trace_seeds=4, slq_probes=2, slq_steps=30,
-                   alphas=(0.1, 1.0, 10.0), n_resamples=500, threads=1, workers=1),
+                   alphas=(0.1, 1.0, 10.0), n_resamples=500, threads=1, workers=1,
+                   operating={**OPERATING, "width": 24, "target_loss": 1.0, "max_steps": 400, "hessian_samples": 64,
+                              "k": 4, "tol": 1e-2, "trace_matvecs": 8, "slq_probes": 2, "slq_steps": 12,
+                              "ref_trace": 60, "ref_slq_probes": 4, "ref_slq_steps": 40},
+                   synthetic={**SYNTHETIC, "dim": 2000, "curvatures": [0.01, 100.0], "amplitudes": [0.03, 0.3]}),
     "paper": Sizes(in_dim=12, hidden=(24, 24), relu_hidden=(24, 24), num_classes=4, num_samples=1024,
                    train_steps=300, k=5, budgets=(8, 16, 32, 64, 128, 256, 512), trace_seeds=100,
                    slq_probes=8, slq_steps=80, alphas=tuple(np.logspace(-2, 2, 9).tolist()), n_resamples=2000,
-                   threads=1, workers=None),
+                   threads=1, workers=None, operating=OPERATING, synthetic=SYNTHETIC),
     "full": Sizes(in_dim=32, hidden=(64, 64), relu_hidden=(64, 64), num_classes=10, num_samples=4096,
                   train_steps=1000, k=10, budgets=(8, 16, 32, 64, 128, 256, 512, 1024, 2048), trace_seeds=200,
                   slq_probes=16, slq_steps=150, alphas=tuple(np.logspace(-3, 3, 13).tolist()), n_resamples=5000,
-                  threads=None, workers=None),
+                  threads=None, workers=None, operating={**OPERATING, "k": 30, "tol": 1e-4, "ref_trace": 2000},
+                  synthetic=SYNTHETIC),
 }  # fmt: skip
 
 OPERATOR_TOL = 1e-10  # HessianOperator products against the dense Hessian (relative)
@@ -103,6 +120,9 @@ LANCZOS_MAX_ERROR = 1e-6  # the Lanczos check: largest relative eigenvalue error
 COPIES_TOL = 1e-2  # the undeflated-power check: values within this of λmax are copies of it
 TRACE_OPERATOR_TOL = 1e-8  # trace estimates through HessianOperator against the dense matrix (relative)
 SLQ_L1_TOL = 0.1  # the SLQ check: L¹ distance to the exact smoothed density (out of 2)
+TOPK_FACTOR = 10  # operating regime: top-k relative error within 10 × the chapters' tol
+ERANK_TOL = 0.1  # operating regime: effective rank within 10 % of the reference to count as validated
+ROUGHNESS_TOL = 0.2  # synthetic slices: roughness within 20 % of the continuous closed form on 41 points
 GLUE_NAMES = {"hutchinson": "hutchinson", "hutch++": "hutchpp", "xtrace": "xtrace"}  # glue-key suffixes
 LABELS = {"hutchinson": "Hutchinson", "hutch++": "Hutch++", "xtrace": "XTrace"}  # the estimators in the text
 DEPENDS_ON = (vt, pc)  # the code the tasks run (beyond the probes): not this module
@@ -135,6 +155,8 @@ def task_settings(sizes: Sizes, seed: int) -> list[dict]:
            "trace_seeds": sizes.trace_seeds, "seed": int(seed)} for method in TRACE_METHODS),
         {"kind": "rescaling", "testbed": testbed_settings(sizes, "relu", seed), "alphas": list(sizes.alphas),
          "seed": int(seed)},
+        {"kind": "operating", **sizes.operating, "seed": int(seed)},
+        {"kind": "synthetic", **sizes.synthetic, "seed": int(seed)},
     ]  # fmt: skip
 
 
@@ -153,6 +175,8 @@ class Measurements:
         density: the SLQ nodes, weights, grid, density, the exact smoothed density, sigma and its numbers
             (slq_l1, slq_trace_rel_error, slq_erank, exact_erank).
         rescaling: `rescaling_study` table of the ReLU testbed.
+        operating: the `validation_tasks.operating` result (network, chapter, reference).
+        synthetic: the `validation_tasks.synthetic` result (repeated, bulk_edge, roughness).
     """
 
     problem: dict
@@ -162,6 +186,8 @@ class Measurements:
     trace_operator_diff: float
     density: dict
     rescaling: pd.DataFrame
+    operating: dict
+    synthetic: dict
 
 
 def measure(sizes: Sizes, seed: int, cache: str | Path, *, progress: bool = False) -> Measurements:
@@ -169,7 +195,7 @@ def measure(sizes: Sizes, seed: int, cache: str | Path, *, progress: bool = Fals
     settings = task_settings(sizes, seed)
     results = run_cached(vt.measurement, settings, cache=cache, depends_on=DEPENDS_ON, workers=sizes.workers,
                          threads=sizes.threads, desc="validation tasks", progress=progress)  # fmt: skip
-    spectrum, *traces, rescaling = results
+    spectrum, *traces, rescaling, operating, synthetic = results
     density = {k: np.asarray(v) if isinstance(v, list) else v for k, v in spectrum["density"].items()}
     return Measurements(
         problem=spectrum["problem"],
@@ -179,6 +205,8 @@ def measure(sizes: Sizes, seed: int, cache: str | Path, *, progress: bool = Fals
         trace_operator_diff=max(t["operator_diff"] for t in traces),
         density=density,
         rescaling=pd.DataFrame(rescaling["rescaling"]),
+        operating=operating,
+        synthetic=synthetic,
     )
 
 
@@ -309,6 +337,74 @@ def calibration_summary(methods: pd.DataFrame) -> str:
     return _join([f"{words.get(finding, finding)} for {_join(names)}" for finding, names in groups.items()])
 
 
+def operating_table(operating: Mapping) -> pd.DataFrame:
+    """The chapters' probes (float32, their budgets) next to the float64 reference on the same weights, one row
+    per quantity: the chapter's value and error bar, the reference's, and the relative difference."""
+    c, r = operating["chapter"], operating["reference"]
+    rows = [{"quantity": f"λ{i + 1}", "chapter": a, "chapter error bar": ra, "reference": b, "reference error bar": rb}
+            for i, (a, ra, b, rb) in enumerate(zip(c["top_eigenvalues"], c["residuals"], r["top_eigenvalues"],
+                                                   r["residuals"], strict=True))]  # fmt: skip
+    rows += [
+        {"quantity": "λmin", "chapter": c["lambda_min"], "chapter error bar": c["lambda_min_residual"],
+         "reference": r["lambda_min"], "reference error bar": r["lambda_min_residual"]},
+        {"quantity": "tr(H)", "chapter": c["trace"], "chapter error bar": c["trace_stderr"], "reference": r["trace"],
+         "reference error bar": r["trace_stderr"]},
+        {"quantity": "negative mass", "chapter": c["negative_mass"], "chapter error bar": c["negative_mass_stderr"],
+         "reference": r["negative_mass"], "reference error bar": r["negative_mass_stderr"]},
+        {"quantity": "effective rank", "chapter": c["effective_rank"], "chapter error bar": math.nan,
+         "reference": r["effective_rank"], "reference error bar": math.nan},
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame["relative difference"] = (frame["chapter"] - frame["reference"]).abs() / frame["reference"].abs()
+    return frame
+
+
+def operating_numbers(operating: Mapping) -> dict:
+    """Glue values of the operating-regime comparison: the network (D, samples, loss, steps), the largest
+    relative error of the top-k, λmin of both with their residuals, and the relative differences of the trace,
+    negative mass and effective rank."""
+    c, r, net = operating["chapter"], operating["reference"], operating["network"]
+    table = operating_table(operating).set_index("quantity")
+    top = table.loc[[f"λ{i + 1}" for i in range(len(c["top_eigenvalues"]))]]
+    return {
+        "op_dim": net["num_params"], "op_samples": net["hessian_samples"], "op_loss": net["train_loss"],
+        "op_k": len(c["top_eigenvalues"]), "op_topk_error": float(top["relative difference"].max()),
+        "op_ref_residual": float(max(r["residuals"]) / r["top_eigenvalues"][0]),
+        "op_lmin": c["lambda_min"], "op_lmin_residual": c["lambda_min_residual"],
+        "op_lmin_converged": "resolved" if c["lambda_min_converged"] else "not resolved",
+        "op_ref_lmin": r["lambda_min"], "op_ref_lmin_residual": r["lambda_min_residual"],
+        "op_trace_error": float(table.loc["tr(H)", "relative difference"]),
+        "op_mass": c["negative_mass"], "op_ref_mass": r["negative_mass"],
+        "op_erank": c["effective_rank"], "op_ref_erank": r["effective_rank"],
+        "op_erank_error": float(table.loc["effective rank", "relative difference"]),
+    }  # fmt: skip
+
+
+def synthetic_numbers(synthetic: Mapping) -> dict:
+    """Glue values of the known-answer cases: the top three by block sizes 1 and 2 on the repeated spectrum,
+    λmin by the gap and residual tests at the bulk edge, and the roughness's largest deviation from its closed
+    form and largest spread over curvatures."""
+    out = {}
+    for block, res in synthetic["repeated"].items():
+        out[f"repeated_block{block}"] = ", ".join(format_number(v, 6) for v in res["values"])
+        values, residuals = res["values"], res["residuals"]
+        out[f"repeated_certified{block}"] = (
+            "yes" if values[0] - values[1] > residuals[0] + residuals[1] else "no"
+        )
+    edge = synthetic["bulk_edge"]
+    out["edge_true"] = edge["true_min"]
+    for bound in ("gap", "residual"):
+        out |= {f"edge_{bound}": edge[bound]["value"], f"edge_{bound}_residual": edge[bound]["residual"],
+                f"edge_{bound}_converged": "accepted" if edge[bound]["converged"] else "not accepted"}  # fmt: skip
+    rough = pd.DataFrame(synthetic["roughness"])
+    out["rough_deviation"] = float(
+        ((rough["roughness"] - rough["closed_form"]).abs() / rough["closed_form"]).max()
+    )
+    spread = rough.groupby("amplitude")["roughness"].agg(lambda x: (x.max() - x.min()) / x.mean())
+    out["rough_spread"] = float(spread.max())
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- checks
 
 
@@ -339,7 +435,61 @@ def chapter_check_groups(m: Measurements, methods: pd.DataFrame) -> dict[str, li
         ],
         "SLQ": [pc.at_most("SLQ: L¹ distance to the exact smoothed density", m.density["slq_l1"], SLQ_L1_TOL)],
         "rescaling": pc.check_rescaling(m.rescaling),
+        "operating regime": operating_checks(m.operating),
+        "known answers": synthetic_checks(m.synthetic),
     }  # fmt: skip
+
+
+def operating_checks(operating: Mapping) -> list[pc.Check]:
+    """The chapters' probes at their operating regime against the float64 reference: the top-k within
+    `TOPK_FACTOR` × tol; the reference λmin inside the chapter's interval [θ − r, θ] (or within r above it:
+    both are upper bounds of the smallest eigenvalue only up to its residual); tr(H), the negative mass within
+    3 combined standard errors; the effective rank within `ERANK_TOL` (where it fails, the chapters do not use it)."""
+    c, r = operating["chapter"], operating["reference"]
+    table = operating_table(operating).set_index("quantity")
+    k = len(c["top_eigenvalues"])
+    tol = TOPK_FACTOR * operating["tol"]
+    top = float(table.loc[[f"λ{i + 1}" for i in range(k)], "relative difference"].max())
+    low, high = c["lambda_min"] - c["lambda_min_residual"], c["lambda_min"] + c["lambda_min_residual"]
+    inside = low <= r["lambda_min"] <= high
+    trace_z = abs(c["trace"] - r["trace"]) / math.hypot(c["trace_stderr"], r["trace_stderr"])
+    mass_se = math.hypot(c["negative_mass_stderr"], r["negative_mass_stderr"])
+    mass_z = abs(c["negative_mass"] - r["negative_mass"]) / mass_se if mass_se > 0 else math.inf
+    return [
+        pc.at_most(f"top-{k} eigenvalues (float32, chapter budget) against float64 (largest relative error)", top,
+                   tol),
+        pc.Check("λmin: the reference inside the chapter's interval θ ± r", float(r["lambda_min"]),
+                 f"in [{format_number(low, 3)}, {format_number(high, 3)}]", bool(inside)),
+        pc.at_most("tr(H), Hutchinson at the chapter budget against Hutch++ (combined standard errors)", trace_z, 3.0),
+        pc.at_most("negative mass, SLQ at the chapter budget against the reference (combined standard errors)",
+                   mass_z, 3.0),
+        pc.at_most("effective rank, SLQ at the chapter budget against the reference (relative error)",
+                   float(table.loc["effective rank", "relative difference"]), ERANK_TOL),
+    ]  # fmt: skip
+
+
+def synthetic_checks(synthetic: Mapping) -> list[pc.Check]:
+    """The known-answer cases: block Lanczos (block 2) does not certify a repeated λ1 as simple; at the bulk
+    edge the residual test accepts no wrong λmin and its interval holds the true one; the roughness of the
+    synthetic slices lies within `ROUGHNESS_TOL` of its closed form and does not depend on the curvature."""
+    values, residuals = synthetic["repeated"]["2"]["values"], synthetic["repeated"]["2"]["residuals"]
+    edge = synthetic["bulk_edge"]
+    resid, truth = edge["residual"], edge["true_min"]
+    wrong = resid["converged"] and abs(resid["value"] - truth) > 1e-3 * abs(truth) + resid["residual"]
+    numbers = synthetic_numbers(synthetic)
+    return [
+        pc.Check("repeated λ1: block Lanczos (block 2) leaves θ1 − θ2 within r1 + r2 (not certified simple)",
+                 float(values[0] - values[1]), f"≤ {format_number(residuals[0] + residuals[1], 3)}",
+                 bool(values[0] - values[1] <= residuals[0] + residuals[1])),
+        pc.Check("bulk edge: the residual test accepts no wrong λmin", float(resid["value"]),
+                 "not accepted, or within tol of the truth", not wrong),
+        pc.Check("bulk edge: the true λmin lies within the residual of θ", float(abs(resid["value"] - truth)),
+                 f"≤ r = {format_number(resid['residual'], 3)}", bool(abs(resid["value"] - truth) <= resid["residual"])),
+        pc.at_most("roughness of synthetic slices against the closed form (largest relative deviation)",
+                   numbers["rough_deviation"], ROUGHNESS_TOL),
+        pc.at_most("roughness of synthetic slices over curvatures 0.01–100 (largest relative spread)",
+                   numbers["rough_spread"], 1e-6),
+    ]  # fmt: skip
 
 
 def chapter_checks(m: Measurements, methods: pd.DataFrame) -> list[pc.Check]:
