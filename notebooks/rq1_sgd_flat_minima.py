@@ -213,7 +213,13 @@ results_table(shown.drop(columns="seeds"), results, "grid_summary", "One row per
 # the step size alone, the flat-minima claim is decided on the partial correlations given log η: η/B with λmax
 # {glue:text}`prho_temp_lambda_max:.2f` {glue:text}`prho_temp_lambda_max_ci` and with normalised sharpness
 # {glue:text}`prho_temp_normalized_sharpness:.2f` {glue:text}`prho_temp_normalized_sharpness_ci`
-# ({glue:text}`family_level` intervals).
+# ({glue:text}`family_level` intervals). Fitting log λmax = a + b log η + c log B over the
+# {glue:text}`fit_cells` cells separates the two knobs: b = {glue:text}`fit_lr_exponent_ci` and
+# c = {glue:text}`fit_batch_exponent_ci` ({glue:text}`level` intervals, ordinary least squares over cells). The
+# linear-stability bound of gradient descent, λmax < 2/η, predicts b = −1 and c = 0 where it is what sets the
+# sharpness; a picture in which only the temperature η/B matters predicts c = −b. The stability ratio λmax·η/2
+# of the cells spans {glue:text}`stability_ratio_range` (median {glue:text}`stability_ratio_median:.2f`;
+# {glue:text}`stability_above_one` cells above 1, beyond the full-batch bound).
 # Keskar et al.'s comparison — the largest batch ({glue:text}`large_batch`) against the smallest
 # ({glue:text}`small_batch`) at the same η, at every η where all seeds of both reached the target
 # (η = {glue:text}`keskar_lrs`) — gives λmax ratios large/small {glue:text}`keskar_lmax_ratio`, normalised-sharpness ratios
@@ -234,7 +240,16 @@ results_table(shown.drop(columns="seeds"), results, "grid_summary", "One row per
 # sharpness and {glue:text}`rho_gap_adaptive_sharpness:.2f` {glue:text}`rho_gap_adaptive_sharpness_ci` for
 # adaptive sharpness; with test accuracy
 # {glue:text}`rho_acc_lambda_max:.2f`, {glue:text}`rho_acc_trace_per_param:.2f`,
-# {glue:text}`rho_acc_normalized_sharpness:.2f` and {glue:text}`rho_acc_adaptive_sharpness:.2f`. With the
+# {glue:text}`rho_acc_normalized_sharpness:.2f` and {glue:text}`rho_acc_adaptive_sharpness:.2f`. On this grid
+# the noise scale alone orders the gap (ρ(η/B, gap) = {glue:text}`rho_temp_gap:.2f`), so a measure that only
+# mirrors η/B would track the gap too; given log η/B, the partial correlations with the gap (Pearson, on
+# logarithms: η/B orders the gap almost exactly, which leaves a rank-based partial correlation undefined on many
+# resamples) are
+# {glue:text}`prho_gap_lambda_max:.2f` {glue:text}`prho_gap_lambda_max_ci` for λmax,
+# {glue:text}`prho_gap_trace_per_param:.2f` {glue:text}`prho_gap_trace_per_param_ci` for trace/D,
+# {glue:text}`prho_gap_normalized_sharpness:.2f` {glue:text}`prho_gap_normalized_sharpness_ci` for normalised
+# sharpness and {glue:text}`prho_gap_adaptive_sharpness:.2f` {glue:text}`prho_gap_adaptive_sharpness_ci` for
+# adaptive sharpness: what each measure says about the gap beyond η/B. With the
 # training loss held fixed these runs still differ in η, B and the path they took, so a correlation here is not
 # a causal statement; the correlation study across many more hyper-parameters is {doc}`rq3_generalisation`.
 #
@@ -325,8 +340,8 @@ evidence = {
     "keskar": f"λmax ratio large/small B {grid_numbers['keskar_lmax_ci']}",
     "flat": f"partial ρ(η/B, λmax | η) {grid_numbers['prho_temp_lambda_max']:.2f} "
     f"{grid_numbers['prho_temp_lambda_max_ci']}",
-    "generalise": f"ρ(normalised sharpness, gap) {grid_numbers['rho_gap_normalized_sharpness']:.2f} "
-    f"{grid_numbers['rho_gap_normalized_sharpness_ci']}",
+    "generalise": f"partial ρ(normalised sharpness, gap | η/B) {grid_numbers['prho_gap_normalized_sharpness']:.2f} "
+    f"{grid_numbers['prho_gap_normalized_sharpness_ci']}",
     "eos": f"EoS ratio {eos_numbers['eos_ratio_mse']} (MSE), {eos_numbers['eos_ratio_ce']} (CE)",
 }
 sections = {"escape": "rq1-escape", "keskar": "rq1-batch", "flat": "rq1-batch", "generalise": "rq1-batch",
@@ -344,7 +359,8 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 # supported* when it contains 0. "SGD converges to flat minima" needs this for the partial correlations of η/B
 # with λmax and with normalised sharpness given log η (both below 0; refuted when both lie above 0), since
 # ρ(η/B, ·) alone mixes the noise with the step size's own stability limit λmax ≲ 2/η; with fewer than 10 cells
-# it is not testable here. The escape claim is not testable here unless every start run reached the target, no
+# it is not testable here. "Normalised sharpness tracks the gap" is decided, for the same reason, on the partial
+# correlation of log normalised sharpness with the log gap given log η/B (above 0). The escape claim is not testable here unless every start run reached the target, no
 # continuation diverged and the interval of the paired final-training-loss ratio SGD/GD lies inside
 # {glue:text}`escape_loss_band`; then it is supported when the interval of λmax at the end of small-batch SGD
 # over λmax at the end of GD (paired by seed: the same start) lies below 1, refuted when it lies above 1.
@@ -369,7 +385,8 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 #   {glue:text}`prho_temp_normalized_sharpness:.2f` {glue:text}`prho_temp_normalized_sharpness_ci`; without
 #   the control ρ(η/B, λmax) = {glue:text}`rho_temp_lambda_max:.2f` {glue:text}`rho_temp_lambda_max_ci`).
 # - *Normalised sharpness correlates with a larger generalisation gap* (within the matched grid):
-#   {glue:text}`verdict_generalise` (ρ with the gap {glue:text}`rho_gap_normalized_sharpness:.2f`
+#   {glue:text}`verdict_generalise` (given log η/B, ρ with the gap {glue:text}`prho_gap_normalized_sharpness:.2f`
+#   {glue:text}`prho_gap_normalized_sharpness_ci`; without the control {glue:text}`rho_gap_normalized_sharpness:.2f`
 #   {glue:text}`rho_gap_normalized_sharpness_ci`).
 # - *Edge of stability*: {glue:text}`verdict_eos` (late-window EoS ratio {glue:text}`eos_ratio_mse` with the
 #   squared loss, {glue:text}`eos_ratio_ce` with cross-entropy, over all non-diverged runs, {glue:text}`family_level`

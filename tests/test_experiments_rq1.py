@@ -33,7 +33,7 @@ def grid_table(*, lambda_max, normalized=None, gap=None, reached=None, seeds=(0,
                     "batch_size": b, "lr": lr, "seed": s, "temperature": t, "reached": hit,
                     "status": "reached" if hit else "finished", "steps": 100.0, "train_seconds": 1.0,
                     "train_loss": 0.05, "train_acc": 1.0, "test_loss": 1.0, "test_acc": 0.6,
-                    "gap": gap(t) * math.exp(noise * rng.normal()) if gap else 0.4,
+                    "gap": gap(t, b) * math.exp(noise * rng.normal()) if gap else 0.4,
                     "lambda_max": lambda_max(t, b) * math.exp(noise * rng.normal()),
                     "trace_per_param": 1.0 + rng.random(),
                     "normalized_sharpness": (normalized or lambda_max)(t, b) * math.exp(noise * rng.normal()),
@@ -238,7 +238,7 @@ def correlations_of(runs):
 
 
 def test_grid_correlations_recover_a_monotone_relation_over_cells():
-    corr = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: t))
+    corr = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t, b: t))
     row = corr[(corr["x"] == "temperature") & (corr["y"] == "lambda_max") & (corr["control"] == "")].iloc[0]
     assert row["estimate"] < -0.9
     assert row["high"] < 0
@@ -246,27 +246,57 @@ def test_grid_correlations_recover_a_monotone_relation_over_cells():
     partial = corr[corr["control"] == "log_lr"]
     assert len(partial) == 2
     assert partial["level"].tolist() == pytest.approx([0.975, 0.975])
-    assert len(corr) == 8 + 2 * len(rq1.MEASURES) + 2
+    assert len(corr) == 8 + 2 * len(rq1.MEASURES) + 2 + len(rq1.MEASURES)
+    given_temperature = corr[corr["control"] == "log_temperature"]
+    assert given_temperature["y"].tolist() == ["gap"] * len(rq1.MEASURES)
 
 
 def test_verdict_flat_and_generalise_each_outcome():
     def sharp_at_high_noise(t, b):
         return t
 
-    flatter = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: 1 / t))
-    sharper = correlations_of(grid_table(lambda_max=sharp_at_high_noise, gap=lambda t: t))
+    flatter = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t, b: 1 / t))
+    sharper = correlations_of(grid_table(lambda_max=sharp_at_high_noise, gap=lambda t, b: t))
     mixed = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, normalized=sharp_at_high_noise,
-                                       gap=lambda t: 1.0, noise=0.5))  # fmt: skip
+                                       gap=lambda t, b: 1.0, noise=0.5))  # fmt: skip
     assert rq1.verdict_flat(flatter).outcome == SUPPORTED
     assert rq1.verdict_flat(sharper).outcome == REFUTED
     assert rq1.verdict_flat(mixed).outcome == NOT_SUPPORTED
     # normalised sharpness against the gap: 1/t with 1/t and t with t rise together, 1/t with t does not
-    assert rq1.verdict_generalise(flatter).outcome == SUPPORTED
-    assert rq1.verdict_generalise(sharper).outcome == SUPPORTED
-    refuted = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: t))
+    # the gap claim is decided beyond η/B: where η/B sets both the measure and the gap, what is left of either
+    # is noise (not supported), as it is for a measure that varies beyond η/B but not with the gap; a measure
+    # and a gap that share B beyond η/B are supported
+    assert rq1.verdict_generalise(flatter).outcome == NOT_SUPPORTED
+    independent = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, normalized=lambda t, b: 1.0,
+                                             gap=lambda t, b: 1 / t, noise=0.3, rng=2))  # fmt: skip
+    assert rq1.verdict_generalise(independent).outcome == NOT_SUPPORTED
+    beyond = correlations_of(
+        grid_table(lambda_max=lambda t, b: 1 / t, normalized=lambda t, b: b, gap=lambda t, b: b)
+    )
+    assert rq1.verdict_generalise(beyond).outcome == SUPPORTED
+    assert rq1._correlation(beyond, "normalized_sharpness", "gap", "log_temperature")["low"] > 0
+    refuted = correlations_of(grid_table(lambda_max=lambda t, b: 1 / t, normalized=lambda t, b: b,
+                                         gap=lambda t, b: 1 / b))  # fmt: skip
     assert rq1.verdict_generalise(refuted).outcome == REFUTED
-    unrelated = correlations_of(grid_table(lambda_max=lambda t, b: 1.0, gap=lambda t: 1.0, noise=0.3, rng=3))
+    unrelated = correlations_of(
+        grid_table(lambda_max=lambda t, b: 1.0, gap=lambda t, b: 1.0, noise=0.3, rng=3)
+    )
     assert rq1.verdict_generalise(unrelated).outcome == NOT_SUPPORTED
+
+
+def test_stability_fit_recovers_the_exponents():
+    # λmax = 2/η exactly (the stability bound), then λmax ∝ (η/B)^−1 (the temperature picture)
+    bound = rq1.stability_fit(rq1.grid_cells(grid_table(lambda_max=lambda t, b: 2 / (t * b), noise=0.0)))
+    assert bound["lr_exponent"] == pytest.approx(-1.0)
+    assert bound["batch_exponent"] == pytest.approx(0.0, abs=1e-9)
+    assert bound["ratio_min"] == pytest.approx(1.0)
+    assert bound["above_one"] == 0
+    temp = rq1.stability_fit(rq1.grid_cells(grid_table(lambda_max=lambda t, b: 1 / t, noise=0.05)))
+    assert temp["lr_exponent_low"] < -0.9
+    assert temp["batch_exponent"] == pytest.approx(1.0, abs=0.1)
+    assert temp["n"] == 12
+    few = rq1.stability_fit(rq1.grid_cells(grid_table(lambda_max=lambda t, b: 1 / t)).head(3))
+    assert math.isnan(few["lr_exponent"])
 
 
 def test_verdict_flat_controls_for_the_step_size():
@@ -327,7 +357,7 @@ def test_verdict_keskar_each_outcome():
 
 def test_verdict_table_and_numbers_on_synthetic_tables():
     sizes = replace(rq1.PROFILES["paper"], n_resamples=RESAMPLES)
-    runs = grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t: 1 / t, seeds=sizes.seeds)
+    runs = grid_table(lambda_max=lambda t, b: 1 / t, gap=lambda t, b: 1 / t, seeds=sizes.seeds)
     cells = rq1.grid_cells(runs)
     corr = rq1.grid_correlations(cells, n_resamples=RESAMPLES)
     pairs = rq1.keskar_pairs(runs, sizes.small_batch, sizes.large_batch)

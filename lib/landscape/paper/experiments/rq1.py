@@ -490,18 +490,65 @@ def grid_correlations(cells: pd.DataFrame, *, n_resamples: int = 2000, seed: int
                               level=LEVEL, n_resamples=n_resamples, seed=seed)  # fmt: skip
         rows.append({"x": x, "y": y, "control": "", "level": LEVEL, "estimate": ci.estimate, "low": ci.low,
                      "high": ci.high, "n": ci.n})  # fmt: skip
-    level = family_level(LEVEL, len(FLAT_MEASURES))
-    for y in FLAT_MEASURES:
-        if len(cells) >= 4:
-            ci = partial_rank_correlation(cells["temperature"].to_numpy(float), cells[y].to_numpy(float),
-                                          np.log(cells["lr"].to_numpy(float)), level=level,
-                                          n_resamples=n_resamples, seed=seed)  # fmt: skip
+
+    def partial(x: str, y: str, control: str, level: float, method: str = "spearman") -> None:
+        a, b = cells[x].to_numpy(float), cells[y].to_numpy(float)
+        if method == "pearson":  # on logarithms: every value must be positive
+            a, b = (np.log(v) if (v > 0).all() else np.full_like(v, np.nan) for v in (a, b))
+        if len(cells) >= 4 and np.isfinite(a).all() and np.isfinite(b).all():
+            ci = partial_rank_correlation(a, b, np.log(cells[CONTROLS[control]].to_numpy(float)), method=method,
+                                          level=level, n_resamples=n_resamples, seed=seed)  # fmt: skip
             values = (ci.estimate, ci.low, ci.high, ci.n)
         else:
             values = (math.nan, math.nan, math.nan, len(cells))
         rows.append(dict(zip(("x", "y", "control", "level", "estimate", "low", "high", "n"),
-                             ("temperature", y, "log_lr", level, *values), strict=True)))  # fmt: skip
+                             (x, y, control, level, *values), strict=True)))  # fmt: skip
+
+    for y in FLAT_MEASURES:
+        partial("temperature", y, "log_lr", family_level(LEVEL, len(FLAT_MEASURES)))
+    # Does a measure track the gap beyond what the noise scale η/B already explains? On this grid η/B orders the
+    # gap almost perfectly, so on many resamples of the cells it orders it exactly and a rank-based partial
+    # correlation is undefined there; on logarithms (Pearson) a deterministic fit needs an exact power law.
+    for m in MEASURES:
+        partial(m, "gap", "log_temperature", LEVEL, method="pearson")
     return pd.DataFrame(rows)
+
+
+CONTROLS = {
+    "log_lr": "lr",
+    "log_temperature": "temperature",
+}  # partial-correlation control: its column (logged)
+
+
+def stability_fit(cells: pd.DataFrame, *, level: float = LEVEL) -> dict:
+    """log λmax = a + b·log η + c·log B by least squares over the grid cells with matched runs
+    (`statsmodels` OLS, t intervals at `level`, cells as units), and the stability ratio λmax·η/2 of each cell.
+
+    Gradient descent on a quadratic is stable only for λmax < 2/η (linear stability), which predicts b = −1
+    and c = 0 when the bound is what sets the sharpness; an SDE picture in which only the temperature η/B
+    matters predicts c = −b. Returns b and c with their intervals (NaN with fewer than 4 cells), the cells,
+    and the range and median of λmax·η/2 with the number of cells above 1 (beyond the full-batch bound).
+    """
+    import statsmodels.api as sm
+
+    cells = cells[cells["matched"] > 0]
+    ratio = cells["lambda_max"] * cells["lr"] / 2
+    out = {"n": len(cells), "ratio_min": float(ratio.min()) if len(cells) else math.nan,
+           "ratio_max": float(ratio.max()) if len(cells) else math.nan,
+           "ratio_median": float(ratio.median()) if len(cells) else math.nan, "above_one": int((ratio > 1).sum())}  # fmt: skip
+    if len(cells) < 4:
+        return out | {f"{name}{part}": math.nan for name in ("lr_exponent", "batch_exponent")
+                      for part in ("", "_low", "_high")}  # fmt: skip
+    design = sm.add_constant(np.column_stack([np.log(cells["lr"]), np.log(cells["batch_size"])]))
+    fit = sm.OLS(np.log(cells["lambda_max"].to_numpy(float)), design).fit()
+    bounds = fit.conf_int(alpha=1 - level)
+    for i, name in ((1, "lr_exponent"), (2, "batch_exponent")):
+        out |= {
+            name: float(fit.params[i]),
+            f"{name}_low": float(bounds[i][0]),
+            f"{name}_high": float(bounds[i][1]),
+        }
+    return out
 
 
 def _correlation(correlations: pd.DataFrame, x: str, y: str, control: str = "") -> pd.Series:
@@ -652,13 +699,18 @@ def verdict_generalise(correlations: pd.DataFrame) -> Verdict:
     """The claim "normalised sharpness tracks a larger generalisation gap", over the grid cells with matched
     runs.
 
-    Supported when the interval of ρ(normalised sharpness, gap) lies above 0, refuted when it lies below 0,
-    not supported when it contains 0; not testable when it has no interval (fewer than 10 cells).
+    On this grid the noise scale η/B alone orders the gap; a measure that only mirrors η/B tracks the gap
+    without telling anything η/B does not. So the claim is decided on the partial Spearman correlation
+    ρ(log normalised sharpness, log gap | log η/B) (Pearson on logarithms, `grid_correlations`): supported when its interval lies above 0, refuted when below 0,
+    not supported when it contains 0; not testable when it has no interval (fewer than 10 cells). Old rule:
+    the plain ρ(normalised sharpness, gap), which η/B confounds.
     """
-    row = _correlation(correlations, "normalized_sharpness", "gap")
-    return _named(
-        verdict_from_correlation(row, +1), f"ρ(normalised sharpness, gap) over {int(row['n'])} cells"
-    )
+    row = _correlation(correlations, "normalized_sharpness", "gap", "log_temperature")
+    if math.isnan(row["low"]) or math.isnan(row["high"]):
+        return not_testable(f"the partial correlation has no interval with {int(row['n'])} grid cells "
+                            f"(need at least {MIN_CORRELATION_UNITS})")  # fmt: skip
+    return _named(verdict_from_correlation(tuple(np.clip([row["low"], row["high"]], -1, 1)), +1),
+                  f"partial ρ(normalised sharpness, gap | log η/B) over {int(row['n'])} cells")  # fmt: skip
 
 
 def verdict_escape(
@@ -842,6 +894,14 @@ def grid_numbers(
         "keskar_num_lrs": 0 if per_lr is None else len(per_lr), "keskar_pairs": len(pairs),
         "keskar_seeds": int(pairs["seed"].nunique()) if len(pairs) else 0,
     })  # fmt: skip
+    fit = stability_fit(cells)
+    out |= {
+        "fit_lr_exponent_ci": format_estimate(fit["lr_exponent"], fit["lr_exponent_low"], fit["lr_exponent_high"]),
+        "fit_batch_exponent_ci": format_estimate(fit["batch_exponent"], fit["batch_exponent_low"],
+                                                 fit["batch_exponent_high"]),
+        "fit_cells": fit["n"], "stability_ratio_range": format_range(fit["ratio_min"], fit["ratio_max"]),
+        "stability_ratio_median": fit["ratio_median"], "stability_above_one": fit["above_one"],
+    }  # fmt: skip
     intervals = keskar_intervals(pairs, level=family_level(LEVEL, 2), n_resamples=sizes.n_resamples)
     for key, m in (("lmax", "lambda_max"), ("ns", "normalized_sharpness"), ("acc", "test_acc")):
         out[f"keskar_{key}_ci"] = "none" if intervals is None else format_estimate(intervals[m])
