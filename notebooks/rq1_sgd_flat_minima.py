@@ -261,13 +261,16 @@ results_table(shown.drop(columns="seeds"), results, "grid_summary", "One row per
 # continue for {glue:text}`escape_steps` steps at the same η, once with small-batch SGD
 # (B = {glue:text}`escape_batch`) and once with full-batch gradient descent, tracking λmax and the test loss
 # every {glue:text}`escape_every` steps ({numref}`fig-rq1-escape`). Both travel the same SDE time η·t; only the
-# noise differs. (Only a non-finite loss counts as divergence here: at a minimum the first minibatch loss can
-# be close to zero, so the usual rule "100 × the first loss" would stop small-batch SGD at its first larger
-# minibatch loss.)
+# noise differs. A continuation that ends above the target loss (SGD, having left the minimum) goes on with the
+# same optimiser until its full training loss is back at the target (at most {glue:text}`escape_return_steps`
+# more steps), so that λmax is compared where the two are at the same training loss: SGD where it is back, GD
+# (which never leaves the target) at its tracked point of the closest training loss. (Only a non-finite loss
+# counts as divergence here: at a minimum the first minibatch loss can be close to zero, so the usual rule
+# "100 × the first loss" would stop small-batch SGD at its first larger minibatch loss.)
 
 # %% tags=["hide-input"]
 escape = rq1.run_escape(sizes, cache, seed=seed)
-ends = rq1.escape_ends(escape)
+ends = rq1.escape_ends(escape, target_loss=sizes.target_loss)
 escape.to_csv(results / "escape.csv", index=False)
 escape_numbers = rq1.escape_numbers(sizes, ends, grid)
 paste_all(escape_numbers)
@@ -280,22 +283,61 @@ results_table(ends, results, "escape_summary", "Escape runs, one row per start (
 # :name: fig-rq1-escape
 #
 # Continuing from the large-batch solution at the same step size: λmax (left; 2/η dashed), training loss
-# (middle) and test loss (right) for small-batch SGD and full-batch GD, one line per seed.
+# (middle) and test loss (right) for small-batch SGD and full-batch GD, one line per seed; the dotted line ends
+# the fixed phase, after which a continuation above the target goes on until it is back there.
 # ```
 #
 # {glue:text}`escape_start_reached` of {glue:text}`escape_starts` start runs reached the target loss, and
 # {glue:text}`escape_diverged` of {glue:text}`escape_runs` continuations diverged. From λmax =
 # {glue:text}`escape_lmax_start` at the start (the small-batch solutions of the grid at this η, at the target
-# training loss, have {glue:text}`escape_small_batch_lmax`), small-batch SGD changes λmax by a factor
-# {glue:text}`escape_sgd_ratio` and full-batch GD by {glue:text}`escape_gd_ratio`; λmax at the end of SGD over
-# λmax at the end of GD from the same start is {glue:text}`escape_sgd_over_gd` (geometric mean over seeds of the
-# paired ratios). This compares like with like only if the two end at the same training loss: the paired ratio
-# of their final training losses SGD/GD is {glue:text}`escape_loss_ratio`, to be inside
-# {glue:text}`escape_loss_band` for the verdict to be decided. SGD's training loss rises to as much as
-# {glue:text}`escape_sgd_train_peak` after the start and is {glue:text}`escape_sgd_train_end` at the end, GD's
-# ends at {glue:text}`escape_gd_train_end`. The test loss changes by {glue:text}`escape_sgd_test_change` (SGD) and
+# training loss, have {glue:text}`escape_small_batch_lmax`), SGD's training loss rises to as much as
+# {glue:text}`escape_sgd_train_peak`; {glue:text}`escape_returned` of {glue:text}`escape_runs` continuations
+# end at the target loss (SGD after {glue:text}`escape_sgd_end_step` steps in all). There SGD's λmax is
+# {glue:text}`escape_sgd_lmax_matched` (a factor {glue:text}`escape_sgd_ratio` of the start's), and GD's at the
+# same training loss (step {glue:text}`escape_gd_matched_step`) {glue:text}`escape_gd_lmax_matched`; GD ends
+# (step {glue:text}`escape_gd_end_step`) at a factor {glue:text}`escape_gd_ratio`. λmax of SGD over λmax of GD
+# at matched loss from the same start is {glue:text}`escape_sgd_over_gd` (geometric mean over seeds of the
+# paired ratios); the paired ratio of the compared points' training losses SGD/GD is
+# {glue:text}`escape_loss_ratio`, to be inside {glue:text}`escape_loss_band` for the verdict to be decided.
+# SGD's final training loss is {glue:text}`escape_sgd_train_end`, GD's {glue:text}`escape_gd_train_end`. The test loss changes by {glue:text}`escape_sgd_test_change` (SGD) and
 # {glue:text}`escape_gd_test_change` (GD), the test accuracy by {glue:text}`escape_sgd_acc_change` and
 # {glue:text}`escape_gd_acc_change`.
+#
+# ### Where SGD leaves: the linear-stability threshold
+#
+# Whether small-batch SGD leaves the minimum can be predicted without any thermal picture. Linearised at the
+# start, one SGD step with step η and minibatches of B of the n training samples multiplies the expected squared
+# length of a perturbation along the top eigenvector v by q = (1 − ηλmax)² + η² c_B s_v², with s_v the spread of
+# the per-sample products H_i v and c_B = (n − B)/(B(n − 1)) ({mod}`landscape.stability`; Wu et al.
+# {cite}`wu2018sgd`); above the threshold η*(B) = 2λmax/(λmax² + c_B s_v²) (2/λmax for full-batch GD) the
+# perturbation grows. From each seed's start ({glue:text}`threshold_lmax` λmax, non-uniformity
+# {glue:text}`threshold_nonuniformity`, GD limit 2/λmax = {glue:text}`threshold_gd_limit`), SGD runs
+# {glue:text}`threshold_steps` steps at every batch size of the grid and η ∈ {{glue:text}`threshold_lrs`}; a
+# run *left the minimum* when its full training loss rose above {glue:text}`threshold_rise:g` × the start's
+# ({numref}`fig-rq1-threshold`).
+
+# %% tags=["hide-input"]
+stability, threshold_traces = rq1.run_threshold(sizes, cache, seed=seed)
+threshold = rq1.threshold_table(stability, threshold_traces)
+threshold.to_csv(results / "threshold.csv", index=False)
+paste_all(rq1.threshold_numbers(sizes, stability, threshold))
+figure(rq1.plot_threshold(threshold, sizes), "threshold")
+
+# %% [markdown]
+# ```{glue:figure} fig_threshold
+# :name: fig-rq1-threshold
+#
+# SGD continuations from the large-batch solutions: each marker one run (seeds side by side) at its batch size
+# and its step size relative to the linear-stability threshold η*(B) of its start; filled: it left the minimum.
+# ```
+#
+# The threshold is {glue:text}`threshold_small_batch` at B = {glue:text}`small_batch` and
+# {glue:text}`threshold_large_batch` at B = {glue:text}`large_batch`. {glue:text}`threshold_escaped` of
+# {glue:text}`threshold_runs` continuations left the minimum ({glue:text}`threshold_escaped_small` at
+# B = {glue:text}`small_batch`, {glue:text}`threshold_escaped_large` at B = {glue:text}`large_batch`) and
+# {glue:text}`threshold_predicted` were predicted to; the criterion calls {glue:text}`threshold_agree` right, a
+# fraction {glue:text}`threshold_agree_ci` (interval over seeds). Verdict (called right in at least
+# {glue:text}`threshold_agreement:.0%` of runs): **{glue:text}`verdict_threshold`**.
 #
 # ## Reparameterisation
 #
@@ -332,7 +374,7 @@ results_table(rescaled, results, "rescaling", "Dinh et al.'s rescaling by α of 
 
 
 # %% tags=["hide-input"]
-verdicts = rq1.verdict_table(sizes, eos, correlations, pairs, ends, grid)
+verdicts = rq1.verdict_table(sizes, eos, correlations, pairs, ends, grid, threshold)
 paste_all(dict(zip(verdicts["key"], verdicts["verdict"], strict=True)), prefix="verdict_")
 paste("runtime_minutes", (time.perf_counter() - started) / 60)
 evidence = {
@@ -343,9 +385,10 @@ evidence = {
     "generalise": f"partial ρ(normalised sharpness, gap | η/B) {grid_numbers['prho_gap_normalized_sharpness']:.2f} "
     f"{grid_numbers['prho_gap_normalized_sharpness_ci']}",
     "eos": f"EoS ratio {eos_numbers['eos_ratio_mse']} (MSE), {eos_numbers['eos_ratio_ce']} (CE)",
+    "threshold": f"fraction called right {rq1.threshold_numbers(sizes, stability, threshold)['threshold_agree_ci']}",
 }
 sections = {"escape": "rq1-escape", "keskar": "rq1-batch", "flat": "rq1-batch", "generalise": "rq1-batch",
-            "eos": "rq1-eos"}  # fmt: skip
+            "eos": "rq1-eos", "threshold": "rq1-escape"}  # fmt: skip
 paste_claims("RQ1", rows_from_table(verdicts, [evidence[k] for k in verdicts["key"]],
                                     [sections[k] for k in verdicts["key"]]))  # fmt: skip
 results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of each founding claim of this "
@@ -360,10 +403,11 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 # with λmax and with normalised sharpness given log η (both below 0; refuted when both lie above 0), since
 # ρ(η/B, ·) alone mixes the noise with the step size's own stability limit λmax ≲ 2/η; with fewer than 10 cells
 # it is not testable here. "Normalised sharpness tracks the gap" is decided, for the same reason, on the partial
-# correlation of log normalised sharpness with the log gap given log η/B (above 0). The escape claim is not testable here unless every start run reached the target, no
-# continuation diverged and the interval of the paired final-training-loss ratio SGD/GD lies inside
-# {glue:text}`escape_loss_band`; then it is supported when the interval of λmax at the end of small-batch SGD
-# over λmax at the end of GD (paired by seed: the same start) lies below 1, refuted when it lies above 1.
+# correlation of log normalised sharpness with the log gap given log η/B (above 0). The escape claim is not
+# testable here unless every start run reached the target, no continuation diverged, every continuation is back
+# at the target loss and the interval of the paired training-loss ratio SGD/GD of the compared points lies
+# inside {glue:text}`escape_loss_band`; then it is supported when the interval of λmax of small-batch SGD over
+# λmax of GD at matched loss (paired by seed: the same start) lies below 1, refuted when it lies above 1.
 # Keskar et al.'s claim is supported when the intervals (over seeds) of the ratios large/small of λmax and of
 # normalised sharpness, at equal training loss, both lie above 1, refuted when both lie below 1, not supported
 # otherwise, and *not testable here* when the two batch sizes did not both reach the target loss at any step
@@ -372,10 +416,14 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 # {glue:text}`eos_band`, refuted when it lies entirely outside that band, and not supported when it straddles an
 # edge of the band. An interval that cannot be formed (too few runs or settings) makes a claim not testable here.
 #
-# - *Noise escapes sharp regions*: {glue:text}`verdict_escape` (λmax ratio SGD/GD at the end
-#   {glue:text}`escape_sgd_over_gd`, final-training-loss ratio SGD/GD {glue:text}`escape_loss_ratio`;
+# - *Noise escapes sharp regions*: {glue:text}`verdict_escape` (λmax ratio SGD/GD at matched loss
+#   {glue:text}`escape_sgd_over_gd`, training-loss ratio SGD/GD {glue:text}`escape_loss_ratio`;
 #   {glue:text}`escape_start_reached` of {glue:text}`escape_starts` starts at the target,
 #   {glue:text}`escape_diverged` continuations diverged).
+# - *SGD leaves a minimum where its linear stability says it must* (Wu et al. {cite}`wu2018sgd`):
+#   {glue:text}`verdict_threshold` (fraction of threshold continuations called right
+#   {glue:text}`threshold_agree_ci`, against {glue:text}`threshold_agreement:.0%`; not testable when the runs do
+#   not straddle the threshold).
 # - *Large batches find sharper minima* (at equal training loss): {glue:text}`verdict_keskar` (ratios of
 #   B = {glue:text}`large_batch` over B = {glue:text}`small_batch`: λmax {glue:text}`keskar_lmax_ci`, normalised
 #   sharpness {glue:text}`keskar_ns_ci`; per step size η = {glue:text}`keskar_lrs`: λmax

@@ -12,6 +12,8 @@ MODULES = [
     "landscape.sharpness",
     "landscape.geometry",
     "landscape.ruggedness",
+    "landscape.hierarchy",
+    "landscape.stability",
     "landscape.dynamics",
     "landscape.paper.glue",
     "landscape.paper.typeset",

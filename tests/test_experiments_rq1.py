@@ -55,13 +55,15 @@ def eos_table(ratios: dict[tuple[str, str, float], list[float]], *, diverged=())
     return pd.DataFrame(rows)
 
 
-def ends_table(sgd_end, gd_end, *, sgd_loss=None, gd_loss=None, status=None) -> pd.DataFrame:
-    """Escape ends: λmax at the end per seed, final training losses (default 0.05 for both), statuses."""
+def ends_table(sgd_end, gd_end, *, sgd_loss=None, gd_loss=None, status=None, away=()) -> pd.DataFrame:
+    """Escape ends: λmax at the compared points per seed, their training losses (default 0.05 for both),
+    statuses, and the (mode, seed) runs in `away` not back at the target."""
     rows = []
     for mode, values, losses in (("SGD", sgd_end, sgd_loss), ("GD", gd_end, gd_loss)):
         for s, v in enumerate(values):
-            rows.append({"mode": mode, "seed": s, "lmax_start": 10.0, "lmax_end": v,
-                         "train_end": 0.05 if losses is None else losses[s],
+            loss = 0.05 if losses is None else losses[s]
+            rows.append({"mode": mode, "seed": s, "lmax_start": 10.0, "lmax_end": v, "lmax_matched": v,
+                         "train_end": loss, "train_matched": loss, "returned": (mode, s) not in away,
                          "status": (status or {}).get((mode, s), "finished")})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -180,10 +182,16 @@ def test_escape_ends_and_paired_ratio():
         "test_acc": [0.5, 0.4, 0.45, 0.5, 0.5, 0.52], "mode": ["SGD"] * 3 + ["GD"] * 3, "seed": 0,
         "status": "finished",
     })  # fmt: skip
-    ends = rq1.escape_ends(traces).set_index("mode")
+    ends = rq1.escape_ends(traces, target_loss=0.2).set_index("mode")
     assert ends.loc["SGD", "lmax_ratio"] == pytest.approx(0.5)
     assert ends.loc["SGD", "train_peak"] == pytest.approx(0.5)
     assert ends.loc["GD", "train_end"] == pytest.approx(0.08)
+    assert ends["returned"].to_dict() == {"GD": True, "SGD": False}  # SGD ends at 0.3 > 0.2
+    assert ends["end_step"].tolist() == [20, 20]
+    # SGD is compared at its end; GD at its point of the closest training loss to SGD's end (0.3): step 0
+    assert (ends.loc["SGD", "lmax_matched"], ends.loc["SGD", "step_matched"]) == (4.0, 20)
+    assert (ends.loc["GD", "train_matched"], ends.loc["GD", "step_matched"]) == (0.1, 0)
+    assert rq1.escape_ends(traces)["returned"].all()  # no target: no rule
     assert rq1.escape_interval(ends.reset_index()) is None  # one seed: no interval
     ci = rq1.escape_interval(ends_table([4.0, 2.0], [8.0, 8.0]), n_resamples=RESAMPLES)
     assert ci.estimate == pytest.approx(math.sqrt(0.5 * 0.25))  # geometric mean of the per-seed ratios
@@ -337,6 +345,9 @@ def test_verdict_escape_each_outcome():
     diverged = verdict([5.0, 5.5, 4.8, 5.2, 5.1], status={("SGD", 2): "diverged"})
     assert diverged.outcome == NOT_TESTABLE
     assert "1 of 10 continuations diverged" in diverged.reason
+    away = verdict([5.0, 5.5, 4.8, 5.2, 5.1], away={("SGD", 3)})
+    assert away.outcome == NOT_TESTABLE
+    assert "1 of 10 continuations did not return" in away.reason
     few = rq1.verdict_escape(ends_table([5.0], [10.0]), starts_reached=1, num_starts=1)
     assert few.outcome == NOT_TESTABLE
 
@@ -386,7 +397,9 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
     toy = replace(
         smoke, seeds=(0, 1), batch_sizes=(64, 512), lrs=(0.2,), target_loss=2.25, max_steps=40,
         check_every=10, curvature_samples=64, trace_matvecs=4, adaptive_steps=1, escape_lr=0.2,
-        escape_batch=64, escape_steps=4, escape_every=2, alphas=(1.0, 2.0), n_resamples=RESAMPLES,
+        escape_batch=64, escape_steps=4, escape_every=2, escape_return_steps=6, threshold_lrs=(0.2, 2.0),
+        threshold_steps=4, alphas=(1.0, 2.0),
+        n_resamples=RESAMPLES,
         eos_mlp=rq1.EosSizes((0,), 32, 4, 2, (0.5,), (0.2,)),
         eos_transformer=rq1.EosSizes((0,), 16, 2, 2, (0.1,), (0.05,)),
     )  # fmt: skip
@@ -396,7 +409,32 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
     assert (runs["lambda_max"] > 0).all()
     escape = rq1.run_escape(toy, tmp_path)
     assert set(escape["mode"]) == {"SGD", "GD"}
-    assert escape.groupby(["mode", "seed"])["step"].max().tolist() == [4] * 4
+    for _, run in escape.groupby(["mode", "seed"]):
+        fixed = run[run["phase"] == "escape"]
+        assert fixed["step"].max() == 4
+        # the return phase exists exactly when the fixed phase ended above the target, and stops at it
+        above = fixed["train_loss"].iloc[-1] > toy.target_loss
+        back = run[run["phase"] == "return"]
+        assert (len(back) > 0) == above
+        assert run["step"].max() <= 4 + 6
+        assert (run["status"].iloc[0] == "reached") == (
+            above and back["train_loss"].iloc[-1] <= toy.target_loss
+        )
+    # a target below every loss: the return phase runs its whole budget and the run is "finished"
+    item = {"experiment": "escape", "mode": "SGD", "batch": 64, "seed": 0, "lr": 0.2, "steps": 4,
+            **rq1._start_settings(toy, 0, 0, tmp_path), "track_every": 2, "tol": toy.tol,
+            "curvature_samples": 64, "return_steps": 4, "target_loss": 1e-9}  # fmt: skip
+    unreachable = rq1_tasks.escape_task(item)
+    stability, threshold_traces = rq1.run_threshold(toy, tmp_path)
+    assert len(stability) == 2
+    assert (stability["lambda_max"] > 0).all()
+    threshold = rq1.threshold_table(stability, threshold_traces)
+    assert len(threshold) == 2 * 2 * len(toy.threshold_lrs)
+    assert (
+        threshold["threshold"] <= 2 / threshold["seed"].map(stability.set_index("seed")["lambda_max"])
+    ).all()
+    assert unreachable["status"] == "finished"
+    assert [h["step"] for h in unreachable["history"] if h["phase"] == "return"] == [6, 8]
     rescaled = rq1.run_rescaling(toy, tmp_path)
     spread = rq1.rescaling_spread(rescaled)
     assert spread["normalized_sharpness"] == pytest.approx(1.0, abs=1e-3)  # rescaling-invariant
@@ -422,3 +460,44 @@ def test_docstring_examples():
 
     for module in (rq1, rq1_tasks, glue):
         assert doctest.testmod(module).failed == 0
+
+
+# ------------------------------------------------------------------------------------------------ threshold
+
+
+def _threshold_inputs(escapes, lrs=(0.1, 1.0), batches=(16, 1024), seeds=range(3)):
+    """A start per seed with λmax = 4 and no non-uniformity (η* = 0.5 at every B), and one constant-loss trace
+    per (seed, B, η) whose peak is 3 × the start's loss when `escapes(b, lr, seed)`."""
+    stability = pd.DataFrame({"seed": list(seeds), "lambda_max": 4.0, "nonuniformity": 0.0, "eigen_residual": 0.0,
+                              "start_loss": 0.05, "num_train": 4000})  # fmt: skip
+    rows = [{"step": step, "train_loss": 0.15 if (escapes(b, lr, s) and step == 10) else 0.05, "batch_size": b,
+             "lr": lr, "seed": s, "status": "finished"}
+            for s in seeds for b in batches for lr in lrs for step in (0, 10, 20)]  # fmt: skip
+    return stability, pd.DataFrame(rows)
+
+
+def test_threshold_table_and_verdict():
+    stability, traces = _threshold_inputs(lambda b, lr, s: lr > 0.5)
+    table = rq1.threshold_table(stability, traces)
+    assert len(table) == 12
+    assert table["threshold"].tolist() == pytest.approx([0.5] * 12)  # s_v = 0: the GD limit 2/λmax at every B
+    assert table["agree"].all()
+    assert table["escaped"].sum() == 6
+    assert rq1.verdict_threshold(table, n_resamples=RESAMPLES).outcome == SUPPORTED
+    # escape at the wrong step size everywhere: refuted
+    wrong = rq1.threshold_table(*_threshold_inputs(lambda b, lr, s: lr < 0.5))
+    assert rq1.verdict_threshold(wrong, n_resamples=RESAMPLES).outcome == REFUTED
+    # nothing escapes: the grid does not straddle the threshold
+    none = rq1.threshold_table(*_threshold_inputs(lambda b, lr, s: False))
+    verdict = rq1.verdict_threshold(none, n_resamples=RESAMPLES)
+    assert verdict.outcome == NOT_TESTABLE
+    assert "0 of 12 continuations escaped" in verdict.reason
+    # a diverged run left the minimum
+    stability, traces = _threshold_inputs(lambda b, lr, s: False)
+    traces.loc[(traces["lr"] == 1.0) & (traces["step"] == 20), "train_loss"] = math.nan
+    traces.loc[traces["lr"] == 1.0, "status"] = "diverged"
+    diverged = rq1.threshold_table(stability, traces)
+    assert diverged.loc[diverged["lr"] == 1.0, "escaped"].all()
+    assert math.isinf(diverged["peak_loss"].max())
+    numbers = rq1.threshold_numbers(rq1.PROFILES["paper"], stability, diverged)
+    assert (numbers["threshold_runs"], numbers["threshold_agree"]) == (12, 12)

@@ -47,6 +47,7 @@ from .geometry import (
     outlier_count,
     top_gap_certified,
 )
+from .hierarchy import ClassStructure, class_structure
 from .interpolation import Barrier, interpolation_barrier, recompute_batchnorm_statistics
 from .models import MLP, ResNet18, Transformer, build_model, count_parameters
 from .operators import (
@@ -64,6 +65,7 @@ from .results import RunRecord, cached_json, load_run, load_sweep, load_weights,
 from .ruggedness import Roughness, count_local_minima, roughness, slice_roughness
 from .sharpness import NormalizedSharpness, normalized_sharpness
 from .slices import Slice1D, Slice2D, slice_1d, slice_2d, symmetric_grid
+from .stability import LinearStability, linear_stability
 from .trace import TraceEstimate, hessian_trace
 from .train import TrainConfig, TrainResult, paper_recipe, train_seeds
 
@@ -84,6 +86,8 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     "set_progress",
     # curvature beside the Hessian: GGN, empirical/true Fisher, the diagonal, per-layer spectra
     "GGNOperator",
+    "ClassStructure",
+    "class_structure",
     "FisherOperator",
     "DiagonalEstimate",
     "hessian_diagonal",
@@ -107,6 +111,8 @@ __all__ = [  # noqa: RUF022  (grouped by topic, not sorted)
     # scale-normalised sharpness
     "NormalizedSharpness",
     "normalized_sharpness",
+    "LinearStability",
+    "linear_stability",
     # sharpness family: worst-case, average-case, ε-sharpness, PAC-Bayes flatness
     "Sharpness",
     "PacBayesFlatness",

@@ -68,6 +68,33 @@ CACHE_BYTES = 2**30
 _ROW_CHUNK = 32
 
 
+def batched_grad(
+    outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor], batched: bool = True
+) -> tuple[list[Tensor | None], bool]:
+    """`torch.autograd.grad` for a block of m cotangents (`cotangents[i]` of shape (m, *outputs[i].shape)), the
+    graph retained: one vmapped pass (`is_grads_batched`) when `batched`, or, where an op has no batching rule, one
+    pass per column. Returns the gradients, shaped (m, *inputs[j].shape) or None where an input does not reach the
+    outputs, and whether batching worked (pass it back in to skip a failing vmap next time)."""
+    m = cotangents[0].shape[0]
+    if m > 1 and batched:
+        try:
+            with warnings.catch_warnings():  # ops without a batching rule loop inside vmap: still exact
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                grads = torch.autograd.grad(
+                    outputs, inputs, cotangents, retain_graph=True, is_grads_batched=True, allow_unused=True
+                )
+            return list(grads), True
+        except RuntimeError as err:
+            if "modified by an inplace operation" in str(err):
+                raise
+    columns = [
+        torch.autograd.grad(outputs, inputs, [c[j] for c in cotangents], retain_graph=True, allow_unused=True)
+        for j in range(m)
+    ]
+    grads = [None if cols[0] is None else torch.stack(cols) for cols in zip(*columns, strict=True)]
+    return grads, batched and m <= 1
+
+
 class _JacobianOperator(CurvatureOperator):
     """A `CurvatureOperator` with the autograd products the GGN and the Fisher are built from: batched
     `torch.autograd.grad`, and J V and Jᵀ U for the Jacobian J of the model outputs."""
@@ -75,35 +102,9 @@ class _JacobianOperator(CurvatureOperator):
     def _grad(
         self, outputs: list[Tensor], inputs: list[Tensor], cotangents: list[Tensor]
     ) -> list[Tensor | None]:
-        """`torch.autograd.grad` for a block of m cotangents (`cotangents[i]` of shape (m, *outputs[i].shape)):
-        one vmapped pass (`is_grads_batched`) or, where an op has no batching rule, one pass per column. Results
-        have shape (m, *inputs[j].shape), or None where an input does not reach the outputs."""
-        m = cotangents[0].shape[0]
-        if m > 1 and self._batch_block:
-            try:
-                with warnings.catch_warnings():  # ops without a batching rule loop inside vmap: still exact
-                    warnings.filterwarnings("ignore", message="There is a performance drop")
-                    return list(
-                        torch.autograd.grad(
-                            outputs,
-                            inputs,
-                            cotangents,
-                            retain_graph=True,
-                            is_grads_batched=True,
-                            allow_unused=True,
-                        )
-                    )
-            except RuntimeError as err:
-                if "modified by an inplace operation" in str(err):
-                    raise
-                self._batch_block = False
-        columns = [
-            torch.autograd.grad(
-                outputs, inputs, [c[j] for c in cotangents], retain_graph=True, allow_unused=True
-            )
-            for j in range(m)
-        ]
-        return [None if cols[0] is None else torch.stack(cols) for cols in zip(*columns, strict=True)]
+        """`batched_grad` that remembers when the model has no batching rule (then loops from there on)."""
+        grads, self._batch_block = batched_grad(outputs, inputs, cotangents, self._batch_block)
+        return grads
 
     def _pieces(self, V: Tensor) -> list[Tensor]:
         """A (D, m) block as per-parameter (m, *shape) cotangents."""

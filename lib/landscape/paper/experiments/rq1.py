@@ -66,9 +66,11 @@ __all__ = [
     "EOS_LATE_FRACTION",
     "EOS_ONSET",
     "ESCAPE_LOSS_FACTOR",
+    "ESCAPE_RISE",
     "LEVEL",
     "MEASURES",
     "PROFILES",
+    "THRESHOLD_AGREEMENT",
     "EosSizes",
     "Sizes",
     "eos_cells",
@@ -91,19 +93,24 @@ __all__ = [
     "plot_escape",
     "plot_grid",
     "plot_rescaling",
+    "plot_threshold",
     "rescaling_numbers",
     "rescaling_spread",
     "run_eos",
     "run_escape",
     "run_grid",
     "run_rescaling",
+    "run_threshold",
     "setup_numbers",
+    "threshold_numbers",
+    "threshold_table",
     "verdict_eos",
     "verdict_escape",
     "verdict_flat",
     "verdict_generalise",
     "verdict_keskar",
     "verdict_table",
+    "verdict_threshold",
 ]
 
 EOS_ONSET = 0.9  # λmax·η/2 that ends progressive sharpening
@@ -111,6 +118,12 @@ EOS_BAND = (0.85, 1.15)  # "EoS ratio ≈ 1": the interval must lie inside this 
 EOS_LATE_FRACTION = 0.25  # the EoS ratio of a run is its mean over this last fraction of its tracked points
 ESCAPE_LOSS_FACTOR = (
     1.25  # SGD and GD end "at the same training loss" if their ratio's interval is in [1/f, f]
+)
+ESCAPE_RISE = (
+    2.0  # a threshold continuation "left the minimum" when its training loss rose above 2 × the start's
+)
+THRESHOLD_AGREEMENT = (
+    0.8  # linear stability "predicts the escape" when it calls ≥ 80 % of continuations right
 )
 MIN_CORRELATION_UNITS = 10  # fewest grid cells for a correlation interval (stats.SMALL_SAMPLE)
 MEASURES = ("lambda_max", "trace_per_param", "normalized_sharpness", "adaptive_sharpness")
@@ -161,6 +174,9 @@ class Sizes:
     escape_steps: int  # steps of each continuation
     escape_every: int  # steps between λmax evaluations of a continuation
     alphas: tuple[float, ...]  # Dinh et al. rescaling factors (must contain 1)
+    escape_return_steps: int = 0  # budget of the return phase: an escape run above target_loss goes on to it
+    threshold_lrs: tuple[float, ...] = ()  # step sizes of the escape-threshold continuations (× batch_sizes)
+    threshold_steps: int = 0  # steps of each threshold continuation (losses checked every check_every)
     n_resamples: int = 2000  # bootstrap resamples of every interval
     workers: int | None = None  # Dask worker processes (None: one per core; 1: in this process)
     threads: int | None = 1  # torch threads per task (None: leave the process's setting)
@@ -196,8 +212,8 @@ PROFILES = {
         eos_transformer=EosSizes((0, 1), 64, 30, 10, (0.1, 0.2), (0.05, 0.06)),
         batch_sizes=(32, 256), lrs=(0.05, 0.2), target_loss=1.8, max_steps=600, check_every=20,
         curvature_samples=256, trace_matvecs=8, adaptive_steps=3, tol=1e-2,
-        escape_lr=0.2, escape_batch=32, escape_steps=40, escape_every=20,
-        alphas=(0.3, 1.0, 3.0), n_resamples=500, workers=1, threads=1,
+        escape_lr=0.2, escape_batch=32, escape_steps=40, escape_every=20, escape_return_steps=200,
+        threshold_lrs=(0.2, 2.0), threshold_steps=20, alphas=(0.3, 1.0, 3.0), n_resamples=500, workers=1, threads=1,
     ),
     # 5 seeds for the grid, escape and MLP EoS runs (3 before: intervals of 3 paired values are too wide to
     # decide anything), 3 for the Transformer EoS runs, whose Hessian-vector products cost ~15x the MLP's;
@@ -211,8 +227,8 @@ PROFILES = {
         # SGD to a training loss of 0.05 (≈ 100 % training accuracy): B = 1024 at η = 0.05 needs ~11k steps
         batch_sizes=(16, 64, 256, 1024), lrs=(0.05, 0.1, 0.2), target_loss=0.05, max_steps=20000,
         check_every=50, curvature_samples=1000, trace_matvecs=40, adaptive_steps=10, tol=1e-3,
-        escape_lr=0.1, escape_batch=16, escape_steps=600, escape_every=50,
-        alphas=(0.1, 0.3, 1.0, 3.0, 10.0), workers=None, threads=1,
+        escape_lr=0.1, escape_batch=16, escape_steps=600, escape_every=50, escape_return_steps=20000,
+        threshold_lrs=(0.05, 0.1, 0.2, 0.4, 0.8), threshold_steps=200, alphas=(0.1, 0.3, 1.0, 3.0, 10.0), workers=None, threads=1,
     ),
     "full": Sizes(
         seeds=(0, 1, 2, 3, 4),
@@ -225,6 +241,7 @@ PROFILES = {
         batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 4000), lrs=(0.02, 0.05, 0.1, 0.2, 0.4),
         target_loss=0.05, max_steps=100000, check_every=50, curvature_samples=4000, trace_matvecs=100,
         adaptive_steps=20, tol=1e-4, escape_lr=0.1, escape_batch=16, escape_steps=4000, escape_every=100,
+        escape_return_steps=100000, threshold_lrs=(0.05, 0.1, 0.2, 0.4, 0.8, 1.6), threshold_steps=1000,
         alphas=tuple(np.logspace(-2, 2, 9).tolist()), workers=None, threads=None,
     ),
 }  # fmt: skip
@@ -303,17 +320,93 @@ def _start_settings(sizes: Sizes, seed: int, measure_seed: int, cache: str | Pat
 
 def run_escape(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataFrame:
     """From the grid solution at (B = max batch size, η = escape_lr) of every seed, small-batch SGD and
-    full-batch GD for `escape_steps` steps; one task each. Returns their tracked points with mode ("SGD" or
-    "GD"), seed and status (``"diverged"`` for a continuation that stopped at a non-finite loss: a result,
-    counted by `escape_numbers`, that makes the escape verdict not testable)."""
+    full-batch GD for `escape_steps` steps, then, for a continuation that ended above the target loss, on with
+    the same optimiser until it is back at the target (at most `escape_return_steps` more steps); one task each.
+    Returns their tracked points with mode ("SGD" or "GD"), seed, phase ("escape", "return") and status
+    ("reached": back at the target; ``"diverged"`` for a continuation that stopped at a non-finite loss: a
+    result, counted by `escape_numbers`, that makes the escape verdict not testable)."""
     items = [
         {"experiment": "escape", "mode": mode, "batch": batch, "seed": s,
          **_start_settings(sizes, s, seed, cache), "lr": sizes.escape_lr, "steps": sizes.escape_steps,
-         "track_every": sizes.escape_every, "tol": sizes.tol, "curvature_samples": sizes.curvature_samples}
+         "track_every": sizes.escape_every, "tol": sizes.tol, "curvature_samples": sizes.curvature_samples,
+         "return_steps": sizes.escape_return_steps, "target_loss": sizes.target_loss}
         for s in sizes.seeds for mode, batch in (("SGD", sizes.escape_batch), ("GD", None))
     ]  # fmt: skip
     outs = _run(sizes, rq1_tasks.escape_task, items, cache, "escape runs")
     return _histories(items, outs, ("mode", "seed"))
+
+
+def run_threshold(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The escape threshold: from the escape start of every seed (the grid solution at B = max batch size,
+    η = escape_lr), its linear stability along the top eigenvector (`rq1_tasks.stability_task`), and SGD
+    continuations at every batch size of the grid × step size of `threshold_lrs` for `threshold_steps` steps,
+    full training loss every `check_every` steps (no λmax). Returns (stability: one row per seed; traces: the
+    tracked points with batch_size, lr, seed, status)."""
+    if not sizes.threshold_lrs or sizes.threshold_steps < 1:
+        raise ValueError("the profile has no threshold experiment (threshold_lrs and threshold_steps)")
+    starts = [{"experiment": "stability", "seed": s, **_start_settings(sizes, s, seed, cache), "tol": sizes.tol,
+               "curvature_samples": sizes.curvature_samples} for s in sizes.seeds]  # fmt: skip
+    stability = pd.DataFrame(
+        [{"seed": item["seed"], **out} for item, out in
+         zip(starts, _run(sizes, rq1_tasks.stability_task, starts, cache, "stability"), strict=True)]
+    )  # fmt: skip
+    items = [
+        {"experiment": "threshold", "batch": b, "batch_size": b, "lr": lr, "seed": s,
+         **_start_settings(sizes, s, seed, cache), "steps": sizes.threshold_steps, "track_every": sizes.check_every,
+         "tol": sizes.tol, "curvature_samples": sizes.curvature_samples, "track_sharpness": False}
+        for s in sizes.seeds for b in sizes.batch_sizes for lr in sizes.threshold_lrs
+    ]  # fmt: skip
+    outs = _run(sizes, rq1_tasks.escape_task, items, cache, "threshold runs")
+    return stability, _histories(items, outs, ("batch_size", "lr", "seed"))
+
+
+def threshold_table(
+    stability: pd.DataFrame, traces: pd.DataFrame, *, rise: float = ESCAPE_RISE
+) -> pd.DataFrame:
+    """One row per threshold continuation (seed, batch_size, lr): the start's training loss, the largest
+    training loss over its tracked points (inf for a diverged run), ``escaped`` (that peak above `rise` × the
+    start's loss, or diverged), the linear-stability threshold η*(B) of its start (`LinearStability.threshold`
+    with the start's λmax and non-uniformity, B of the n training samples), ``predicted`` (η > η*) and
+    ``agree``."""
+    from ...stability import LinearStability
+
+    starts = stability.set_index("seed")
+    rows = []
+    for (b, lr, s), run in traces.groupby(["batch_size", "lr", "seed"], sort=True):
+        start = starts.loc[s]
+        stab = LinearStability(float(start["lambda_max"]), float(start["nonuniformity"]),
+                               float(start["eigen_residual"]), 0)  # fmt: skip
+        diverged = (
+            run["status"].iloc[0] == "diverged" or not np.isfinite(run["train_loss"].to_numpy(float)).all()
+        )
+        peak = math.inf if diverged else float(run["train_loss"].max())
+        eta = stab.threshold(int(b), int(start["num_train"]))
+        escaped = bool(diverged or peak > rise * float(start["start_loss"]))
+        rows.append({"seed": s, "batch_size": b, "lr": lr, "start_loss": float(start["start_loss"]),
+                     "peak_loss": peak, "escaped": escaped, "threshold": eta, "lr_over_threshold": lr / eta,
+                     "predicted": bool(lr > eta), "agree": bool(escaped == (lr > eta))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def verdict_threshold(table: pd.DataFrame, *, level: float = LEVEL, n_resamples: int = 2000) -> Verdict:
+    """The claim "SGD leaves the minimum where its linear stability (Wu et al. 2018) says it must": the
+    fraction of threshold continuations whose escape (`threshold_table`) the one-step linear-stability
+    criterion calls right, with its interval clustered by seed (the continuations of one start share it),
+    against `THRESHOLD_AGREEMENT`: supported above, refuted below, not supported when the interval contains it.
+    Not testable when the continuations do not straddle the threshold (all or none predicted to escape, or
+    all or none escaped: then agreement says nothing about where the threshold is)."""
+    if table.empty:
+        return not_testable("no threshold continuations")
+    for column, what in (("predicted", "predicted to escape"), ("escaped", "escaped")):
+        count = int(table[column].sum())
+        if count in (0, len(table)):
+            return not_testable(
+                f"{count} of {len(table)} continuations {what}: the grid does not straddle it"
+            )
+    frame = table.assign(agree=table["agree"].astype(float))
+    ci = cluster_bootstrap_ci(frame, "agree", "seed", level=level, n_resamples=n_resamples)
+    verdict = verdict_from_interval(ci.low, ci.high, +1, null=THRESHOLD_AGREEMENT)
+    return _named(verdict, f"fraction called right {format_estimate(ci)}")
 
 
 def run_rescaling(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataFrame:
@@ -609,10 +702,14 @@ def keskar_intervals(
     return out
 
 
-def escape_ends(traces: pd.DataFrame) -> pd.DataFrame:
+def escape_ends(traces: pd.DataFrame, *, target_loss: float | None = None) -> pd.DataFrame:
     """One row per escape run (mode, seed): its status, λmax, test loss and accuracy at the start and at its
-    last tracked point, final training loss, the largest training loss after the start, and
-    λmax(end)/λmax(start)."""
+    last tracked point, final training loss, the largest training loss after the start, λmax(end)/λmax(start),
+    ``returned`` (the final training loss is ≤ `target_loss`; True without a target), ``end_step``, and the
+    point the comparison SGD vs GD uses, at matched training loss (``lmax_matched``, ``train_matched``,
+    ``step_matched``): SGD's end, where it is back at the target; for GD, which never leaves it, the tracked
+    point whose training loss is closest (on a log scale) to the end loss of SGD from the same start (GD's end
+    when there is no SGD run of that seed)."""
     traces = traces.sort_values("step")
     ends = traces.groupby(["mode", "seed"]).agg(
         status=("status", "first"), lmax_start=("lambda_max", "first"), lmax_end=("lambda_max", "last"),
@@ -622,6 +719,22 @@ def escape_ends(traces: pd.DataFrame) -> pd.DataFrame:
     peak = traces[traces["step"] > 0].groupby(["mode", "seed"])["train_loss"].max().rename("train_peak")
     ends = ends.merge(peak.reset_index(), on=["mode", "seed"], how="left")
     ends["lmax_ratio"] = ends["lmax_end"] / ends["lmax_start"]
+    ends["end_step"] = traces.groupby(["mode", "seed"])["step"].max().reindex(
+        pd.MultiIndex.from_frame(ends[["mode", "seed"]])).to_numpy()  # fmt: skip
+    ends["returned"] = True if target_loss is None else ends["train_end"] <= target_loss
+    sgd_end = ends[ends["mode"] == "SGD"].set_index("seed")["train_end"]
+    matched = []
+    for row in ends.itertuples(index=False):
+        run = traces[(traces["mode"] == row.mode) & (traces["seed"] == row.seed)]
+        run = run[np.isfinite(run["train_loss"].to_numpy(float))]
+        if row.mode == "GD" and row.seed in sgd_end.index and len(run):
+            distance = (np.log(run["train_loss"].to_numpy(float)) - math.log(sgd_end[row.seed])) ** 2
+            point = run.iloc[int(np.argmin(distance))]
+        else:
+            point = run.iloc[-1] if len(run) else None
+        matched.append((math.nan, math.nan, math.nan) if point is None
+                       else (point["lambda_max"], point["train_loss"], point["step"]))  # fmt: skip
+    ends[["lmax_matched", "train_matched", "step_matched"]] = pd.DataFrame(matched, index=ends.index)
     return ends
 
 
@@ -636,19 +749,20 @@ def _paired_ends(ends: pd.DataFrame, column: str) -> pd.DataFrame | None:
 
 
 def escape_interval(ends: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Interval | None:
-    """λmax at the end of small-batch SGD over λmax at the end of full-batch GD, paired by seed (the same
-    start), over the seeds where neither diverged: the geometric mean of the per-seed ratios with its interval
-    (Student t on the log ratios below 10 seeds). None with fewer than two such seeds."""
-    wide = _paired_ends(ends, "lmax_end")
+    """λmax of small-batch SGD over λmax of full-batch GD at matched training loss (``lmax_matched`` of
+    `escape_ends`: SGD back at the target, GD at its point of the same loss), paired by seed (the same start),
+    over the seeds where neither diverged: the geometric mean of the per-seed ratios with its interval (Student t
+    on the log ratios below 10 seeds). None with fewer than two such seeds."""
+    wide = _paired_ends(ends, "lmax_matched")
     if wide is None:
         return None
     return ratio_ci(wide["SGD"], wide["GD"], paired=True, level=LEVEL, n_resamples=n_resamples, seed=seed)
 
 
 def escape_loss_interval(ends: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> Interval | None:
-    """The final training loss of SGD over that of GD, paired by seed, as `escape_interval`: whether the two
-    λmax are compared at the same training loss."""
-    wide = _paired_ends(ends, "train_end")
+    """The training loss of SGD over that of GD at the points `escape_interval` compares (``train_matched``),
+    paired by seed: whether the two λmax are compared at the same training loss."""
+    wide = _paired_ends(ends, "train_matched")
     if wide is None:
         return None
     return ratio_ci(wide["SGD"], wide["GD"], paired=True, level=LEVEL, n_resamples=n_resamples, seed=seed)
@@ -719,17 +833,22 @@ def verdict_escape(
     """The claim "noise escapes sharp regions: from the same sharp minimum, SGD ends flatter than GD".
 
     Not testable when a start (the large-batch grid solution of a seed; `starts_reached` of `num_starts`) did
-    not reach the target loss, when a continuation diverged (counted in the reason), when fewer than two seeds
-    have both continuations, or when SGD and GD do not end at the same training loss: the interval of the
-    paired ratio of their final training losses (`escape_loss_interval`) must lie inside
-    [1/`ESCAPE_LOSS_FACTOR`, `ESCAPE_LOSS_FACTOR`]. Otherwise decided on the paired λmax ratio SGD/GD at the
-    end (`escape_interval`): supported below 1, refuted above 1, not supported when it contains 1.
+    not reach the target loss, when a continuation diverged (counted in the reason), when an SGD continuation
+    that escaped did not return to the target loss within its budget (``returned`` of `escape_ends`), when
+    fewer than two seeds have both continuations, or when the compared points are not at the same training
+    loss: the interval of the paired ratio of their training losses (`escape_loss_interval`) must lie inside
+    [1/`ESCAPE_LOSS_FACTOR`, `ESCAPE_LOSS_FACTOR`]. Otherwise decided on the paired λmax ratio SGD/GD at
+    matched training loss (`escape_interval`): supported below 1, refuted above 1, not supported when it
+    contains 1.
     """
     if starts_reached < num_starts:
         return not_testable(f"only {starts_reached} of {num_starts} start runs reached the target loss")
     diverged = int((ends["status"] == "diverged").sum()) if "status" in ends.columns else 0
     if diverged:
         return not_testable(f"{diverged} of {len(ends)} continuations diverged")
+    if "returned" in ends.columns and not ends["returned"].astype(bool).all():
+        away = int((~ends["returned"].astype(bool)).sum())
+        return not_testable(f"{away} of {len(ends)} continuations did not return to the target training loss")
     loss = escape_loss_interval(ends, n_resamples=n_resamples, seed=seed)
     lmax = escape_interval(ends, n_resamples=n_resamples, seed=seed)
     if loss is None or lmax is None:
@@ -737,10 +856,12 @@ def verdict_escape(
     band = (1 / ESCAPE_LOSS_FACTOR, ESCAPE_LOSS_FACTOR)
     if not (band[0] <= loss.low and loss.high <= band[1]):
         return not_testable(
-            f"SGD and GD end at different training losses: the ratio SGD/GD {format_estimate(loss)} is not "
-            f"inside {format_interval(*band)}"
+            f"SGD and GD are compared at different training losses: the ratio SGD/GD {format_estimate(loss)} is "
+            f"not inside {format_interval(*band)}"
         )
-    return _named(verdict_from_interval(lmax.low, lmax.high, -1, null=1.0), "λmax ratio SGD/GD at the end")
+    return _named(
+        verdict_from_interval(lmax.low, lmax.high, -1, null=1.0), "λmax ratio SGD/GD at matched loss"
+    )
 
 
 def verdict_keskar(intervals: dict[str, Interval] | None) -> Verdict:
@@ -908,6 +1029,13 @@ def grid_numbers(
     return out
 
 
+def _steps(ends: pd.DataFrame, column: str) -> str:
+    """The range of a step column over seeds ("none" without it): steps are counts, not estimates."""
+    if column not in ends or ends[column].isna().all():
+        return "none"
+    return format_range(ends[column].min(), ends[column].max(), digits=6)
+
+
 def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict:
     """Glued values of the escape section (`ends` from `escape_ends`, `runs` the grid runs): 'mean [CI]' over
     seeds of the starts, the changes and the ends, the paired λmax ratio SGD/GD (``escape_sgd_over_gd``) and
@@ -931,14 +1059,43 @@ def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict
         "escape_small_batch_lmax": text(near["lambda_max"], missing="not matched"),
         "escape_sgd_over_gd": "none" if lmax is None else format_estimate(lmax),
         "escape_loss_ratio": "none" if train is None else format_estimate(train),
+        "escape_return_steps": sizes.escape_return_steps,
+        "escape_returned": int(ends["returned"].astype(bool).sum()) if "returned" in ends else len(ends),
     }  # fmt: skip
     for mode, g in by_mode.items():
         key = mode.lower()
         out.update({f"escape_{key}_ratio": text(g["lmax_ratio"]),
+                    f"escape_{key}_end_step": _steps(g, "end_step"),
+                    f"escape_{key}_matched_step": _steps(g, "step_matched"),
+                    f"escape_{key}_lmax_matched": text(g["lmax_matched"]) if "lmax_matched" in g else "none",
                     f"escape_{key}_train_end": loss(g["train_end"]),
                     f"escape_{key}_test_change": text(g["test_end"] - g["test_start"]),
                     f"escape_{key}_acc_change": text(g["acc_end"] - g["acc_start"])})  # fmt: skip
     return out
+
+
+def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """Glued values of the escape-threshold section: its sizes, the starts' λmax, non-uniformity and GD limit
+    2/λmax, the linear-stability threshold at the smallest and the largest batch ('mean [CI]' over seeds), and
+    how many continuations escaped, were predicted to, and agree (with the agreement's interval)."""
+    text = functools.partial(_text, n_resamples=sizes.n_resamples)
+    small, large = table["batch_size"] == sizes.small_batch, table["batch_size"] == sizes.large_batch
+    by_seed = table.groupby(["seed", "batch_size"])["threshold"].first().reset_index()
+    frame = table.assign(agree=table["agree"].astype(float))
+    agree = cluster_bootstrap_ci(frame, "agree", "seed", level=LEVEL, n_resamples=sizes.n_resamples)
+    return {
+        "threshold_lrs": _list(sizes.threshold_lrs), "threshold_steps": sizes.threshold_steps,
+        "threshold_rise": ESCAPE_RISE, "threshold_agreement": THRESHOLD_AGREEMENT,
+        "threshold_lmax": text(stability["lambda_max"]), "threshold_nonuniformity": text(stability["nonuniformity"]),
+        "threshold_gd_limit": text(2 / stability["lambda_max"]),
+        "threshold_small_batch": text(by_seed.loc[by_seed["batch_size"] == sizes.small_batch, "threshold"]),
+        "threshold_large_batch": text(by_seed.loc[by_seed["batch_size"] == sizes.large_batch, "threshold"]),
+        "threshold_runs": len(table), "threshold_escaped": int(table["escaped"].sum()),
+        "threshold_predicted": int(table["predicted"].sum()), "threshold_agree": int(table["agree"].sum()),
+        "threshold_escaped_small": int(table.loc[small, "escaped"].sum()),
+        "threshold_escaped_large": int(table.loc[large, "escaped"].sum()),
+        "threshold_agree_ci": format_estimate(agree),
+    }  # fmt: skip
 
 
 def rescaling_numbers(sizes: Sizes, table: pd.DataFrame) -> dict:
@@ -954,10 +1111,11 @@ def verdict_table(
     pairs: pd.DataFrame,
     ends: pd.DataFrame,
     grid: pd.DataFrame,
+    threshold: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The chapter's verdicts: one row per claim (key, claim, verdict, reason), from the EoS runs
-    (`eos_runs`), the grid correlations, Keskar et al.'s pairs, the escape ends and the grid runs (for the
-    escape starts). The EoS claim is decided per loss (each at `family_level`(LEVEL, 2)) and reads e.g.
+    (`eos_runs`), the grid correlations, Keskar et al.'s pairs, the escape ends, the grid runs (for the
+    escape starts) and, when given, the escape-threshold table (`threshold_table`). The EoS claim is decided per loss (each at `family_level`(LEVEL, 2)) and reads e.g.
     "supported for the squared loss, refuted for cross-entropy"."""
     r = sizes.n_resamples
     batches = f"B = {sizes.large_batch} vs {sizes.small_batch}"
@@ -974,6 +1132,9 @@ def verdict_table(
         "generalise": ("Normalised sharpness tracks a larger generalisation gap",
                        verdict_generalise(correlations)),
     }  # fmt: skip
+    if threshold is not None:
+        claims["threshold"] = ("SGD leaves a minimum where its linear stability says it must (Wu et al. 2018)",
+                               verdict_threshold(threshold, n_resamples=r))  # fmt: skip
     rows = [(key, claim, v.outcome, v.reason) for key, (claim, v) in claims.items()]
     rows.append(("eos", "GD's sharpness is set by its step size (EoS ratio ≈ 1)",
                  f"{by_loss['mse']} for the squared loss, {by_loss['ce']} for cross-entropy",
@@ -1087,12 +1248,36 @@ def plot_escape(traces: pd.DataFrame, sizes: Sizes):
         for ax, column in zip(axes, ("lambda_max", "train_loss", "test_loss"), strict=True):
             ax.plot(g["step"], g[column], color="C3" if mode == "SGD" else "C0", lw=1, label=label)
     axes[0].axhline(2 / sizes.escape_lr, color="k", ls="--", lw=1, label="2/η")
+    for ax in axes:  # the end of the fixed phase; a continuation above the target goes on to return to it
+        ax.axvline(sizes.escape_steps, color="0.4", ls=":", lw=1)
     for ax, ylabel in zip(axes, (r"$\lambda_{\max}$", "training loss", "test loss"), strict=True):
         ax.set(xlabel="steps after the large-batch solution", ylabel=ylabel)
     for ax in axes[:2]:
         ax.set_yscale("log")
         log_ticks(ax.yaxis)
     axes[0].legend()
+    return fig
+
+
+def plot_threshold(table: pd.DataFrame, sizes: Sizes):
+    """Each threshold continuation at (B, η/η*(B)) of its start: escaped (filled) or not (open), one marker
+    row per seed; the line η = η* is the linear-stability prediction."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    offsets = dict(zip(sorted(table["seed"].unique()), np.linspace(-0.12, 0.12, table["seed"].nunique()),
+                       strict=True))  # fmt: skip
+    for escaped, marker in ((True, "o"), (False, "o")):
+        rows = table[table["escaped"] == escaped]
+        x = np.log2(rows["batch_size"].to_numpy(float)) + rows["seed"].map(offsets).to_numpy(float)
+        ax.scatter(x, rows["lr_over_threshold"], marker=marker, s=28, edgecolor="C3" if escaped else "C0",
+                   facecolor="C3" if escaped else "none", label="left the minimum" if escaped else "stayed")  # fmt: skip
+    ax.axhline(1.0, color="k", ls="--", lw=1, label="η = η*(B)")
+    ax.set_xticks(np.log2(sizes.batch_sizes), [str(b) for b in sizes.batch_sizes])
+    ax.set(xlabel="batch size B", ylabel=r"$\eta / \eta^*(B)$", yscale="log")
+    log_ticks(ax.yaxis)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
 
 

@@ -14,6 +14,7 @@ in `landscape.paper.experiments.rq1`, so editing them recomputes nothing.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 import time
@@ -192,10 +193,18 @@ def _start(settings: Mapping, data: Dataset) -> torch.nn.Module:
     return _model("mlp", data, start["weights"])
 
 
+RETURN_SEED_OFFSET = 10_000  # the return phase draws its minibatch order from seed + this (not a replay)
+
+
 def escape_task(settings: Mapping) -> dict:
     """One escape run: continue the grid solution `start` for `steps` steps at step `lr`, with minibatches of
     `batch` (small-batch SGD) or full batch (`batch` None: GD) in the data order of `seed`, λmax on the first
-    `curvature_samples` training samples every `track_every` steps.
+    `curvature_samples` training samples every `track_every` steps (only the losses with `track_sharpness`
+    False). With `return_steps` > 0, a continuation that
+    ends above `target_loss` goes on with the same optimiser (minibatch order from seed + `RETURN_SEED_OFFSET`)
+    until the first tracked point whose full training loss is ≤ `target_loss`, for at most `return_steps` more
+    steps: its tracked points follow with ``phase`` "return" (the first phase's are "escape"), and its status is
+    the run's ("reached", or "finished" when the budget ran out).
 
     Only a non-finite loss counts as divergence: from a minimum the first minibatch loss can be ~0, so
     "100 × the first loss" would stop SGD at its first larger minibatch loss. A diverged run is returned
@@ -209,9 +218,40 @@ def escape_task(settings: Mapping) -> dict:
     start = _start(settings, data)
     tic = time.perf_counter()
     sample = _curvature_data(data, settings["curvature_samples"])
-    out = continue_training(start, config, data, track_every=settings["track_every"], tol=settings["tol"],
-                            sharpness_data=sample)  # fmt: skip
-    return _stored(out, time.perf_counter() - tic)
+    track = {"track_every": settings["track_every"], "tol": settings["tol"], "sharpness_data": sample,
+             "track_sharpness": settings.get("track_sharpness", True)}  # fmt: skip
+    out = continue_training(start, config, data, **track)
+    history = [{**h, "phase": "escape"} for h in out.history]
+    status, diverged_step = out.status, out.diverged_step
+    budget = settings.get("return_steps", 0)
+    if budget and status != "diverged" and history[-1]["train_loss"] > settings["target_loss"]:
+        start.load_state_dict(out.state_dict)
+        again = dataclasses.replace(config, steps=budget, seed=settings["seed"] + RETURN_SEED_OFFSET)
+        back = continue_training(start, again, data, target_loss=settings["target_loss"], **track)
+        offset = history[-1]["step"]
+        history += [{**h, "step": h["step"] + offset, "phase": "return"} for h in back.history[1:]]
+        status = back.status
+        diverged_step = None if back.diverged_step is None else back.diverged_step + offset
+    return {"status": status, "diverged_step": diverged_step, "history": history,
+            "seconds": time.perf_counter() - tic}  # fmt: skip
+
+
+def stability_task(settings: Mapping) -> dict:
+    """The linear stability of the grid solution `start` along its top Hessian eigenvector
+    (`landscape.stability.linear_stability` on the first `curvature_samples` training samples): λmax, the
+    non-uniformity s_v, the eigenvector's residual, and the full training loss there."""
+    from ...stability import linear_stability
+
+    data = mnist1d()
+    model = _start(settings, data)
+    loss_fn, sample = loss_function("ce"), _curvature_data(data, settings["curvature_samples"])
+    top = top_eigenvalues(
+        HessianOperator(model, loss_fn, sample), 1, tol=settings["tol"], seed=settings["seed"]
+    )
+    stab = linear_stability(model, loss_fn, sample, top.vectors[:, 0])
+    return {"lambda_max": stab.sharpness, "nonuniformity": stab.nonuniformity,
+            "eigen_residual": stab.eigen_residual, "start_loss": evaluate(model, loss_fn, *data.train)["loss"],
+            "num_train": len(data.y_train)}  # fmt: skip
 
 
 def rescaling_task(settings: Mapping) -> dict:
