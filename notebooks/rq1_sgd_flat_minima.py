@@ -105,7 +105,14 @@ def figure(fig, name):
 # stay affordable) on the first {glue:text}`eos_transformer_train` samples for
 # {glue:text}`eos_transformer_steps` steps, each with cross-entropy and with the squared loss, at
 # {glue:text}`eos_num_lrs` step sizes per setting. λmax of the full-batch loss is tracked every {glue:text}`eos_mlp_every`
-# ({glue:text}`eos_transformer_every`) steps ({numref}`fig-rq1-eos`).
+# ({glue:text}`eos_transformer_every`) steps ({numref}`fig-rq1-eos`), and, once a run reaches the onset, at every
+# step of a window of {glue:text}`eos_mlp_dense` ({glue:text}`eos_transformer_dense`) steps from its last tracked
+# point before the onset: at EoS λmax and the loss oscillate with period 2, which a grid of every 20–25 steps
+# aliases. A run's EoS ratio is the mean of λmax·η/2 over its every-step window from the onset on, or over the
+# last {glue:text}`eos_late` of its tracked points when it never reached the onset (so every run has one, and
+# the verdict does not select on the outcome). A run whose training loss rises above
+# {glue:text}`catapult_rise:g` × its lowest value so far is a *catapult* {cite}`lewkowycz2020large` — a jump out
+# of the region followed by a flatter one, not a stable EoS — and is counted apart.
 
 # %% tags=["hide-input"]
 traces = rq1.run_eos(sizes, cache)
@@ -117,7 +124,8 @@ eos_numbers = rq1.eos_numbers(sizes, eos, eos_cells)
 paste_all(eos_numbers)
 figure(rq1.plot_eos(traces, sizes), "eos")
 results_table(eos_cells, results, "eos_summary", "Edge of stability per setting (loss, architecture, step size): "
-              "the late-window ratio λmax·η/2 and its spread over seeds.")  # fmt: skip
+              "seeds, diverged and catapult runs, and over the others the EoS ratio λmax·η/2 and its spread over "
+              "seeds, the late-window and phase ratios, and the loss alternation of the every-step window.")  # fmt: skip
 
 # %% [markdown]
 # ```{glue:figure} fig_eos
@@ -128,12 +136,16 @@ results_table(eos_cells, results, "eos_summary", "Edge of stability per setting 
 # and squared loss (right).
 # ```
 #
-# Of the {glue:text}`eos_runs` runs, {glue:text}`eos_runs_diverged` diverged and are left out of every ratio
-# below (counted, not averaged). Of the {glue:text}`eos_runs_kept` others, {glue:text}`eos_runs_reached` reach
+# Of the {glue:text}`eos_runs` runs, {glue:text}`eos_runs_diverged` diverged and {glue:text}`eos_catapults`
+# catapulted (settings: {glue:text}`eos_catapult_cells`; their ratio {glue:text}`eos_catapult_ratio`); both are
+# left out of every ratio below (counted, not averaged). Of the {glue:text}`eos_runs_kept` others,
+# {glue:text}`eos_dense_runs` have an every-step window, whose training loss changes direction at a fraction
+# {glue:text}`eos_alternation` of its steps (1: a period-2 oscillation), and {glue:text}`eos_runs_reached` reach
 # ρ ≥ {glue:text}`eos_onset` (all seeds in {glue:text}`eos_cells_reached` of {glue:text}`eos_cells` settings);
 # the fraction that reaches the onset is {glue:text}`eos_reached` (mean over settings, with cross-entropy
-# {glue:text}`eos_reached_ce`, with the squared loss {glue:text}`eos_reached_mse`). The EoS ratio over the last
-# {glue:text}`eos_late` of each run, over all non-diverged runs, is {glue:text}`eos_ratio` (MLP:
+# {glue:text}`eos_reached_ce`, with the squared loss {glue:text}`eos_reached_mse`). The EoS ratio, over all runs
+# without divergence or catapult, is {glue:text}`eos_ratio` (on the sparse grid's late window alone
+# {glue:text}`eos_late_ratio`; MLP:
 # {glue:text}`eos_ratio_mlp_ce` with cross-entropy, {glue:text}`eos_ratio_mlp_mse` with the squared loss;
 # Transformer: {glue:text}`eos_ratio_transformer_ce` and {glue:text}`eos_ratio_transformer_mse`). Over the EoS
 # phase alone, of the runs that reached the onset (selected on the outcome, so for description only), the ratio
@@ -142,8 +154,8 @@ results_table(eos_cells, results, "eos_summary", "Edge of stability per setting 
 # {glue:text}`eos_phase_transformer_mse`), and from the onset to the end of training {glue:text}`eos_after_mlp_ce`
 # (MLP) and {glue:text}`eos_after_transformer_ce` (Transformer) for cross-entropy, against
 # {glue:text}`eos_after_mlp_mse` and {glue:text}`eos_after_transformer_mse` for the squared loss. Whether the
-# late-window ratio lies in the band {glue:text}`eos_band` — the claim that GD's curvature is set by its step
-# size — is decided per loss in the verdicts below ({glue:text}`verdict_eos`).
+# EoS ratio lies in the band {glue:text}`eos_band` — the claim that GD's curvature is set by its step
+# size — is decided per loss in the verdicts below ({glue:text}`verdict_eos`); the table gives it per setting.
 #
 # (rq1-batch)=
 # ## Batch size and learning rate
@@ -411,8 +423,8 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 # Keskar et al.'s claim is supported when the intervals (over seeds) of the ratios large/small of λmax and of
 # normalised sharpness, at equal training loss, both lie above 1, refuted when both lie below 1, not supported
 # otherwise, and *not testable here* when the two batch sizes did not both reach the target loss at any step
-# size. The EoS claim, for each loss, is decided on all non-diverged runs (not only those that reached the
-# onset): supported when the interval of the mean late-window EoS ratio (over settings) lies inside
+# size. The EoS claim, for each loss, is decided on all runs without divergence or catapult (not only those that
+# reached the onset): supported when the interval of the mean EoS ratio (over settings) lies inside
 # {glue:text}`eos_band`, refuted when it lies entirely outside that band, and not supported when it straddles an
 # edge of the band. An interval that cannot be formed (too few runs or settings) makes a claim not testable here.
 #
@@ -436,9 +448,10 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 #   {glue:text}`verdict_generalise` (given log η/B, ρ with the gap {glue:text}`prho_gap_normalized_sharpness:.2f`
 #   {glue:text}`prho_gap_normalized_sharpness_ci`; without the control {glue:text}`rho_gap_normalized_sharpness:.2f`
 #   {glue:text}`rho_gap_normalized_sharpness_ci`).
-# - *Edge of stability*: {glue:text}`verdict_eos` (late-window EoS ratio {glue:text}`eos_ratio_mse` with the
-#   squared loss, {glue:text}`eos_ratio_ce` with cross-entropy, over all non-diverged runs, {glue:text}`family_level`
-#   intervals over settings; {glue:text}`eos_runs_diverged` runs diverged).
+# - *Edge of stability*: {glue:text}`verdict_eos` (EoS ratio {glue:text}`eos_ratio_mse` with the squared loss,
+#   {glue:text}`eos_ratio_ce` with cross-entropy, over all runs without divergence or catapult,
+#   {glue:text}`family_level` intervals over settings; {glue:text}`eos_runs_diverged` runs diverged,
+#   {glue:text}`eos_catapults` catapulted).
 #
 # The chapter ran in {glue:text}`runtime_minutes:.1f` minutes (training runs and their measurements are cached by
 # their settings and code version, so a rerun with nothing changed reads them back).

@@ -42,16 +42,20 @@ def grid_table(*, lambda_max, normalized=None, gap=None, reached=None, seeds=(0,
     return pd.DataFrame(rows)
 
 
-def eos_table(ratios: dict[tuple[str, str, float], list[float]], *, diverged=()) -> pd.DataFrame:
-    """Runs shaped like `rq1.eos_runs`: one row per (arch, loss, lr) and seed with the given late-window ratios;
-    a run reached the onset when its ratio is ≥ 0.9; (arch, loss, lr, seed) in `diverged` diverged."""
+def eos_table(
+    ratios: dict[tuple[str, str, float], list[float]], *, diverged=(), catapults=()
+) -> pd.DataFrame:
+    """Runs shaped like `rq1.eos_runs`: one row per (arch, loss, lr) and seed with the given EoS ratios;
+    a run reached the onset when its ratio is ≥ 0.9; (arch, loss, lr, seed) in `diverged` diverged, in
+    `catapults` catapulted."""
     rows = []
     for (arch, loss, lr), values in ratios.items():
         for s, v in enumerate(values):
             rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": s, "cell": f"{arch}/{loss}/{lr:g}",
                          "diverged": (arch, loss, lr, s) in diverged, "reached": v >= rq1.EOS_ONSET,
-                         "late_ratio": v, "phase_ratio_mean": v if v >= rq1.EOS_ONSET else math.nan,
-                         "ratio_mean": v})  # fmt: skip
+                         "late_ratio": v, "eos_ratio": v, "phase_ratio_mean": v if v >= rq1.EOS_ONSET else math.nan,
+                         "ratio_mean": v, "catapult": (arch, loss, lr, s) in catapults,
+                         "dense_points": 10 if v >= rq1.EOS_ONSET else 0, "alternation": 0.5})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -225,8 +229,49 @@ def test_verdict_eos_each_outcome():
     assert rq1.verdict_eos(wide, "mse", n_resamples=RESAMPLES).outcome == NOT_SUPPORTED
     single = rq1.verdict_eos(alone, "ce", n_resamples=RESAMPLES)
     assert single.outcome == NOT_TESTABLE
-    assert "2 of 4 runs diverged" in single.reason
+    assert "of 4 runs 2 diverged" in single.reason
     assert rq1.verdict_eos(ok, "ce").outcome == NOT_TESTABLE  # no cross-entropy runs at all
+
+
+def test_verdict_eos_leaves_catapults_out_and_counts_them():
+    cells = {("mlp", "ce", lr): [0.99, 1.0, 1.01] for lr in (0.1, 0.2, 0.3, 0.4)}
+    cells[("mlp", "ce", 1.0)] = [2.7, 2.6, 2.8]
+    mixed = eos_table(cells, catapults={("mlp", "ce", 1.0, s) for s in range(3)})
+    verdict = rq1.verdict_eos(mixed, "ce", n_resamples=RESAMPLES)
+    assert verdict.outcome == SUPPORTED  # without the catapults
+    assert "0 diverged and 3 catapulted" in verdict.reason
+    assert rq1.verdict_eos(mixed.assign(catapult=False), "ce", n_resamples=RESAMPLES).outcome != SUPPORTED
+    extra = {"onset_step": 10.0, "ratio_max": 1.0, "final_train_loss": 0.1}
+    table = rq1.eos_cells(mixed.assign(**extra)).set_index("lr")
+    assert table.loc[1.0, "catapults"] == 3
+    assert math.isnan(table.loc[1.0, "ratio"])
+    assert table.loc[0.1, "ratio"] == pytest.approx(1.0)
+
+
+def test_eos_runs_dense_window_catapult_and_alternation():
+    # sparse points every 10 steps; onset (ratio ≥ 0.9 at η = 0.2: λmax ≥ 9) at step 20; a dense window from
+    # step 10 (the last sparse point before it) whose λmax alternates 9.5 / 10.5 and the loss 1.0 / 0.9
+    sparse = pd.DataFrame({"step": [0, 10, 20, 30], "lambda_max": [2.0, 5.0, 9.5, 9.5],
+                           "train_loss": [2.0, 1.5, 1.0, 0.9], "dense": False})  # fmt: skip
+    steps = np.arange(10, 31)
+    dense = pd.DataFrame({"step": steps, "lambda_max": np.where(steps % 2, 10.5, 9.5),
+                          "train_loss": np.where(steps % 2, 1.0, 0.9), "dense": True})  # fmt: skip
+    trace = pd.concat([sparse, dense]).assign(arch="mlp", loss="ce", lr=0.2, seed=0, status="finished")
+    run = rq1.eos_runs(trace).iloc[0]
+    assert run["onset_step"] == 20
+    assert run["dense_points"] == 11  # steps 20..30
+    assert run["dense_ratio"] == pytest.approx((5 * 1.05 + 6 * 0.95) / 11)
+    assert run["eos_ratio"] == run["dense_ratio"]
+    assert run["late_ratio"] == pytest.approx(0.95)  # the sparse grid sees only the even steps: aliased
+    assert run["alternation"] == pytest.approx(1.0)
+    assert not run["catapult"]
+    spike = trace.copy()
+    spike.loc[(spike["step"] == 30) & ~spike["dense"], "train_loss"] = 5.0  # 5 > 2 × the lowest loss so far
+    assert rq1.eos_runs(spike).iloc[0]["catapult"]
+    # without a window the EoS ratio is the late-window one
+    alone = rq1.eos_runs(trace[~trace["dense"]]).iloc[0]
+    assert alone["eos_ratio"] == alone["late_ratio"]
+    assert math.isnan(alone["alternation"])
 
 
 def test_verdict_eos_does_not_condition_on_reaching_the_onset():
@@ -441,6 +486,21 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
     assert spread["lambda_max"] > 1.01
     traces = rq1.run_eos(toy, tmp_path)
     assert len(rq1.eos_runs(traces)) == 4  # 2 architectures × 2 losses × 1 step size × 1 seed
+    # the every-step window starts at the last tracked point before the onset and retraces the same GD path
+    item = {"arch": "mlp", "loss": "ce", "lr": 0.5, "seed": 0, "num_train": 32, "steps": 6, "track_every": 2,
+            "tol": toy.tol}  # fmt: skip
+    sparse = rq1_tasks.eos_task(item)["history"]
+    ratios = [h["lambda_max"] * 0.5 / 2 for h in sparse]
+    onset = max(ratios[1:])  # first reached at a later tracked point, so t0 > 0
+    first = next(h["step"] for h, r in zip(sparse, ratios, strict=True) if r >= onset)
+    t0 = max(h["step"] for h in sparse if h["step"] < first)
+    dense = [
+        h for h in rq1_tasks.eos_task({**item, "dense_steps": 3, "onset": onset})["history"] if h.get("dense")
+    ]
+    assert [h["step"] for h in dense] == [t0, t0 + 1, t0 + 2, t0 + 3]
+    at_t0 = next(h for h in sparse if h["step"] == t0)
+    assert dense[0]["train_loss"] == pytest.approx(at_t0["train_loss"], rel=1e-6)
+    assert dense[0]["lambda_max"] == pytest.approx(at_t0["lambda_max"], rel=1e-2)
     written = sorted(p.name for p in tmp_path.glob("*.json"))
 
     def no_training(*args, **kwargs):

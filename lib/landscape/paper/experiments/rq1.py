@@ -115,7 +115,12 @@ __all__ = [
 
 EOS_ONSET = 0.9  # λmax·η/2 that ends progressive sharpening
 EOS_BAND = (0.85, 1.15)  # "EoS ratio ≈ 1": the interval must lie inside this band
-EOS_LATE_FRACTION = 0.25  # the EoS ratio of a run is its mean over this last fraction of its tracked points
+EOS_LATE_FRACTION = (
+    0.25  # without an every-step window, a run's EoS ratio is its mean over this last fraction
+)
+CATAPULT_RISE = (
+    2.0  # a catapult: the training loss rises above 2 × its lowest value so far (Lewkowycz et al.)
+)
 ESCAPE_LOSS_FACTOR = (
     1.25  # SGD and GD end "at the same training loss" if their ratio's interval is in [1/f, f]
 )
@@ -145,6 +150,7 @@ class EosSizes:
     track_every: int  # steps between λmax evaluations
     lrs_ce: tuple[float, ...]  # step sizes with cross-entropy
     lrs_mse: tuple[float, ...]  # step sizes with the squared loss
+    dense_steps: int = 0  # steps tracked at every step from the last tracked point before the onset
 
     def lrs(self, loss: str) -> tuple[float, ...]:
         """The step sizes of `loss` ("ce" or "mse")."""
@@ -208,8 +214,8 @@ class Sizes:
 PROFILES = {
     "smoke": Sizes(
         seeds=(0, 1),
-        eos_mlp=EosSizes((0, 1), 128, 60, 10, (0.5, 1.0), (0.2, 0.4)),
-        eos_transformer=EosSizes((0, 1), 64, 30, 10, (0.1, 0.2), (0.05, 0.06)),
+        eos_mlp=EosSizes((0, 1), 128, 60, 10, (0.5, 1.0), (0.2, 0.4), dense_steps=10),
+        eos_transformer=EosSizes((0, 1), 64, 30, 10, (0.1, 0.2), (0.05, 0.06), dense_steps=6),
         batch_sizes=(32, 256), lrs=(0.05, 0.2), target_loss=1.8, max_steps=600, check_every=20,
         curvature_samples=256, trace_matvecs=8, adaptive_steps=3, tol=1e-2,
         escape_lr=0.2, escape_batch=32, escape_steps=40, escape_every=20, escape_return_steps=200,
@@ -220,9 +226,11 @@ PROFILES = {
     # the tasks now run on every core, so the cold wall time stays about that of 3 seeds run one at a time
     "paper": Sizes(
         seeds=(0, 1, 2, 3, 4),
-        eos_mlp=EosSizes((0, 1, 2, 3, 4), 500, 1500, 25, (0.2, 0.3, 0.5, 1.0), (0.1, 0.2, 0.3, 0.4)),
+        eos_mlp=EosSizes(
+            (0, 1, 2, 3, 4), 500, 1500, 25, (0.2, 0.3, 0.5, 1.0), (0.1, 0.2, 0.3, 0.4), dense_steps=200
+        ),
         eos_transformer=EosSizes(
-            (0, 1, 2), 256, 500, 20, (0.03, 0.05, 0.1, 0.2), (0.035, 0.045, 0.055, 0.06)
+            (0, 1, 2), 256, 500, 20, (0.03, 0.05, 0.1, 0.2), (0.035, 0.045, 0.055, 0.06), dense_steps=100
         ),
         # SGD to a training loss of 0.05 (≈ 100 % training accuracy): B = 1024 at η = 0.05 needs ~11k steps
         batch_sizes=(16, 64, 256, 1024), lrs=(0.05, 0.1, 0.2), target_loss=0.05, max_steps=20000,
@@ -233,10 +241,10 @@ PROFILES = {
     "full": Sizes(
         seeds=(0, 1, 2, 3, 4),
         eos_mlp=EosSizes(
-            (0, 1, 2, 3, 4), 1000, 4000, 20, (0.1, 0.2, 0.3, 0.5, 1.0), (0.05, 0.1, 0.2, 0.3, 0.4)
+            (0, 1, 2, 3, 4), 1000, 4000, 20, (0.1, 0.2, 0.3, 0.5, 1.0), (0.05, 0.1, 0.2, 0.3, 0.4), dense_steps=400
         ),
         eos_transformer=EosSizes(
-            (0, 1, 2, 3, 4), 1000, 2000, 20, (0.03, 0.05, 0.1, 0.2), (0.035, 0.045, 0.055, 0.06)
+            (0, 1, 2, 3, 4), 1000, 2000, 20, (0.03, 0.05, 0.1, 0.2), (0.035, 0.045, 0.055, 0.06), dense_steps=200
         ),
         batch_sizes=(8, 16, 32, 64, 128, 256, 512, 1024, 4000), lrs=(0.02, 0.05, 0.1, 0.2, 0.4),
         target_loss=0.05, max_steps=100000, check_every=50, curvature_samples=4000, trace_matvecs=100,
@@ -285,15 +293,19 @@ def run_eos(sizes: Sizes, cache: str | Path) -> pd.DataFrame:
     """Every edge-of-stability run (architecture × loss × step size × seed), one task each.
 
     Returns the tracked points of all runs: step, train_loss, train_acc, test_loss, test_acc, lambda_max,
-    lambda_residual, matvecs, with arch, loss, lr, seed and the run's status.
+    lambda_residual, matvecs, dense (True for the every-step window of a run that reached the onset), with
+    arch, loss, lr, seed and the run's status.
     """
     items = [
         {"experiment": "eos", "arch": arch, "loss": loss, "lr": lr, "seed": s, "num_train": spec.num_train,
-         "steps": spec.steps, "track_every": spec.track_every, "tol": sizes.tol}
+         "steps": spec.steps, "track_every": spec.track_every, "tol": sizes.tol, "dense_steps": spec.dense_steps,
+         "onset": EOS_ONSET}
         for arch, spec in sizes.eos.items() for loss in LOSSES for lr in spec.lrs(loss) for s in spec.seeds
     ]  # fmt: skip
     outs = _run(sizes, rq1_tasks.eos_task, items, cache, "EoS runs")
-    return _histories(items, outs, ("arch", "loss", "lr", "seed"))
+    traces = _histories(items, outs, ("arch", "loss", "lr", "seed"))
+    traces["dense"] = traces["dense"].fillna(False).astype(bool) if "dense" in traces else False
+    return traces
 
 
 def run_grid(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -441,41 +453,82 @@ def _late_mean(ratio: np.ndarray, fraction: float) -> float:
     return float(np.mean(ratio[-k:]))
 
 
+def _catapult(losses: np.ndarray, rise: float) -> bool:
+    """Whether a loss trace (in step order) ever rises above `rise` × its lowest value so far."""
+    finite = losses[np.isfinite(losses)]
+    if len(finite) < 2:
+        return False
+    return bool((finite[1:] > rise * np.minimum.accumulate(finite)[:-1]).any())
+
+
+def _alternation(losses: np.ndarray) -> float:
+    """The fraction of consecutive differences of a trace that change sign: 1 for a period-2 oscillation,
+    0 for a monotone trace (NaN below three points)."""
+    steps = np.diff(losses[np.isfinite(losses)])
+    if len(steps) < 2:
+        return math.nan
+    return float(np.mean(np.sign(steps[1:]) * np.sign(steps[:-1]) < 0))
+
+
 def eos_runs(
-    traces: pd.DataFrame, *, onset: float = EOS_ONSET, late: float = EOS_LATE_FRACTION
+    traces: pd.DataFrame,
+    *,
+    onset: float = EOS_ONSET,
+    late: float = EOS_LATE_FRACTION,
+    rise: float = CATAPULT_RISE,
 ) -> pd.DataFrame:
-    """One row per edge-of-stability run: `edge_of_stability` of its λmax trace (reached, onset_step,
+    """One row per edge-of-stability run: `edge_of_stability` of its sparse λmax trace (reached, onset_step,
     ratio_mean, phase_ratio_mean, ...), ``late_ratio`` (the mean of λmax·η/2 over the last `late` fraction of
-    its tracked points, at least one: the run's EoS ratio, defined whether or not it reached the onset),
-    ``diverged`` (status "diverged": the run stopped at a non-finite or exploding loss), its final training loss,
-    and ``cell`` (arch/loss/lr: the runs that share a configuration, the clusters of every interval)."""
+    its sparse points, at least one), from its every-step window (``dense`` points) ``dense_ratio`` (the mean
+    λmax·η/2 over the window's steps from the onset on), ``dense_points`` and ``alternation`` (the fraction of
+    sign changes of consecutive training-loss differences in the window: period-2 oscillation near 1),
+    ``eos_ratio`` (the run's EoS ratio: ``dense_ratio`` where the run has a window, ``late_ratio`` otherwise; so
+    it is defined whether or not the run reached the onset), ``catapult`` (its training loss, sparse and dense
+    points in step order, rose above `rise` × its lowest value so far: a catapult, not a stable EoS),
+    ``diverged`` (status "diverged": the run stopped at a non-finite or exploding loss), its final training
+    loss, and ``cell`` (arch/loss/lr: the runs that share a configuration, the clusters of every interval)."""
+    dense_column = traces["dense"].astype(bool) if "dense" in traces else pd.Series(False, index=traces.index)
     rows = []
-    for (arch, loss, lr, seed), run in traces.groupby(["arch", "loss", "lr", "seed"], sort=False):
-        run = run.sort_values("step")
-        finite = run[np.isfinite(run["lambda_max"].to_numpy(float))]
+    for (arch, loss, lr, seed), run in traces.assign(dense=dense_column).groupby(
+        ["arch", "loss", "lr", "seed"], sort=False
+    ):
+        run = run.sort_values("step", kind="stable")
+        sparse, dense = run[~run["dense"]], run[run["dense"]]
+        finite = sparse[np.isfinite(sparse["lambda_max"].to_numpy(float))]
         eos = edge_of_stability(
             finite["step"].tolist(), finite["lambda_max"].tolist(), float(lr), onset=onset
         )
+        window = dense[np.isfinite(dense["lambda_max"].to_numpy(float))]
+        if eos.onset_step is not None:
+            window = window[window["step"] >= eos.onset_step]
+        dense_ratio = float((window["lambda_max"] * lr / 2).mean()) if len(window) else math.nan
+        late_ratio = _late_mean(finite["lambda_max"].to_numpy(float) * lr / 2, late)
         status = run["status"].iloc[0]
         rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": seed, "cell": f"{arch}/{loss}/{lr:g}",
-                     "status": status, "diverged": status == "diverged", **asdict(eos),
-                     "late_ratio": _late_mean(finite["lambda_max"].to_numpy(float) * lr / 2, late),
-                     "final_train_loss": run["train_loss"].iloc[-1]})  # fmt: skip
+                     "status": status, "diverged": status == "diverged", **asdict(eos), "late_ratio": late_ratio,
+                     "dense_ratio": dense_ratio, "dense_points": len(window),
+                     "alternation": _alternation(dense["train_loss"].to_numpy(float)),
+                     "eos_ratio": late_ratio if math.isnan(dense_ratio) else dense_ratio,
+                     "catapult": _catapult(run["train_loss"].to_numpy(float), rise),
+                     "final_train_loss": sparse["train_loss"].iloc[-1]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def eos_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per edge-of-stability setting (arch, loss, lr): seeds, seeds that diverged, seeds that reached
-    the onset, mean onset step, the late-window EoS ratio (mean and sd over the non-diverged seeds), the ratio
-    over the phase and after the onset (over the seeds that reached it), largest ratio, final loss."""
-    kept = runs[~runs["diverged"].astype(bool)]
+    """One row per edge-of-stability setting (arch, loss, lr): seeds, seeds that diverged, seeds with a
+    catapult, and over the others (non-diverged, no catapult): seeds that reached the onset, mean onset step,
+    the EoS ratio (``eos_ratio`` of `eos_runs`: mean and sd over seeds), the late-window ratio, the ratio over
+    the phase and after the onset (over the seeds that reached it), the loss alternation of the every-step
+    window, largest ratio, final loss."""
+    kept = _eos_selection(runs, None, None)
     counts = runs.groupby(["arch", "loss", "lr"], sort=False).agg(
-        seeds=("seed", "count"), diverged=("diverged", "sum")
-    )
+        seeds=("seed", "count"), diverged=("diverged", "sum"),
+        catapults=("catapult", lambda c: int((c.astype(bool) & ~runs.loc[c.index, "diverged"].astype(bool)).sum())),
+    )  # fmt: skip
     stats = kept.groupby(["arch", "loss", "lr"], sort=False).agg(
-        reached=("reached", "sum"), onset=("onset_step", "mean"), ratio_late=("late_ratio", "mean"),
-        ratio_late_sd=("late_ratio", "std"), ratio_phase=("phase_ratio_mean", "mean"),
-        ratio_after=("ratio_mean", "mean"), ratio_max=("ratio_max", "mean"),
+        reached=("reached", "sum"), onset=("onset_step", "mean"), ratio=("eos_ratio", "mean"),
+        ratio_sd=("eos_ratio", "std"), ratio_late=("late_ratio", "mean"), ratio_phase=("phase_ratio_mean", "mean"),
+        ratio_after=("ratio_mean", "mean"), alternation=("alternation", "mean"), ratio_max=("ratio_max", "mean"),
         final_train_loss=("final_train_loss", "mean"),
     )  # fmt: skip
     out = counts.join(stats, how="left").reset_index()
@@ -484,8 +537,11 @@ def eos_cells(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _eos_selection(runs: pd.DataFrame, loss: str | None, arch: str | None) -> pd.DataFrame:
-    """The non-diverged runs, optionally of one loss and/or architecture."""
+    """The runs that neither diverged nor catapulted (a catapult is a different phenomenon from a stable EoS
+    and is counted apart), optionally of one loss and/or architecture."""
     mine = runs[~runs["diverged"].astype(bool)]
+    if "catapult" in mine:
+        mine = mine[~mine["catapult"].astype(bool)]
     if loss is not None:
         mine = mine[mine["loss"] == loss]
     if arch is not None:
@@ -498,7 +554,7 @@ def eos_ratio_interval(
     *,
     loss: str | None = None,
     arch: str | None = None,
-    column: str = "late_ratio",
+    column: str = "eos_ratio",
     level: float = LEVEL,
     n_resamples: int = 2000,
     seed: int = 0,
@@ -885,20 +941,25 @@ def verdict_keskar(intervals: dict[str, Interval] | None) -> Verdict:
 def verdict_eos(runs: pd.DataFrame, loss: str, *, level: float = LEVEL, n_resamples: int = 2000) -> Verdict:
     """The claim "GD's sharpness is set by its step size: EoS ratio ≈ 1", for one loss.
 
-    Decided on ALL non-diverged runs of that loss, whether or not their ratio reached the onset (selecting on
-    the outcome would make the band's lower edge unreachable): `verdict_in_band` of the cluster interval of
-    the mean late-window ratio (`eos_ratio_interval`, clusters: settings) against `EOS_BAND`: supported when
-    it lies inside the band, refuted when entirely outside, not supported when it straddles an edge; not
-    testable with fewer than two settings. Diverged runs are counted in the reason.
+    Decided on ALL runs of that loss that neither diverged nor catapulted, whether or not their ratio reached
+    the onset (selecting on the outcome would make the band's lower edge unreachable): `verdict_in_band` of
+    the cluster interval of the mean EoS ratio (``eos_ratio`` of `eos_runs`: over the every-step window from the
+    onset when the run reached it, over the late window otherwise; `eos_ratio_interval`, clusters: settings)
+    against `EOS_BAND`: supported when it lies inside the band, refuted when entirely outside, not supported
+    when it straddles an edge; not testable with fewer than two settings. Diverged and catapult runs are counted
+    in the reason.
     """
     mine = runs[runs["loss"] == loss]
-    kept = mine[~mine["diverged"].astype(bool)]
-    diverged = f"{len(mine) - len(kept)} of {len(mine)} runs diverged and are left out"
+    kept = _eos_selection(runs, loss, None)
+    diverged = int(mine["diverged"].astype(bool).sum())
+    catapults = len(mine) - diverged - len(kept)
+    counts = f"of {len(mine)} runs {diverged} diverged and {catapults} catapulted, left out"
     if kept["cell"].nunique() < 2:
-        return not_testable(f"fewer than two settings with {loss} have non-diverged runs ({diverged})")
+        return not_testable(f"fewer than two settings with {loss} have runs without divergence or catapult "
+                            f"({counts})")  # fmt: skip
     ci = eos_ratio_interval(runs, loss=loss, level=level, n_resamples=n_resamples)
     verdict = verdict_in_band(ci.low, ci.high, *EOS_BAND)
-    return Verdict(verdict.outcome, f"late-window EoS ratio ({loss}): {verdict.reason}; {diverged}")
+    return Verdict(verdict.outcome, f"EoS ratio ({loss}): {verdict.reason}; {counts}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -921,19 +982,22 @@ def setup_numbers(sizes: Sizes, profile: str) -> dict:
     return {"profile": profile, "num_seeds": len(sizes.seeds), "seeds": _list(sizes.seeds),
             "transformer_seeds": _list(sizes.eos_transformer.seeds),
             "eos_mlp_seeds": _list(sizes.eos_mlp.seeds), "curvature_samples": sizes.curvature_samples,
-            "adaptive_rho": ADAPTIVE_RHO, "tol": f"{sizes.tol:g}", "eos_onset": EOS_ONSET, "eos_late": f"{EOS_LATE_FRACTION:.0%}",
+            "adaptive_rho": ADAPTIVE_RHO, "tol": f"{sizes.tol:g}", "eos_onset": EOS_ONSET, "eos_late": f"{EOS_LATE_FRACTION:.0%}", "catapult_rise": CATAPULT_RISE,
             "eos_band": format_interval(*EOS_BAND), "level": f"{LEVEL:.0%}",
             "family_level": f"{family_level(LEVEL, 2):.1%}",
             "escape_loss_band": format_interval(1 / ESCAPE_LOSS_FACTOR, ESCAPE_LOSS_FACTOR)}  # fmt: skip
 
 
 def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
-    """Glued values of the edge-of-stability section: sizes, counts, and every EoS ratio as 'mean [CI]'
-    (``eos_ratio_*``: late-window ratio over the non-diverged runs, at the family level of the two-loss
-    verdict for ``eos_ratio_ce``/``eos_ratio_mse``; ``eos_phase_*`` over the phase of the runs that reached
-    the onset; ``eos_after_*`` after the onset; ``eos_reached_*`` the fraction that reached it)."""
+    """Glued values of the edge-of-stability section: sizes, counts (diverged, catapults, runs with an
+    every-step window), and every EoS ratio as 'mean [CI]' over the runs without divergence or catapult
+    (``eos_ratio_*``: the run's EoS ratio, at the family level of the two-loss verdict for
+    ``eos_ratio_ce``/``eos_ratio_mse``; ``eos_late_*`` the late window of the sparse trace; ``eos_phase_*``
+    over the phase of the runs that reached the onset; ``eos_after_*`` after the onset; ``eos_reached_*`` the
+    fraction that reached it), the catapult runs' ratios (``eos_catapult_ratio``) and the loss alternation of
+    the every-step windows (``eos_alternation``)."""
 
-    def ratio(column="late_ratio", level=LEVEL, **where):
+    def ratio(column="eos_ratio", level=LEVEL, **where):
         ci = eos_ratio_interval(runs, column=column, level=level, n_resamples=sizes.n_resamples, **where)
         return "none" if ci is None else format_estimate(ci)
 
@@ -941,18 +1005,23 @@ def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
         ci = eos_reached_interval(runs, n_resamples=sizes.n_resamples, **where)
         return "none" if ci is None else format_estimate(ci, digits=2)
 
-    kept = runs[~runs["diverged"].astype(bool)]
+    kept = _eos_selection(runs, None, None)
+    catapults = runs[runs["catapult"].astype(bool) & ~runs["diverged"].astype(bool)]
     transformer = rq1_tasks.init_model("transformer", rq1_tasks.mnist1d(), 0)
     lrs = {len(spec.lrs(loss)) for spec in sizes.eos.values() for loss in LOSSES}
     out = {"eos_cells": len(cells), "eos_cells_reached": int((cells["reached"] == cells["seeds"]).sum()),
            "eos_runs": len(runs), "eos_runs_kept": len(kept), "eos_runs_diverged": int(runs["diverged"].sum()),
            "eos_runs_reached": int(kept["reached"].sum()), "eos_reached": reached(),
-           "eos_num_lrs": _list(sorted(lrs)), "eos_ratio": ratio(),
-           "eos_phase": ratio("phase_ratio_mean"),
+           "eos_num_lrs": _list(sorted(lrs)), "eos_ratio": ratio(), "eos_late_ratio": ratio("late_ratio"),
+           "eos_phase": ratio("phase_ratio_mean"), "eos_catapults": len(catapults),
+           "eos_catapult_cells": ", ".join(sorted(set(catapults["cell"]))) or "none",
+           "eos_catapult_ratio": _text(catapults["eos_ratio"], n_resamples=sizes.n_resamples),
+           "eos_dense_runs": int((kept["dense_points"] > 0).sum()),
+           "eos_alternation": _text(kept.loc[kept["dense_points"] > 0, "alternation"], n_resamples=sizes.n_resamples),
            "transformer_params": sum(p.numel() for p in transformer.parameters())}  # fmt: skip
     for arch, spec in sizes.eos.items():
         out.update({f"eos_{arch}_train": spec.num_train, f"eos_{arch}_steps": spec.steps,
-                    f"eos_{arch}_every": spec.track_every})  # fmt: skip
+                    f"eos_{arch}_every": spec.track_every, f"eos_{arch}_dense": spec.dense_steps})  # fmt: skip
         for loss in LOSSES:
             out[f"eos_ratio_{arch}_{loss}"] = ratio(arch=arch, loss=loss)
             out[f"eos_phase_{arch}_{loss}"] = ratio("phase_ratio_mean", arch=arch, loss=loss)

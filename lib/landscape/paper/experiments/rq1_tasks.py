@@ -105,18 +105,40 @@ def eos_task(settings: Mapping) -> dict:
     """One edge-of-stability run: full-batch GD (no momentum) from seed `seed`'s initialisation on the first
     `num_train` training samples, λmax of the full-batch loss tracked every `track_every` steps.
 
-    `settings`: arch, loss, lr, seed, num_train, steps, track_every, tol. Returns status, diverged_step,
-    history (one dict per tracked point) and seconds.
+    With `dense_steps` > 0 and a tracked ratio λmax·η/2 ≥ `onset`, the run's EoS phase is then tracked at every
+    step: GD is run again from the same initialisation to the last tracked point before the onset (t0; GD
+    without momentum is deterministic and keeps no optimiser state, so this is the same trajectory) and
+    continued for `dense_steps` steps with λmax at each one, so that period-2 oscillations are resolved rather
+    than aliased by the sparse grid.
+
+    `settings`: arch, loss, lr, seed, num_train, steps, track_every, tol (and dense_steps, onset). Returns
+    status, diverged_step, history (one dict per tracked point; dense points carry ``dense`` True) and seconds.
     """
     arch, seed = settings["arch"], settings["seed"]
     config = TrainConfig(model=arch, model_config=ARCHITECTURES[arch], optimizer="gd", lr=settings["lr"],
                          momentum=0.0, batch_size=None, steps=settings["steps"], loss=settings["loss"],
                          seed=seed)  # fmt: skip
     data = mnist1d()
+    subset = data.subset(settings["num_train"])
     tic = time.perf_counter()
-    out = continue_training(init_model(arch, data, seed), config, data.subset(settings["num_train"]),
-                            track_every=settings["track_every"], tol=settings["tol"])  # fmt: skip
-    return _stored(out, time.perf_counter() - tic)
+    out = continue_training(init_model(arch, data, seed), config, subset, track_every=settings["track_every"],
+                            tol=settings["tol"])  # fmt: skip
+    result = _stored(out, time.perf_counter() - tic)
+    dense, onset = settings.get("dense_steps", 0), settings.get("onset", math.inf)
+    above = [h["step"] for h in out.history if h.get("lambda_max", 0.0) * settings["lr"] / 2 >= onset]
+    if dense and above:
+        before = [h["step"] for h in out.history if h["step"] < above[0]]
+        t0 = before[-1] if before else 0
+        start = init_model(arch, data, seed)
+        if t0 > 0:
+            to_t0 = dataclasses.replace(config, steps=t0)
+            start.load_state_dict(continue_training(start, to_t0, subset, track_every=t0,
+                                                    track_sharpness=False).state_dict)  # fmt: skip
+        window = continue_training(start, dataclasses.replace(config, steps=dense), subset, track_every=1,
+                                   tol=settings["tol"])  # fmt: skip
+        result["history"] += [{**h, "step": h["step"] + t0, "dense": True} for h in window.history]
+        result["seconds"] = time.perf_counter() - tic
+    return result
 
 
 def _measure(model: torch.nn.Module, data: Dataset, settings: Mapping, *, rescaling: bool = False) -> dict:
