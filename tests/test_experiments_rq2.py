@@ -463,6 +463,10 @@ def test_profiles_and_sizes_checks():
         replace(smoke, target_loss=0)
     with pytest.raises(ValueError, match="directions must be a positive integer"):
         replace(smoke, directions=0)
+    with pytest.raises(ValueError, match="moderate_loss"):
+        replace(smoke, moderate_loss=smoke.target_loss)
+    with pytest.raises(ValueError, match="class_seeds must be between 1 and 3"):
+        replace(smoke, class_seeds=4)
 
 
 def test_settings_numbers_cover_the_sizes():
@@ -492,6 +496,64 @@ def test_one_recipe_for_every_architecture_and_the_twin_option():
     assert training == {("adam", 1e-3, 128, "constant", 0.0, 0.05, 8000)}
     with pytest.raises(ValueError, match="unknown architecture"):
         rq2.recipe("VGG", 0, smoke)
+    # the class-structure population: the same recipe, stopped earlier and checked more often
+    moderate = rq2.moderate_configs(paper)
+    assert sorted({s for _, s in moderate}) == [0, 1, 2]
+    assert {(c.stop_loss, c.eval_every) for c in moderate.values()} == {(0.5, 10)}
+    assert all(replace(c, stop_loss=0.05, eval_every=50) == recipes[label] for (label, _), c in moderate.items()
+               if c.seed == 0)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- class structure
+
+
+def _classes(overlaps: dict[str, float], seeds=range(3), k: int = 12) -> pd.DataFrame:
+    """Raw "classes" rows: G's top-k eigenvalues 2^-j, G_class's half of each of the top C, and every one of the
+    top C eigenvectors with overlap `overlaps[label]` × noise."""
+    rows = []
+    for label, overlap in overlaps.items():
+        for s in seeds:
+            ggn = [2.0**-j for j in range(k)]
+            rows.append({"architecture": label, "seed": s, "train loss": 0.5, "ggn": ggn,
+                         "class": [g / 2 for g in ggn[: rq2.NUM_CLASSES]], "overlap": [overlap * NOISE[s]] * k,
+                         "ggn_trace": 4.0, "class_trace": 1.0, "cross_trace": 0.5, "converged": True})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_class_table_reads_each_network_against_papyan():
+    t = rq2.class_table(_classes({MLP: 0.8}, seeds=[0]))
+    row = t.iloc[0]
+    assert row["overlap"] == pytest.approx(0.8)
+    assert row["class share"] == pytest.approx(0.5)
+    assert (row["class trace share"], row["cross trace share"]) == (0.25, 0.125)
+    assert row["gap at C"] == pytest.approx(2.0)  # λ_10 / λ_11 of 2^-j
+    assert list(t.columns) == ["architecture", "seed", *rq2.CLASS_COLUMNS.values(), "converged"]
+
+
+@pytest.mark.parametrize(
+    ("overlaps", "outcome"),
+    [
+        ({MLP: 0.9, RESNET: 0.8}, SUPPORTED),
+        ({MLP: 0.1, RESNET: 0.2}, REFUTED),
+        ({MLP: 0.9, RESNET: 0.2}, NOT_SUPPORTED),  # one architecture each way
+        ({MLP: 0.5, RESNET: 0.9}, NOT_SUPPORTED),  # an interval containing the threshold
+    ],
+)
+def test_verdict_class_outliers(overlaps, outcome):
+    verdict = rq2.verdict_class_outliers(rq2.class_table(_classes(overlaps)))
+    assert verdict.outcome == outcome
+    assert "overlap of the top 10" in verdict.reason
+
+
+def test_verdict_class_outliers_not_testable():
+    one_seed = rq2.class_table(_classes({MLP: 0.9}, seeds=[0]))
+    assert rq2.verdict_class_outliers(one_seed).outcome == NOT_TESTABLE
+    unconverged = rq2.class_table(_classes({MLP: 0.9})).assign(converged=False)
+    assert rq2.verdict_class_outliers(unconverged).outcome == NOT_TESTABLE
+    numbers = rq2.class_numbers(rq2.class_table(_classes({MLP: 0.9})), rq2.PROFILES["paper"])
+    assert numbers["class_overlap_resnet"] == "n/a"
+    assert numbers["class_overlap_mlp"].startswith("0.9")
+    assert numbers["class_k"] == 20
 
 
 def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
@@ -513,13 +575,27 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
             "status": ["reached", "reached", "finished"],
         }
     )  # seed 2 never reached: not measured
-    tasks = rq2.measurement_tasks(training, sizes, root=tmp_path / "store")
-    assert [t.kind for t in tasks] == ["curvature", "curvature", "barrier", "slices", "slices", "plane"]
+    moderate = training.assign(status=["reached", "finished", "reached"], **{"train loss": [2.0, 2.1, 1.9]})
+    tasks = rq2.measurement_tasks(training, sizes, root=tmp_path / "store", moderate=moderate)
+    kinds = ["curvature", "curvature", "barrier", "classes", "classes", "slices", "slices", "plane"]
+    assert [t.kind for t in tasks] == kinds
     assert tasks[2].settings["aligned"] is True
     assert tasks[2].seeds == (0, 1)
 
-    raw = rq2.measure_networks(training, sizes, tmp_path / "cache", root=tmp_path / "store")
+    raw = rq2.measure_networks(
+        training, sizes, tmp_path / "cache", root=tmp_path / "store", moderate=moderate
+    )
     assert len(raw["curvature"]) == 2
+    classes = raw["classes"]
+    assert classes["seed"].tolist() == [0, 2]
+    assert classes["train loss"].tolist() == [2.0, 1.9]
+    assert len(classes["ggn"][0]) == rq2.NUM_CLASSES + 1
+    assert len(classes["class"][0]) == rq2.NUM_CLASSES
+    # G ⪰ G_class (Weyl): no class eigenvalue above the matching Gauss–Newton one
+    for ggn, cls in zip(classes["ggn"], classes["class"], strict=True):
+        assert all(c <= g * (1 + 1e-3) + 1e-9 for c, g in zip(cls, ggn, strict=False))
+    overlap = rq2.class_table(classes)["overlap"]
+    assert overlap.between(0, 1 + 1e-9).all()
     assert len(raw["curvature"]["top_eigenvalues"][0]) == 3
     assert len(raw["slices"]) == 2 * (1 + 2) * len(rq2.WINDOWS)  # eigenvector + 2 random, per network
     assert set(raw["slices"]["kind"]) == {"eigen", "random"}

@@ -918,3 +918,13 @@ def test_robust_sign_error_rejects_bad_input():
         robust_sign_error(frame, "mu", "gap", environment_columns=["lr"], num_test=100)
     with pytest.raises(ValueError, match=r"min_ess must be a non-negative number, got -1"):
         robust_sign_error(frame, "mu", "gap", environment_columns=["a"], num_test=100, min_ess=-1)
+
+
+def test_seed_interval_of_a_fraction_stays_inside_zero_one():
+    interval = paper_stats.seed_interval([0.2, 0.9, 0.99], fraction=True)
+    assert 0 < interval.low < interval.estimate < interval.high < 1
+    plain = paper_stats.seed_interval([0.2, 0.9, 0.99])
+    assert plain.high > 1  # the log scale does not know the bound
+    assert paper_stats.seed_interval([1.0, 1.0], fraction=True).estimate == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        paper_stats.seed_interval([0.5, 1.5], fraction=True)

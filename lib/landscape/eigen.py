@@ -79,20 +79,23 @@ _DOT_SLAB = 2**14
 
 
 def dot64(rows: Tensor, cols: Tensor) -> Tensor:
-    """rows @ cols for rows `(n, D)` and cols `(D, m)`, accumulated in float64 over slabs of `_DOT_SLAB`
-    coordinates: `(n, m)` float64 on the CPU, accurate to ~1e-7 relative in float32 at any D (torch has no
-    float32 matrix product with a float64 accumulator; converting whole D-vectors would double their memory)."""
+    """rows @ cols for rows `(n, D)` and cols `(D, m)` in float64, one slab of `_DOT_SLAB` coordinates at a time:
+    `(n, m)` float64 on the CPU. Each slab is converted to float64 before its product (a product of two float32
+    values is exact in float64), so the result is accurate to float64 rounding at any D; the temporaries are
+    (n + m)·`_DOT_SLAB` float64 values. (torch has no float32 matrix product with a float64 accumulator, and a
+    float32 product of one slab lost 1e-6 relative on 16k coordinates with this machine's BLAS; converting whole
+    D-vectors would double their memory.)"""
     out = torch.zeros(rows.shape[0], cols.shape[1], dtype=torch.float64, device=rows.device)
     for start in range(0, rows.shape[1], _DOT_SLAB):
-        out += (rows[:, start : start + _DOT_SLAB] @ cols[start : start + _DOT_SLAB]).double()
+        out += rows[:, start : start + _DOT_SLAB].double() @ cols[start : start + _DOT_SLAB].double()
     return out.cpu()
 
 
 def norms64(block: Tensor) -> Tensor:
-    """Column norms of a `(D, m)` block with float64 accumulation over slabs (see `dot64`): `(m,)` float64, CPU."""
+    """Column norms of a `(D, m)` block in float64, slab by slab as in `dot64`: `(m,)` float64, CPU."""
     total = torch.zeros(block.shape[1], dtype=torch.float64, device=block.device)
     for start in range(0, block.shape[0], _DOT_SLAB):
-        total += block[start : start + _DOT_SLAB].square().sum(0).double()
+        total += block[start : start + _DOT_SLAB].double().square().sum(0)
     return total.sqrt().cpu()
 
 

@@ -23,7 +23,9 @@ attributes the C largest outliers of deep classifiers' spectra to the class mean
 cross-class means, with the bulk from the within-class variation; the test is whether the top-C eigenvalues of G
 are those of :math:`G_\mathrm{class}` and their eigenvectors lie in :math:`\operatorname{span}\{\delta_c\}`
 (`ClassStructure.class_overlap`). Near zero loss p_i → e_{y_i} and every :math:`h_{i,c'}` → 0, so the structure is
-measured at moderate loss.
+measured at moderate loss. The factors here carry the weight √p_{i,c'} so that the three parts are exact and
+positive semi-definite; Papyan's normalisation of the class means may differ from this one, which changes the
+split of the eigenvalues between G_class and G_cross but not the span of the class means.
 
 References:
     V. Papyan (2019), Measurements of three-level hierarchical structure in the outliers in the spectrum of

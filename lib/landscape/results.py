@@ -496,8 +496,8 @@ def load_sweep(keys: Sequence[str] | None = None, *, root: str | os.PathLike | N
 
 # The modules a measurement depends on by default (probes, directions, models); training code is keyed separately.
 PROBE_MODULES = (
-    "alignment", "density", "directions", "eigen", "flatness", "geometry", "interpolation",
-    "models", "operators", "ruggedness", "sharpness", "slices", "trace",
+    "alignment", "curvature", "density", "directions", "eigen", "flatness", "geometry", "hierarchy",
+    "interpolation", "models", "operators", "ruggedness", "sharpness", "slices", "stability", "trace",
 )  # fmt: skip
 
 

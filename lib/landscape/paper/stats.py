@@ -305,7 +305,7 @@ def _welch_bounds(a: np.ndarray, b: np.ndarray, level: float) -> tuple[float, fl
     return difference - half, difference + half
 
 
-def seed_interval(values, *, level: float = LEVEL) -> Interval:
+def seed_interval(values, *, level: float = LEVEL, fraction: bool = False) -> Interval:
     """The central value of a few runs (seeds) with a Student-t interval that respects the quantity's sign: what
     figures and tables show in place of "mean ± sd".
 
@@ -314,18 +314,35 @@ def seed_interval(values, *, level: float = LEVEL) -> Interval:
     positive quantity often does). Otherwise: the mean with m ± t s/√n. t is the (1 + level)/2 quantile of
     Student's t with n − 1 degrees of freedom. One value: the value, NaN bounds. Missing values are an error.
 
-    Meaning: an interval that covers the population's geometric mean (mean) in about `level` of repeated
-    experiments when the logarithms (values) are roughly normal and the runs independent.
+    With `fraction` (values in [0, 1], e.g. a share or an overlap): the interval on the logits log(x/(1 − x))
+    mapped back, so it stays inside (0, 1); values are clipped to [1e-12, 1 − 1e-12] first.
+
+    Meaning: an interval that covers the population's geometric mean (mean; inverse-logit of the mean logit)
+    in about `level` of repeated experiments when the logarithms (values; logits) are roughly normal and the
+    runs independent.
 
     >>> print(seed_interval([1.0, 2.0, 4.0]))
     2 [0.36, 11]
     >>> seed_interval([-1.0, 0.0, 4.0]).method
     'mean, Student t'
+    >>> print(seed_interval([0.8, 0.9, 0.95], fraction=True))  # never above 1
+    0.898 [0.56, 0.98]
     """
     level = _check_level(level)
     x = _as_1d(values, "values")
     if x.size == 0:
         raise ValueError("values is empty: no run to summarise")
+    if fraction:
+        if np.any((x < 0) | (x > 1)):
+            raise ValueError(f"fraction=True needs values in [0, 1], got {x.min():g} to {x.max():g}")
+        clipped = np.clip(x, 1e-12, 1 - 1e-12)
+        y = np.log(clipped / (1 - clipped))
+        m = float(y.mean())
+        low, high = _t_bounds(y, level)
+        m, low, high = (1 / (1 + math.exp(-v)) if math.isfinite(v) else v for v in (m, low, high))
+        return Interval(
+            m, low, high, level, int(x.size), "inverse-logit of the mean logit, Student t on logits"
+        )
     positive = bool(np.all(x > 0))
     y = np.log(x) if positive else x
     method = "geometric mean, Student t on logs" if positive else "mean, Student t"

@@ -179,13 +179,15 @@ def interval_summary(
     *,
     level: float = 0.95,
     digits: int = 3,
+    fractions: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Per group, each column as ``"estimate [low, high]"`` with its confidence interval over the group's rows
     (seeds), in place of "mean ± sd", whose lower end can fall below zero for a positive quantity.
 
     Each cell is `landscape.paper.stats.seed_interval` of the group's values: for positive values the geometric
     mean with a Student-t interval on the logarithms (never below zero), otherwise the mean with Student's
-    interval. Positivity is decided per group. One row gives the value alone; a missing value in a group gives
+    interval; for the columns named (by display name) in `fractions`, values in [0, 1], the interval on the
+    logits (never outside (0, 1)). Positivity is decided per group. One row gives the value alone; a missing value in a group gives
     ``–`` there. Columns are given as names or as {display name: column}.
 
     >>> f = pd.DataFrame({"arch": ["a", "a", "a"], "x": [1.0, 2.0, 4.0]})
@@ -200,10 +202,10 @@ def interval_summary(
     if missing:
         raise ValueError(f"columns {missing} not in the table; it has {list(frame.columns)}")
 
-    def cell(values: np.ndarray) -> str:
+    def cell(values: np.ndarray, fraction: bool) -> str:
         if values.size == 0 or np.isnan(values).any():
             return MISSING
-        interval = seed_interval(values, level=level)
+        interval = seed_interval(values, level=level, fraction=fraction)
         if values.size == 1:
             return format_estimate(interval.estimate, digits=digits)
         return format_estimate(interval, digits=digits)
@@ -211,5 +213,8 @@ def interval_summary(
     out = {}
     for name, column in columns.items():
         values = pd.to_numeric(frame[column], errors="coerce")
-        out[name] = {g: cell(group.to_numpy(float)) for g, group in values.groupby(frame[by], sort=False)}
+        fraction = name in fractions
+        out[name] = {
+            g: cell(group.to_numpy(float), fraction) for g, group in values.groupby(frame[by], sort=False)
+        }
     return pd.DataFrame(out).rename_axis(by)

@@ -8,9 +8,12 @@ and "architecture" means the architecture alone. Runs that never reach the targe
 counted and reported, and left out of the measurements. Every network that reached it is probed: its curvature
 profile (`landscape.geometry.measure_curvature`), the roughness of 1-D slices along `Sizes.directions` random
 directions and along its top eigenvector on two curvature-scaled windows (`landscape.ruggedness`), a 2-D
-slice (first seed), and the interpolation barriers between its seeds. The founding write-up's six claims
-about architectures, and Li et al.'s (2018) depth-dependent effect of removing skips, are decided by the
-verdict functions at the end.
+slice (first seed), and the interpolation barriers between its seeds. A second population, the first
+`Sizes.class_seeds` seeds of each architecture stopped by the same recipe at the moderate loss
+`Sizes.moderate_loss`, carries Papyan's class-mean decomposition of the Gauss–Newton matrix
+(`landscape.hierarchy`), which near zero loss has nothing left to measure. The founding write-up's six claims
+about architectures, Li et al.'s (2018) depth-dependent effect of removing skips and Papyan's (2019) class-mean
+outliers are decided by the verdict functions at the end.
 
 Pieces, in the order the chapter uses them:
 
@@ -24,8 +27,8 @@ Pieces, in the order the chapter uses them:
   `training_numbers`, `curvature_numbers`, `roughness_numbers`, `barrier_numbers`), `barrier_table`.
 - Verdicts: `verdict_mlp_smoother`, `verdict_resnet_skips`, `verdict_transformer`, `verdict_mlp_repeated_top`,
   `verdict_trace_grows_with_dimension`, `verdict_barriers_moderate`, `verdict_skips_matter_more_when_deeper`,
-  each a `landscape.paper.verdicts.Verdict`.
-- Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_roughness`.
+  `verdict_class_outliers`, each a `landscape.paper.verdicts.Verdict`.
+- Figures: `plot_spectra`, `plot_slices`, `plot_planes`, `plot_barriers`, `plot_roughness`, `plot_classes`.
 
 How comparisons are made. A claim that one architecture has more of a quantity than another is the ratio of
 the two over seeds with an interval (`landscape.paper.stats.ratio_ci`) against 1. A ResNet and its twin are
@@ -68,6 +71,9 @@ from . import rq2_tasks as tasks
 __all__ = [
     "ADAPTIVE_RADIUS",
     "ARCHITECTURES",
+    "CLASS_COLUMNS",
+    "CLASS_FRACTIONS",
+    "CLASS_OVERLAP",
     "GAP_EQUIVALENCE",
     "KEYS",
     "LOSS_MATCH_FACTOR",
@@ -77,6 +83,8 @@ __all__ = [
     "Sizes",
     "barrier_numbers",
     "barrier_table",
+    "class_numbers",
+    "class_table",
     "compare",
     "configs",
     "curvature_numbers",
@@ -85,9 +93,11 @@ __all__ = [
     "loss_confound",
     "measure_networks",
     "measurement_tasks",
+    "moderate_configs",
     "pair_bootstrap_ci",
     "per_run_curvature",
     "plot_barriers",
+    "plot_classes",
     "plot_planes",
     "plot_roughness",
     "plot_slices",
@@ -103,6 +113,7 @@ __all__ = [
     "train_networks",
     "training_numbers",
     "verdict_barriers_moderate",
+    "verdict_class_outliers",
     "verdict_mlp_repeated_top",
     "verdict_mlp_smoother",
     "verdict_resnet_skips",
@@ -137,6 +148,9 @@ LOSS_MATCH_FACTOR = 1.25
 GAP_EQUIVALENCE = 1e-3  # claim 4: λ1 and λ2 "repeated" when they agree to 0.1 % of λ1
 RESOLUTION = 0.1  # claim 4: the residuals resolve the gap when (r1 + r2)/λ1 ≤ 0.1·GAP_EQUIVALENCE
 RELATIVE_BARRIER = 1.0  # claim 6: "distinct" basins when the barrier exceeds the end points' mean loss
+# claim 8: the top-C Gauss–Newton eigenvectors "come from the class means" when, on average, more than half of
+# each one's squared norm lies in the span of the C class means (a random direction has C / D of it)
+CLASS_OVERLAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,9 @@ class Sizes:
     slice_points: int = 41  # points of each 1-D slice
     grid_points: int = 21  # points per axis of the 2-D slice
     barrier_points: int = 21  # points on the line between two seeds
+    moderate_loss: float = 0.5  # the class-structure population stops at this training loss ...
+    class_seeds: int = 3  # ... for the first this many seeds of every architecture ...
+    class_eval_every: int = 10  # ... checked this often (fast-training ResNets pass 0.5 within 50 steps)
     n_resamples: int = 2000  # bootstrap resamples of every interval
     workers: int | None = None  # Dask worker processes (None: one per core; 1: in this process)
     threads: int | None = 1  # torch threads per task (None: leave the process's setting)
@@ -177,6 +194,12 @@ class Sizes:
             )
         if not (isinstance(self.target_loss, (int, float)) and self.target_loss > 0):
             raise ValueError(f"target_loss must be a positive number, got {self.target_loss!r}")
+        if not self.moderate_loss > self.target_loss:
+            raise ValueError(
+                f"moderate_loss ({self.moderate_loss!r}) must be above target_loss ({self.target_loss!r})"
+            )
+        if not isinstance(self.class_seeds, int) or not 1 <= self.class_seeds <= len(self.seeds):
+            raise ValueError(f"class_seeds must be between 1 and {len(self.seeds)}, got {self.class_seeds!r}")
         if not isinstance(self.directions, int) or self.directions < 1:
             raise ValueError(f"directions must be a positive integer, got {self.directions!r}")
         unknown = set(self.model_overrides) - {name for name, _ in ARCHITECTURES.values()}
@@ -194,8 +217,8 @@ PROFILES = {
             "transformer": {"patch_size": 8, "dim": 16, "depth": 1, "heads": 2},
         },
         eval_samples=128, hessian_samples=64, k=6, tol=1e-2, trace_matvecs=8, slq_probes=2, slq_steps=12,
-        adaptive_steps=3, directions=1, slice_points=11, grid_points=5, barrier_points=5, n_resamples=500,
-        workers=1, threads=1,
+        adaptive_steps=3, directions=1, slice_points=11, grid_points=5, barrier_points=5, moderate_loss=2.0,
+        class_seeds=2, class_eval_every=10, n_resamples=500, workers=1, threads=1,
     ),
     "paper": Sizes(
         seeds=(0, 1, 2, 3, 4, 5), eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40,
@@ -214,10 +237,11 @@ PROFILES = {
 # Training
 
 
-def recipe(label: str, seed: int, sizes: Sizes):
+def recipe(label: str, seed: int, sizes: Sizes, *, moderate: bool = False):
     """The `TrainConfig` of architecture `label` with `seed`: the chapter's one recipe (Adam at `sizes.lr`,
     batch `sizes.batch_size`, constant step, no weight decay, stopped at `sizes.target_loss` or after
-    `sizes.max_steps`) on the architecture's model, with the profile's model overrides."""
+    `sizes.max_steps`) on the architecture's model, with the profile's model overrides. With `moderate`, the
+    same recipe stopped at `sizes.moderate_loss`, checked every `sizes.class_eval_every` steps."""
     from ...train import TrainConfig
 
     if label not in ARCHITECTURES:
@@ -225,8 +249,9 @@ def recipe(label: str, seed: int, sizes: Sizes):
     model, config = ARCHITECTURES[label]
     return TrainConfig(
         model=model, model_config={**config, **sizes.model_overrides.get(model, {})}, optimizer="adam",
-        lr=sizes.lr, batch_size=sizes.batch_size, steps=sizes.max_steps, eval_every=sizes.eval_every,
-        stop_loss=sizes.target_loss, seed=seed,
+        lr=sizes.lr, batch_size=sizes.batch_size, steps=sizes.max_steps,
+        eval_every=sizes.class_eval_every if moderate else sizes.eval_every,
+        stop_loss=sizes.moderate_loss if moderate else sizes.target_loss, seed=seed,
     )  # fmt: skip
 
 
@@ -236,10 +261,19 @@ def configs(sizes: Sizes) -> dict[tuple[str, int], object]:
     return {(label, s): recipe(label, s, sizes) for label in ARCHITECTURES for s in sizes.seeds}
 
 
-def train_networks(sizes: Sizes, *, root=None, data=None, progress: bool = False) -> pd.DataFrame:
-    """Train (or load from the run store) every network of the chapter, each a task of
-    `landscape.results.run_sweep` on `sizes.workers` Dask workers (not vectorised over seeds: each run stops
-    at its own step).
+def moderate_configs(sizes: Sizes) -> dict[tuple[str, int], object]:
+    """{(architecture, seed): TrainConfig} of the class-structure population: the first `sizes.class_seeds`
+    seeds of every architecture, the recipe stopped at `sizes.moderate_loss` (`recipe` with ``moderate``)."""
+    seeds = sizes.seeds[: sizes.class_seeds]
+    return {(label, s): recipe(label, s, sizes, moderate=True) for label in ARCHITECTURES for s in seeds}
+
+
+def train_networks(
+    sizes: Sizes, *, root=None, data=None, progress: bool = False, moderate: bool = False
+) -> pd.DataFrame:
+    """Train (or load from the run store) every network of the chapter (with `moderate`: of the class-structure
+    population, `moderate_configs`), each a task of `landscape.results.run_sweep` on `sizes.workers` Dask
+    workers (not vectorised over seeds: each run stops at its own step).
 
     Returns:
         One row per network: architecture, seed, key, status ("reached"; "finished": never reached the
@@ -250,7 +284,7 @@ def train_networks(sizes: Sizes, *, root=None, data=None, progress: bool = False
     from ...results import load_run, run_key, run_sweep
 
     data = data if data is not None else load_dataset("mnist1d")
-    wanted = configs(sizes)
+    wanted = moderate_configs(sizes) if moderate else configs(sizes)
     run_sweep(list(wanted.values()), root=root, workers=sizes.workers, threads=sizes.threads,
               data={"mnist1d": data}, group_seeds=False, progress=progress)  # fmt: skip
     rows = []
@@ -320,20 +354,28 @@ def _task_settings(kind: str, architecture: str, keys: Sequence[str], sizes: Siz
     if kind == "plane":
         return {**common, "grid": sizes.grid_points, "radius": tasks.PLANE_RADIUS,
                 "hessian_samples": sizes.hessian_samples}  # fmt: skip
+    if kind == "classes":
+        return {**common, "k": max(sizes.k, NUM_CLASSES + 1), "tol": sizes.tol,
+                "trace_matvecs": sizes.trace_matvecs, "hessian_samples": sizes.hessian_samples}  # fmt: skip
     return {**common, "points": sizes.barrier_points, "eval_samples": sizes.eval_samples,
             "aligned": architecture == MLP}  # fmt: skip
 
 
 def measurement_tasks(
-    training: pd.DataFrame, sizes: Sizes, *, root=None, seed: int = 0
+    training: pd.DataFrame, sizes: Sizes, *, root=None, seed: int = 0, moderate: pd.DataFrame | None = None
 ) -> list[MeasurementTask]:
     """Every measurement of the chapter as a task, for the networks that reached the target loss (`reached`):
     curvature and slices of each, the 2-D slice of each architecture's first such seed, the barrier of each pair
-    of its seeds. Costliest kinds first. A run store `root` other than the default is made absolute (workers
-    may run elsewhere)."""
-    by_kind = {kind: [] for kind in ("curvature", "barrier", "slices", "plane")}
+    of its seeds; with `moderate` (`train_networks` with ``moderate``), the class structure of each of its
+    networks that reached the moderate loss. Costliest kinds first. A run store `root` other than the default
+    is made absolute (workers may run elsewhere)."""
+    by_kind = {kind: [] for kind in ("curvature", "barrier", "classes", "slices", "plane")}
     root = None if root is None else str(Path(root).resolve())
     done = reached(training)
+    if moderate is not None:
+        for row in reached(moderate).sort_values(["architecture", "seed"], kind="stable").itertuples():
+            settings = _task_settings("classes", row.architecture, [row.key], sizes, root, seed)
+            by_kind["classes"].append(MeasurementTask(row.architecture, (int(row.seed),), settings))
     for label in ARCHITECTURES:
         rows = done[done["architecture"] == label].sort_values("seed")
         seeds, keys = rows["seed"].tolist(), rows["key"].tolist()
@@ -354,7 +396,14 @@ def measurement_tasks(
 
 
 def measure_networks(
-    training: pd.DataFrame, sizes: Sizes, cache, *, root=None, seed: int = 0, progress: bool = False
+    training: pd.DataFrame,
+    sizes: Sizes,
+    cache,
+    *,
+    root=None,
+    seed: int = 0,
+    progress: bool = False,
+    moderate: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every per-network measurement (`measurement_tasks`) as one `run_cached` sweep of
     `rq2_tasks.measure_task` on `sizes.workers` Dask workers (`sizes.threads` torch threads each), each task
@@ -370,14 +419,19 @@ def measure_networks(
         - ``"planes"``: one row per architecture (first seed): grid, losses (grid × grid).
         - ``"barriers"``: one row per pair of seeds and variant (raw; aligned for the MLP): loss barrier, error
           barrier, alphas, losses.
+        - ``"classes"`` (with `moderate`): one row per network of the moderate population: architecture, seed,
+          train loss, and the fields of the ``"classes"`` measurement of `rq2_tasks.measure_task`.
     """
     from .common import run_cached
 
-    wanted = measurement_tasks(training, sizes, root=root, seed=seed)
+    wanted = measurement_tasks(training, sizes, root=root, seed=seed, moderate=moderate)
     results = run_cached(tasks.measure_task, [t.settings for t in wanted], cache=cache, depends_on=tasks.DEPENDS_ON,
                          workers=sizes.workers, threads=sizes.threads, desc="rq2 measurements",
                          progress=progress)  # fmt: skip
-    rows = {"curvature": [], "slices": [], "planes": [], "barriers": []}
+    rows = {"curvature": [], "slices": [], "planes": [], "barriers": [], "classes": []}
+    moderate_loss = (
+        {} if moderate is None else dict(zip(moderate["key"], moderate["train loss"], strict=True))
+    )
     for t, r in zip(wanted, results, strict=True):
         base = {"architecture": t.architecture, "seed": t.seeds[0]}
         if t.kind == "curvature":
@@ -386,6 +440,8 @@ def measure_networks(
             rows["slices"] += [{**base, **v} for v in r["slices"]]
         elif t.kind == "plane":
             rows["planes"].append({**base, **r})
+        elif t.kind == "classes":
+            rows["classes"].append({**base, "train loss": moderate_loss[t.settings["runs"][0]], **r})
         else:
             for variant, v in r.items():
                 rows["barriers"].append({
@@ -666,6 +722,66 @@ def barrier_numbers(barriers: pd.DataFrame) -> dict:
 
 def _nan_to_zero(value: float) -> float:
     return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+CLASS_FRACTIONS = (
+    "overlap of the top C",
+    "class share of the top C",
+    "tr G_class / tr G",
+    "tr G_cross / tr G",
+)
+CLASS_COLUMNS = {  # display name: column of `class_table`
+    "overlap of the top C": "overlap", "class share of the top C": "class share",
+    "tr G_class / tr G": "class trace share", "tr G_cross / tr G": "cross trace share",
+    "λ_C / λ_C+1": "gap at C", "training loss": "train loss",
+}  # fmt: skip
+
+
+def class_table(classes: pd.DataFrame, num_classes: int = NUM_CLASSES) -> pd.DataFrame:
+    """One row per network of the moderate population, the class structure read against Papyan's picture:
+
+    - ``overlap``: the mean over the top C Gauss–Newton eigenvectors of the fraction of each one's squared norm
+      in the span of the C class means (1: all of it; a random direction: C/D);
+    - ``class share``: Σ_{j≤C} λ_j(G_class) / Σ_{j≤C} λ_j(G), in [0, 1] since G − G_class is positive
+      semi-definite (Weyl): the part of the outliers' size the class means account for;
+    - ``class trace share``, ``cross trace share``: tr G_class / tr G and tr G_cross / tr G (tr G estimated);
+    - ``gap at C``: λ_C(G) / λ_{C+1}(G), large when exactly C outliers stand out;
+    - ``converged``: whether the top-k Lanczos pairs met the tolerance.
+    """
+    rows = []
+    for r in classes.to_dict("records"):
+        ggn, cls, overlap = (np.asarray(v, dtype=float) for v in (r["ggn"], r["class"], r["overlap"]))
+        c = min(num_classes, len(ggn))
+        rows.append({
+            "architecture": r["architecture"], "seed": r["seed"], "train loss": r["train loss"],
+            "overlap": float(overlap[:c].mean()), "class share": float(cls[:c].sum() / ggn[:c].sum()),
+            "class trace share": r["class_trace"] / r["ggn_trace"], "cross trace share": r["cross_trace"] / r["ggn_trace"],
+            "gap at C": float(ggn[c - 1] / ggn[c]) if len(ggn) > c and ggn[c] > 0 else math.nan,
+            "converged": bool(r["converged"]),
+        })  # fmt: skip
+    columns = ["architecture", "seed", *CLASS_COLUMNS.values(), "converged"]
+    return pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
+
+
+def class_numbers(table: pd.DataFrame, sizes: Sizes) -> dict:
+    """Glue values of the class-structure section: the population's settings, its training losses, and per
+    architecture the overlap, class share and trace shares as 'estimate [95 % CI]' over its seeds
+    (`seed_interval`; `MISSING` for an architecture without networks)."""
+    out = {"moderate_loss": sizes.moderate_loss, "class_seeds": sizes.class_seeds,
+           "class_eval_every": sizes.class_eval_every, "class_overlap": CLASS_OVERLAP,
+           "class_k": max(sizes.k, NUM_CLASSES + 1), "num_class_runs": len(table),
+           "class_unconverged": int((~table["converged"].astype(bool)).sum()) if len(table) else 0,
+           "moderate_loss_min": float(table["train loss"].min()) if len(table) else math.nan,
+           "moderate_loss_max": float(table["train loss"].max()) if len(table) else math.nan}  # fmt: skip
+    for label, key in KEYS.items():
+        rows = table[table["architecture"] == label]
+        for column, name in (("overlap", "overlap"), ("class share", "share"),
+                             ("class trace share", "class_trace"), ("cross trace share", "cross_trace")):  # fmt: skip
+            values = rows[column].to_numpy(float)
+            out[f"class_{name}_{key}"] = (
+                format_estimate(seed_interval(values, fraction=True)) if len(values) else MISSING
+            )
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1009,10 +1125,42 @@ def verdict_barriers_moderate(barriers: pd.DataFrame, *, n_resamples: int = 2000
     return combine(parts, rule="conjunction")
 
 
+def verdict_class_outliers(table: pd.DataFrame, num_classes: int = NUM_CLASSES) -> Verdict:
+    """Claim 8, Papyan's (2019) "the C outliers of the spectrum come from the class means", at moderate loss:
+    for every architecture, the mean overlap of the top-C Gauss–Newton eigenvectors with the span of the class
+    means (`class_table`) has its interval over seeds (`seed_interval` on the logits: a fraction, at
+    `family_level` over the architectures) above `CLASS_OVERLAP`. Decided by `verdicts.combine` with ``rule="all"``: supported where
+    every architecture's interval lies above, refuted where every one lies below, not supported otherwise; an
+    architecture with fewer than two networks is not testable. Networks whose top-k Lanczos pairs did not
+    converge are left out."""
+    kept = table[table["converged"].astype(bool)]
+    labels = _labels(kept) if len(kept) else []
+    if not labels:
+        return not_testable("no network of the moderate population has converged top eigenpairs")
+    level = family_level(LEVEL, len(labels))
+    parts = {}
+    for label in labels:
+        values = kept.loc[kept["architecture"] == label, "overlap"].to_numpy(float)
+        if len(values) < 2:
+            parts[label] = not_testable(f"{label}: {plural(len(values), 'network')}, an interval needs two")
+            continue
+        parts[label] = decide(seed_interval(values, level=level, fraction=True), +1, CLASS_OVERLAP,
+                              f"{label} overlap of the top {num_classes}")  # fmt: skip
+    return combine(parts, rule="all")
+
+
 def verdicts(
-    training, curvature, rough, barriers, *, n_resamples: int = 2000, seed: int = 0
+    training,
+    curvature,
+    rough,
+    barriers,
+    *,
+    classes: pd.DataFrame | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
 ) -> dict[int, Verdict]:
-    """The seven claims' verdicts, numbered as in the chapter (only networks that reached the target)."""
+    """The claims' verdicts, numbered as in the chapter (only networks that reached the target); claim 8 from
+    the class-structure table (`class_table`) when `classes` is given."""
     kw = {"n_resamples": n_resamples, "seed": seed}
     done = reached(training)
     return {
@@ -1023,6 +1171,7 @@ def verdicts(
         5: verdict_trace_grows_with_dimension(curvature, done, **kw),
         6: verdict_barriers_moderate(barriers, **kw),
         7: verdict_skips_matter_more_when_deeper(rough, done, **kw),
+        **({8: verdict_class_outliers(classes)} if classes is not None else {}),
     }
 
 
@@ -1204,5 +1353,36 @@ def plot_roughness(rough: pd.DataFrame):
             yscale="log",
             title=f"{window} window (quadratic rise {format_number(rise)})\ndark: random, light: top eigenvector",
         )
+    fig.tight_layout()
+    return fig
+
+
+def plot_classes(classes: pd.DataFrame, num_classes: int = NUM_CLASSES):
+    """Papyan's test per architecture at moderate loss, mean over its seeds (band: range). Left: the ratio
+    λ_j(G_class)/λ_j(G) of the j-th eigenvalue of the class-mean part to that of the Gauss–Newton matrix (at
+    most 1, by Weyl). Right: the fraction of the j-th Gauss–Newton eigenvector in the span of the class
+    means. Both for j = 1 … k; the dotted line marks j = C."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharex=True)
+    colors = _colors()
+    for label in _labels(classes):
+        rows = classes[classes["architecture"] == label]
+        k = min(len(v) for v in rows["ggn"])
+        ggn = np.array([np.asarray(v, dtype=float)[:k] for v in rows["ggn"]])
+        cls = np.array(
+            [np.pad(np.asarray(v, dtype=float), (0, max(0, k - len(v))))[:k] for v in rows["class"]]
+        )
+        overlap = np.array([np.asarray(v, dtype=float)[:k] for v in rows["overlap"]])
+        j = np.arange(1, k + 1)
+        for ax, values in zip(axes, (cls / ggn, overlap), strict=True):
+            ax.plot(j, values.mean(0), color=colors[label], label=label, marker="o", markersize=3)
+            ax.fill_between(j, values.min(0), values.max(0), color=colors[label], alpha=0.15, linewidth=0)
+    for ax, ylabel in zip(axes, (r"$\lambda_j(G_{\rm class}) / \lambda_j(G)$", "overlap with span of class means"),
+                          strict=True):  # fmt: skip
+        ax.axvline(num_classes, color="0.4", linestyle=":", linewidth=1)
+        ax.set(xlabel="eigenvalue index j", ylabel=ylabel, ylim=(0, 1.05))
+    axes[1].axhline(CLASS_OVERLAP, color="0.4", linestyle="--", linewidth=1)
+    axes[0].legend(fontsize=9, ncol=2)
     fig.tight_layout()
     return fig

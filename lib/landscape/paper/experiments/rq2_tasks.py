@@ -14,6 +14,9 @@ Kinds of measurement (``settings["probe"]``):
 - ``"plane"``: a 2-D slice on a filter-normalised random plane, α, β ∈ [−`PLANE_RADIUS`, `PLANE_RADIUS`].
 - ``"barrier"``: the loss on the line between two seeds on the first ``eval_samples`` training samples (raw,
   and after weight-matching alignment when ``settings["aligned"]``).
+- ``"classes"``: of a network stopped at a moderate training loss, the top ``k`` eigenpairs of the Gauss–Newton
+  matrix (block Lanczos, block size 2), its trace, and Papyan's class / cross-class means
+  (`landscape.hierarchy.class_structure`) with the overlap of each eigenvector with the class means' span.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ ADAPTIVE_RADIUS = 0.01  # adaptive ℓ∞ sharpness: each weight moves by at mos
 # ½w² (0.125 and 2 nats): the local scale of a step, and the scale of Li et al.'s plots
 WINDOWS = {"local": 0.5, "wide": 2.0}
 PLANE_RADIUS = 1.0  # the 2-D slice covers α, β ∈ [−1, 1]
-PROBES = ("curvature", "slices", "plane", "barrier")
+PROBES = ("curvature", "slices", "plane", "barrier", "classes")
 # the code every cached result of this chapter runs beyond the probes (the probes are always included)
 DEPENDS_ON = ("data", "models", "train", "dynamics", __name__)
 
@@ -107,6 +110,24 @@ def _barrier(model, other, loss_fn, s: Mapping) -> dict:
     return out
 
 
+def _classes(model, loss_fn, s: Mapping) -> dict:
+    from ... import GGNOperator, class_structure, hessian_trace, top_eigenvalues
+
+    data = _samples(s["hessian_samples"])
+    ggn = GGNOperator(model, loss_fn, data)
+    top = top_eigenvalues(ggn, s["k"], tol=s["tol"], block_size=2, seed=s["seed"])
+    structure = class_structure(model, data)
+    # XTrace, not Hutchinson: G is dominated by a few outliers, where XTrace's low-rank part is exact
+    trace = hessian_trace(ggn, max(s["trace_matvecs"], 4), method="xtrace", seed=s["seed"])
+    return {
+        "ggn": top.values.tolist(), "residuals": top.residuals.tolist(), "converged": top.converged,
+        "ggn_trace": trace.estimate, "ggn_trace_stderr": trace.stderr,
+        "class": structure.class_eigenvalues.tolist(), "cross": structure.cross_eigenvalues[: s["k"]].tolist(),
+        "class_trace": structure.class_trace, "cross_trace": structure.cross_trace,
+        "overlap": structure.class_overlap(top.vectors).tolist(),
+    }  # fmt: skip
+
+
 def measure_task(settings: Mapping) -> dict:
     """One measurement (``settings["probe"]``, one of `PROBES`) of the stored run(s) ``settings["runs"]`` (from the
     run store ``settings.get("root")``, the default store when absent), uncached: `run_cached` caches it.
@@ -115,7 +136,9 @@ def measure_task(settings: Mapping) -> dict:
         curvature: every `CurvatureProfile` field; slices: {"slices": one row per direction and window
         (direction, kind, window, roughness, local_minima, curvature, radius, alphas, losses, smooth),
         "lambda_max"}; plane: grid, losses; barrier: {"raw" (and "aligned"): height, instability,
-        losses, alphas}.
+        losses, alphas}; classes: ggn (top-k eigenvalues), residuals, converged, ggn_trace and ggn_trace_stderr
+        (XTrace, at least 4 products), class and cross (eigenvalues of G_class and of G_cross), class_trace, cross_trace, overlap
+        (of each eigenvector with the class means' span).
     """
     from ...train import loss_function
 
@@ -128,4 +151,5 @@ def measure_task(settings: Mapping) -> dict:
         if len(models) != 2:
             raise ValueError(f"a barrier needs two runs, got {len(models)}")
         return _barrier(models[0], models[1], loss_fn, settings)
-    return {"curvature": _curvature, "slices": _slices, "plane": _plane}[probe](models[0], loss_fn, settings)
+    probes = {"curvature": _curvature, "slices": _slices, "plane": _plane, "classes": _classes}
+    return probes[probe](models[0], loss_fn, settings)
