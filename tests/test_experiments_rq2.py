@@ -554,6 +554,7 @@ def test_verdict_class_outliers_not_testable():
     assert numbers["class_overlap_resnet"] == "n/a"
     assert numbers["class_overlap_mlp"].startswith("0.9")
     assert numbers["class_k"] == 20
+    assert {"class_trace_mlp", "class_cross_trace_mlp", "class_share_mlp"} <= set(numbers)
 
 
 def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):

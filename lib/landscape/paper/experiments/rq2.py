@@ -776,7 +776,7 @@ def class_numbers(table: pd.DataFrame, sizes: Sizes) -> dict:
     for label, key in KEYS.items():
         rows = table[table["architecture"] == label]
         for column, name in (("overlap", "overlap"), ("class share", "share"),
-                             ("class trace share", "class_trace"), ("cross trace share", "cross_trace")):  # fmt: skip
+                             ("class trace share", "trace"), ("cross trace share", "cross_trace")):  # fmt: skip
             values = rows[column].to_numpy(float)
             out[f"class_{name}_{key}"] = (
                 format_estimate(seed_interval(values, fraction=True)) if len(values) else MISSING
