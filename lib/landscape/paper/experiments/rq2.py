@@ -221,12 +221,14 @@ PROFILES = {
         class_seeds=2, class_eval_every=10, n_resamples=500, workers=1, threads=1,
     ),
     "paper": Sizes(
-        seeds=(0, 1, 2, 3, 4, 5), eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40,
+        # the stop rule checked every 10 steps: at every 50, ResNets that reach the target in ~300 steps stopped at
+        # losses down to 0.022 while the MLP stopped at 0.047-0.050, and no pair of architectures was matched
+        seeds=(0, 1, 2, 3, 4, 5), eval_every=10, eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40,
         slq_probes=4, slq_steps=40, adaptive_steps=10, directions=10, slice_points=41, grid_points=21,
         barrier_points=21, n_resamples=2000, workers=None, threads=1,  # a second thread per task helps little
     ),
     "full": Sizes(
-        seeds=tuple(range(10)), eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
+        seeds=tuple(range(10)), eval_every=10, eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
         slq_probes=8, slq_steps=80, adaptive_steps=20, directions=20, slice_points=61, grid_points=41,
         barrier_points=41, n_resamples=10000, workers=4, threads=None,
     ),
