@@ -1,23 +1,27 @@
 """RQ1 — why does SGD find flat, generalising minima? The chapter's experiments, summaries and verdict rules.
 
-Four experiments on MNIST-1D. Each is a sweep of independent tasks (`rq1_tasks`: one training run with its
+Five experiments on MNIST-1D. Each is a sweep of independent tasks (`rq1_tasks`: one training run with its
 measurements each) run and cached by `landscape.paper.experiments.common.run_cached` under their settings and
 the code they run (`rq1_tasks.DEPENDS_ON`, not this module: editing a summary, a verdict rule or a figure here
 recomputes nothing).
 
 - `run_eos`: full-batch gradient descent on a training subset (the MLP and a one-block Transformer,
-  cross-entropy and squared loss, several step sizes), λmax of the full-batch loss tracked along the way — the
-  edge of stability (Cohen et al. 2021).
+  cross-entropy and squared loss, several step sizes), λmax of the full-batch loss tracked along the way and at
+  every step of a window from the onset — the edge of stability (Cohen et al. 2021); catapults (Lewkowycz et
+  al. 2020) are told apart by the loss.
 - `run_grid`: plain SGD at every (batch size B, step size η) of a grid, each run stopped at a target training
   loss and measured there (λmax, trace/D, normalised and adaptive sharpness), so that runs are compared at
   equal training loss (Keskar et al. 2017).
-- `run_escape`: from the large-batch grid solution, small-batch SGD against full-batch GD at the same η.
+- `run_escape`: from the large-batch grid solution, small-batch SGD against full-batch GD at the same η, SGD
+  continued until it is back at the target loss so that the two are compared at the same training loss.
+- `run_threshold`: from the same solutions, SGD at every batch size × a range of step sizes, against the
+  linear-stability threshold η*(B) of the start (`landscape.stability`; Wu, Ma & E 2018).
 - `run_rescaling`: Dinh et al. (2017)'s function-preserving rescalings of one solution, every sharpness
   measure.
 
 Summaries (`eos_runs`, `eos_cells`, `eos_ratio_interval`, `eos_reached_interval`, `grid_cells`,
 `grid_correlations`, `keskar_pairs`, `keskar_intervals`, `escape_ends`, `escape_interval`,
-`escape_loss_interval`, `rescaling_spread`) turn the raw tables into the chapter's numbers; the ``*_numbers``
+`escape_loss_interval`, `threshold_table`, `rescaling_spread`) turn the raw tables into the chapter's numbers; the ``*_numbers``
 functions give the glued values of each section. Every verdict rests on a confidence interval
 (`landscape.paper.stats`) and is decided by the shared rules of `landscape.paper.verdicts`; a claim with k
 parts has its parts' intervals at `family_level`(LEVEL, k).
