@@ -1147,7 +1147,7 @@ def verdict_class_outliers(table: pd.DataFrame, num_classes: int = NUM_CLASSES) 
             parts[label] = not_testable(f"{label}: {plural(len(values), 'network')}, an interval needs two")
             continue
         parts[label] = decide(seed_interval(values, level=level, fraction=True), +1, CLASS_OVERLAP,
-                              f"{label} overlap of the top {num_classes}")  # fmt: skip
+                              f"overlap of the top {num_classes}")  # fmt: skip
     return combine(parts, rule="all")
 
 
