@@ -332,7 +332,8 @@ results_table(ends, results, "escape_summary", "Escape runs, one row per start (
 stability, threshold_traces = rq1.run_threshold(sizes, cache, seed=seed)
 threshold = rq1.threshold_table(stability, threshold_traces)
 threshold.to_csv(results / "threshold.csv", index=False)
-paste_all(rq1.threshold_numbers(sizes, stability, threshold))
+threshold_numbers = rq1.threshold_numbers(sizes, stability, threshold)
+paste_all(threshold_numbers)
 figure(rq1.plot_threshold(threshold, sizes), "threshold")
 
 # %% [markdown]
@@ -397,7 +398,7 @@ evidence = {
     "generalise": f"partial ρ(normalised sharpness, gap | η/B) {grid_numbers['prho_gap_normalized_sharpness']:.2f} "
     f"{grid_numbers['prho_gap_normalized_sharpness_ci']}",
     "eos": f"EoS ratio {eos_numbers['eos_ratio_mse']} (MSE), {eos_numbers['eos_ratio_ce']} (CE)",
-    "threshold": f"fraction called right {rq1.threshold_numbers(sizes, stability, threshold)['threshold_agree_ci']}",
+    "threshold": f"fraction called right {threshold_numbers['threshold_agree_ci']}",
 }
 sections = {"escape": "rq1-escape", "keskar": "rq1-batch", "flat": "rq1-batch", "generalise": "rq1-batch",
             "eos": "rq1-eos", "threshold": "rq1-escape"}  # fmt: skip
