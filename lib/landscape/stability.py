@@ -38,6 +38,7 @@ from .operators import (
     curvature_mode,
     functional_call_model,
     iterate_batches,
+    map_tensors,
     move_batch,
     resolve_mode,
     select_parameters,
@@ -136,8 +137,8 @@ def linear_stability(
     theta = {name: p.detach() for name, p in zip(names, weights, strict=True)}
 
     def sample_loss(state, x, y):
-        out = functional_call_model(model, state, _one(x))
-        return loss_fn(out, _one(y))
+        out = functional_call_model(model, state, map_tensors(x, _batch_of_one))
+        return loss_fn(out, map_tensors(y, _batch_of_one))
 
     def sample_hvp(x, y):
         grad = torch.func.grad(sample_loss)
@@ -150,7 +151,8 @@ def linear_stability(
         for inputs, targets in iterate_batches(data):
             inputs, targets = move_batch(inputs, targets, first)
             for lo in range(0, targets.shape[0], chunk_size):
-                products = per_sample(_rows(inputs, lo, chunk_size), targets[lo : lo + chunk_size])
+                rows = map_tensors(inputs, lambda t, lo=lo: t[lo : lo + chunk_size])
+                products = per_sample(rows, targets[lo : lo + chunk_size])
                 flat = torch.cat(
                     [products[name].reshape(products[name].shape[0], -1) for name in names], dim=1
                 )
@@ -167,18 +169,6 @@ def linear_stability(
     return LinearStability(sharpness, math.sqrt(variance), residual, n)
 
 
-def _one(t):
-    """One sample as a batch of one (tensors; tuples and dicts of tensors element-wise)."""
-    if isinstance(t, Tensor):
-        return t.unsqueeze(0)
-    if isinstance(t, dict):
-        return {k: _one(v) for k, v in t.items()}
-    return tuple(_one(v) for v in t)
-
-
-def _rows(inputs, lo: int, count: int):
-    if isinstance(inputs, Tensor):
-        return inputs[lo : lo + count]
-    if isinstance(inputs, dict):
-        return {k: _rows(v, lo, count) for k, v in inputs.items()}
-    return tuple(_rows(v, lo, count) for v in inputs)
+def _batch_of_one(t: Tensor) -> Tensor:
+    """One sample as a batch of one."""
+    return t.unsqueeze(0)

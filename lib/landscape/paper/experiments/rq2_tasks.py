@@ -137,8 +137,8 @@ def measure_task(settings: Mapping) -> dict:
         (direction, kind, window, roughness, local_minima, curvature, radius, alphas, losses, smooth),
         "lambda_max"}; plane: grid, losses; barrier: {"raw" (and "aligned"): height, instability,
         losses, alphas}; classes: ggn (top-k eigenvalues), residuals, converged, ggn_trace and ggn_trace_stderr
-        (XTrace, at least 4 products), class and cross (eigenvalues of G_class and of G_cross), class_trace, cross_trace, overlap
-        (of each eigenvector with the class means' span).
+        (XTrace, at least 4 products), class and cross (eigenvalues of G_class and of G_cross), class_trace,
+        cross_trace, overlap (of each eigenvector with the class means' span).
     """
     from ...train import loss_function
 
