@@ -83,8 +83,9 @@ paste_all(rq2.settings_numbers(sizes, profile, len(data.x_train)))
 # each with a twin whose identity and projection shortcuts are removed (nothing else changes; the pair is
 # Li et al.'s comparison {cite}`li2018visualizing` at two depths), and a tiny Transformer. Every network is
 # trained with Adam at step size {glue:text}`lr`, batch {glue:text}`batch_size`, constant step, no weight decay,
-# and stopped at the first evaluation (every {glue:text}`eval_every` steps) whose full training cross-entropy is
-# at most {glue:text}`target_loss` (at most {glue:text}`max_steps` steps), seeds {glue:text}`seed_list`. So the
+# and stopped at the first step whose full training cross-entropy is at most {glue:text}`target_loss` (evaluated
+# every {glue:text}`eval_every` steps, and at every step once below {glue:text}`stop_refine` × the target; at most
+# {glue:text}`max_steps` steps), seeds {glue:text}`seed_list`. So the
 # optimiser is not a second difference between architectures, and no architecture is measured at a lower loss
 # than another (curvature of a cross-entropy network shrinks with its loss). Runs that never reach the target
 # are counted and left out: {glue:text}`unreached` of {glue:text}`num_runs_trained` ({glue:text}`unreached_text`).
@@ -253,8 +254,8 @@ results_table(interval_summary(labelled, "network", barrier_columns), results, "
 # means and the within-class rest, G = G_class + G_cross + G_within ({mod}`landscape.hierarchy`), and attributes
 # the C outliers of the spectrum to G_class, whose rank is at most C. Near zero loss every factor vanishes, so
 # the test uses a second population: seeds {glue:text}`class_seeds` of every architecture trained by the same
-# recipe and stopped at the first check (every {glue:text}`class_eval_every` steps) whose training loss is at
-# most {glue:text}`moderate_loss` (losses {glue:text}`moderate_loss_min:.3f`–{glue:text}`moderate_loss_max:.3f`).
+# recipe and stopped at the first step (evaluated every {glue:text}`class_eval_every` steps, then every step)
+# whose training loss is at most {glue:text}`moderate_loss` (losses {glue:text}`moderate_loss_min:.3f`–{glue:text}`moderate_loss_max:.3f`).
 # For each network, on the same {glue:text}`hessian_samples` samples: the top {glue:text}`class_k` eigenpairs of
 # G (block Lanczos, block size 2), the exact eigenvalues of G_class and G_cross, and for each eigenvector the
 # fraction of its squared norm in the span of the C class means.

@@ -190,6 +190,38 @@ def test_stop_rule_ends_at_the_first_evaluation_below_the_target():
         TrainConfig(stop_loss=math.inf)
 
 
+def test_stop_refine_lands_on_the_first_step_below_the_target():
+    config = TrainConfig(model_config=SMALL_MLP, batch_size=32, steps=400, eval_every=1, dtype="float64")
+    every_step = train(config, data=DATA)
+    losses = [row["train_loss"] for row in every_step.history]
+    target = losses[137]
+    first = next(i for i, value in enumerate(losses) if value <= target)  # where an every-step check stops
+    coarse = train(replace(config, eval_every=50, stop_loss=target), data=DATA)
+    assert coarse.reached_step > first  # checked every 50 steps, the stop lands past the first step below
+    refined = train(replace(config, eval_every=50, stop_loss=target, stop_refine=3.0), data=DATA)
+    assert refined.status == "reached"
+    assert refined.reached_step == first
+    assert refined.final["train_loss"] == pytest.approx(losses[first], rel=1e-12)
+    cadence = [row["step"] for row in refined.history[:-1]]
+    assert cadence == list(range(0, first, 50))  # the stop checks between evaluations add only the stop's row
+
+    def without_batch_loss(row):  # batch_loss is the mean since the previous row
+        return {k: v for k, v in row.items() if k != "batch_loss"}
+
+    assert without_batch_loss(refined.history[-1]) == without_batch_loss(every_step.history[first])
+    refine_config = replace(config, eval_every=50, stop_loss=target, stop_refine=3.0)
+    vmapped = train_seeds(refine_config, [0, 1], data=DATA)
+    assert vmapped[0].reached_step == first
+    for copy in vmapped:  # a copy's rows are those of its own run, whatever the other copies do
+        alone = train(replace(copy.config), data=DATA)
+        assert [r["step"] for r in copy.history] == [r["step"] for r in alone.history]
+        assert copy.reached_step == alone.reached_step
+    with pytest.raises(ValueError, match="needs stop_loss"):
+        TrainConfig(stop_refine=2.0)
+    with pytest.raises(ValueError, match="stop_refine"):
+        TrainConfig(stop_loss=0.1, stop_refine=0.5)
+
+
 def test_start_from_given_weights_and_evaluation_hook():
     config = TrainConfig(model_config=SMALL_MLP, batch_size=32, steps=60, eval_every=20, dtype="float64")
     fresh = train(config, data=DATA)

@@ -6,7 +6,8 @@ an optional hook that adds its own values, e.g. λmax, to each evaluation), keep
 returns a `TrainResult`. Two rules end a run early, the same for every loop of the project (`_RunLog`): a loss
 that becomes non-finite or explodes ends it with status ``"diverged"`` at that step (it never raises, so a sweep
 survives its unstable corners), and ``config.stop_loss`` ends it with status ``"reached"`` at the first
-evaluation whose full training loss is at most that value (to compare networks at equal training loss).
+evaluation whose full training loss is at most that value (to compare networks at equal training loss;
+``config.stop_refine`` evaluates every step near the target, so the stop lands on the first step below it).
 
 `train_seeds(config, seeds)` trains one copy per seed in a single vectorised pass: parameters of the N models
 are stacked (`torch.func.stack_module_state`), one batched forward pass gives every copy's loss (hand-batched
@@ -85,6 +86,9 @@ class TrainConfig:
     eval_every: int = 500  # full train/test evaluation every this many steps (and at the end)
     divergence_factor: float = 100.0  # diverged when loss is non-finite or > this × the first loss
     stop_loss: float | None = None  # stop at the first evaluation whose full training loss is <= this
+    # check the training loss at every step once an evaluation's is <= stop_refine × stop_loss, so that the stop
+    # lands on the first step below stop_loss, not up to eval_every steps past it (None: at evaluations only)
+    stop_refine: float | None = None
 
     def __post_init__(self) -> None:
         def bad(name, expected):
@@ -130,6 +134,15 @@ class TrainConfig:
             and math.isfinite(self.stop_loss)
         ):
             raise bad("stop_loss", "a finite number or None")
+        if self.stop_refine is not None:
+            if self.stop_loss is None:
+                raise ValueError(f"TrainConfig.stop_refine={self.stop_refine!r} needs stop_loss to be set")
+            if not (
+                isinstance(self.stop_refine, (int, float))
+                and not isinstance(self.stop_refine, bool)
+                and 1 <= self.stop_refine < math.inf
+            ):
+                raise bad("stop_refine", "a finite number >= 1 or None")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise bad("seed", "an integer")
         if any(not isinstance(s, int) or s < 0 for s in self.checkpoint_steps):
@@ -317,7 +330,10 @@ class _RunLog:
     - Divergence (the one rule): a minibatch loss that is non-finite or exceeds ``divergence_factor`` × the
       first minibatch loss (the run ends at that step with the weights it had before the step's update), or a
       non-finite full training loss at an evaluation (it ends there, with the weights evaluated).
-    - Stop (``config.stop_loss``): the first evaluation whose full training loss is <= ``stop_loss``.
+    - Stop (``config.stop_loss``): the first evaluation whose full training loss is <= ``stop_loss``. With
+      ``config.stop_refine``, once an evaluation has seen a training loss <= ``stop_refine × stop_loss``
+      (`refining`), the training loss is also checked at every step in between (a stop check, which adds a
+      history row only when it stops the run), so the run stops at the first step whose loss is <= ``stop_loss``.
     """
 
     def __init__(self, config: TrainConfig) -> None:
@@ -333,6 +349,14 @@ class _RunLog:
     @property
     def running(self) -> bool:
         return self.diverged_step is None and self.reached_step is None
+
+    @property
+    def refining(self) -> bool:
+        """Whether the run is close enough to ``stop_loss`` to be evaluated at every step (``stop_refine``)."""
+        refine, stop = self.config.stop_refine, self.config.stop_loss
+        if not (self.running and refine is not None and self.history):
+            return False
+        return self.history[-1]["train_loss"] <= refine * stop
 
     def batch_loss(self, step: int, value: float) -> bool:
         """Record step `step`'s minibatch loss; False (the run has diverged) if it breaks the divergence rule."""
@@ -455,8 +479,8 @@ def train(
     batches = batch_indices(config, len(x_train), total_steps, data_generator(config.seed))
     log = _RunLog(config)
 
-    def evaluation(step: int, lr: float) -> None:
-        train_m = evaluate(model, loss_fn, x_train, y_train)
+    def evaluation(step: int, lr: float, train_m: Mapping | None = None) -> None:
+        train_m = evaluate(model, loss_fn, x_train, y_train) if train_m is None else train_m
         test_m = evaluate(model, loss_fn, x_test, y_test)
         log.evaluation(step, lr, train_m, test_m, on_eval(step, model) if on_eval is not None else None)
 
@@ -480,8 +504,12 @@ def train(
             log.checkpoints[step] = _snapshot(model.state_dict())
         if _is_evaluation(config, step, total_steps):
             evaluation(step, lr)
-            if not log.running:
-                break
+        elif log.refining:  # a stop check: the training loss only, a history row only when it is the stop
+            train_m = evaluate(model, loss_fn, x_train, y_train)
+            if train_m["loss"] <= config.stop_loss:
+                evaluation(step, lr, train_m)
+        if not log.running:
+            break
     bar.close()
     started_from = "initialisation" if start is None else "given weights"
     wall_time = time.perf_counter() - start_time
@@ -586,10 +614,20 @@ def train_seeds(
         accs = (outputs.argmax(-1) == y).double().mean(-1)
         return [{"loss": loss, "acc": acc} for loss, acc in zip(losses.tolist(), accs.tolist(), strict=True)]
 
-    def evaluation(step: int, lr: float) -> None:
-        train_m, test_m = split_metrics(x_train, y_train), split_metrics(x_test, y_test)
+    def evaluation(step: int, lr: float, stop_check: bool = False) -> None:
+        """Every running copy's history row at `step`; as a stop check (`_RunLog` ``stop_refine``), only the
+        rows of refining copies whose training loss is at the target, as `train` does."""
+        refining = [log.refining for log in logs]
+        train_m = split_metrics(x_train, y_train)
+        due = [
+            log.running and (not stop_check or (refining[i] and train_m[i]["loss"] <= log.config.stop_loss))
+            for i, log in enumerate(logs)
+        ]
+        if not any(due):
+            return
+        test_m = split_metrics(x_test, y_test)
         for i, log in enumerate(logs):
-            if log.running:
+            if due[i]:
                 log.evaluation(step, lr, train_m[i], test_m[i])
                 if not log.running:
                     final_state[i] = state_of(i)
@@ -626,6 +664,8 @@ def train_seeds(
                     log.checkpoints[step] = state_of(i)
         if _is_evaluation(config, step, total_steps):
             evaluation(step, lr)
+        elif any(log.refining for log in logs):
+            evaluation(step, lr, stop_check=True)
 
     wall_time = (time.perf_counter() - start_time) / n_seeds
     return [
