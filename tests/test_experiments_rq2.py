@@ -473,7 +473,8 @@ def test_settings_numbers_cover_the_sizes():
     numbers = rq2.settings_numbers(rq2.PROFILES["paper"], "paper", 4000)
     assert numbers["num_seeds"] == 6
     assert numbers["seed_list"] == "0, 1, 2, 3, 4, 5"
-    assert numbers["num_pairs"] == 15
+    assert numbers["barrier_seed_list"] == "0, 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    assert numbers["num_pairs"] == 45  # pairs of the barrier population's 10 seeds
     assert numbers["num_train"] == 4000
     assert (numbers["target_loss"], numbers["rise_local"], numbers["rise_wide"]) == (0.05, 0.125, 2.0)
 
@@ -622,3 +623,27 @@ def test_measurement_sweep_on_two_tiny_mlps_is_cached(tmp_path, monkeypatch):
     plt.close(fig)
     rq2.save_table(raw["barriers"], tmp_path / "barriers.csv")
     assert pd.read_csv(tmp_path / "barriers.csv")["alphas"].str.startswith("[").all()
+
+
+def test_barrier_population_adds_seeds_to_the_barriers_only():
+    sizes = rq2.PROFILES["smoke"]
+    training = pd.DataFrame(
+        {"architecture": MLP, "seed": [0, 1, 2], "key": ["k0", "k1", "k2"], "status": ["reached"] * 3}
+    )
+    barrier = pd.DataFrame(
+        {"architecture": MLP, "seed": [4, 3], "key": ["k4", "k3"], "status": ["reached", "diverged"]}
+    )  # seed 3 diverged: not paired
+    tasks = rq2.measurement_tasks(training, sizes, barrier=barrier)
+    pairs = [t.seeds for t in tasks if t.kind == "barrier"]
+    assert pairs == [(0, 1), (0, 2), (0, 4), (1, 2), (1, 4), (2, 4)]
+    keys = {t.seeds: t.settings["runs"] for t in tasks if t.kind == "barrier"}
+    assert keys[(1, 4)] == ["k1", "k4"]
+    assert sorted(t.seeds for t in tasks if t.kind == "curvature") == [(0,), (1,), (2,)]
+    assert [t.seeds for t in rq2.measurement_tasks(training, sizes) if t.kind == "barrier"] == pairs[
+        :2
+    ] + pairs[3:4]
+    assert set(rq2.barrier_configs(sizes)) == {(label, 3) for label in rq2.ARCHITECTURES}
+    with pytest.raises(ValueError, match="barrier_seeds"):
+        replace(sizes, barrier_seeds=(2,))
+    with pytest.raises(ValueError, match="one population"):
+        rq2.train_networks(sizes, moderate=True, barrier=True)

@@ -158,6 +158,7 @@ class Sizes:
     """Sizes and budgets of the chapter for one profile."""
 
     seeds: tuple[int, ...]  # training seeds of every architecture
+    barrier_seeds: tuple[int, ...] = ()  # more seeds, trained by the same recipe for the barriers only
     target_loss: float = 0.05  # the stop rule: training cross-entropy at most this
     max_steps: int = 8000  # a run that has not reached the target by then is "never reached"
     eval_every: int = 50  # evaluations of the full training loss ...
@@ -189,6 +190,8 @@ class Sizes:
     def __post_init__(self) -> None:
         if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct and at least one, got {self.seeds!r}")
+        if len(set(self.seeds) | set(self.barrier_seeds)) != len(self.seeds) + len(self.barrier_seeds):
+            raise ValueError(f"barrier_seeds must be distinct and not in seeds, got {self.barrier_seeds!r}")
         if self.hessian_samples > self.eval_samples:
             raise ValueError(
                 f"hessian_samples ({self.hessian_samples}) must not exceed eval_samples ({self.eval_samples})"
@@ -211,7 +214,7 @@ class Sizes:
 PROFILES = {
     # the smoke profile shrinks every model and the target; the paper profile trains the architectures as listed
     "smoke": Sizes(
-        seeds=(0, 1, 2), target_loss=1.5, max_steps=300, eval_every=50, stop_refine=1.2, lr=3e-3,
+        seeds=(0, 1, 2), barrier_seeds=(3,), target_loss=1.5, max_steps=300, eval_every=50, stop_refine=1.2, lr=3e-3,
         model_overrides={
             "mlp": {"width": 16},
             "resnet18": {"width_multiplier": 0.0625},
@@ -225,12 +228,13 @@ PROFILES = {
         # checked every 50 steps, ResNets that reach the target in ~300 steps stopped at losses down to 0.022 (the
         # MLP at 0.047-0.050), and every 10 steps at 0.034-0.050: no pair of architectures matched; below twice the
         # target the loss is now checked at every step
-        seeds=(0, 1, 2, 3, 4, 5), eval_every=10, eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40,
+        # 10 seeds for the barriers: the seed bootstrap of pairs needs SMALL_SAMPLE = 10
+        seeds=(0, 1, 2, 3, 4, 5), barrier_seeds=(6, 7, 8, 9), eval_every=10, eval_samples=1000, hessian_samples=256, k=20, tol=1e-3, trace_matvecs=40,
         slq_probes=4, slq_steps=40, adaptive_steps=10, directions=10, slice_points=41, grid_points=21,
         barrier_points=21, n_resamples=2000, workers=None, threads=1,  # a second thread per task helps little
     ),
     "full": Sizes(
-        seeds=tuple(range(10)), eval_every=10, eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
+        seeds=tuple(range(10)), barrier_seeds=(10, 11), eval_every=10, eval_samples=4000, hessian_samples=2000, k=30, tol=1e-4, trace_matvecs=100,
         slq_probes=8, slq_steps=80, adaptive_steps=20, directions=20, slice_points=61, grid_points=41,
         barrier_points=41, n_resamples=10000, workers=4, threads=None,
     ),
@@ -273,12 +277,25 @@ def moderate_configs(sizes: Sizes) -> dict[tuple[str, int], object]:
     return {(label, s): recipe(label, s, sizes, moderate=True) for label in ARCHITECTURES for s in seeds}
 
 
+def barrier_configs(sizes: Sizes) -> dict[tuple[str, int], object]:
+    """{(architecture, seed): TrainConfig} of the extra barrier seeds (`Sizes.barrier_seeds`), the chapter's
+    recipe: with `configs`, the barrier population."""
+    return {(label, s): recipe(label, s, sizes) for label in ARCHITECTURES for s in sizes.barrier_seeds}
+
+
 def train_networks(
-    sizes: Sizes, *, root=None, data=None, progress: bool = False, moderate: bool = False
+    sizes: Sizes,
+    *,
+    root=None,
+    data=None,
+    progress: bool = False,
+    moderate: bool = False,
+    barrier: bool = False,
 ) -> pd.DataFrame:
     """Train (or load from the run store) every network of the chapter (with `moderate`: of the class-structure
-    population, `moderate_configs`), each a task of `landscape.results.run_sweep` on `sizes.workers` Dask
-    workers (not vectorised over seeds: each run stops at its own step).
+    population, `moderate_configs`; with `barrier`: the extra barrier seeds, `barrier_configs`), each a task of
+    `landscape.results.run_sweep` on `sizes.workers` Dask workers (not vectorised over seeds: each run stops at
+    its own step).
 
     Returns:
         One row per network: architecture, seed, key, status ("reached"; "finished": never reached the
@@ -288,8 +305,13 @@ def train_networks(
     from ...data import load_dataset
     from ...results import load_run, run_key, run_sweep
 
+    if moderate and barrier:
+        raise ValueError("train one population at a time: moderate or barrier, not both")
     data = data if data is not None else load_dataset("mnist1d")
-    wanted = moderate_configs(sizes) if moderate else configs(sizes)
+    wanted = moderate_configs(sizes) if moderate else barrier_configs(sizes) if barrier else configs(sizes)
+    if not wanted:
+        return pd.DataFrame(columns=["architecture", "seed", "key", "status", "steps", "train loss", "train acc",
+                                     "test acc", "D", "wall time"])  # fmt: skip
     run_sweep(list(wanted.values()), root=root, workers=sizes.workers, threads=sizes.threads,
               data={"mnist1d": data}, group_seeds=False, progress=progress)  # fmt: skip
     rows = []
@@ -367,16 +389,24 @@ def _task_settings(kind: str, architecture: str, keys: Sequence[str], sizes: Siz
 
 
 def measurement_tasks(
-    training: pd.DataFrame, sizes: Sizes, *, root=None, seed: int = 0, moderate: pd.DataFrame | None = None
+    training: pd.DataFrame,
+    sizes: Sizes,
+    *,
+    root=None,
+    seed: int = 0,
+    moderate: pd.DataFrame | None = None,
+    barrier: pd.DataFrame | None = None,
 ) -> list[MeasurementTask]:
     """Every measurement of the chapter as a task, for the networks that reached the target loss (`reached`):
     curvature and slices of each, the 2-D slice of each architecture's first such seed, the barrier of each pair
-    of its seeds; with `moderate` (`train_networks` with ``moderate``), the class structure of each of its
-    networks that reached the moderate loss. Costliest kinds first. A run store `root` other than the default
-    is made absolute (workers may run elsewhere)."""
+    of its seeds (with `barrier`, `train_networks` with ``barrier``: of its seeds and those); with `moderate`
+    (`train_networks` with ``moderate``), the class structure of each of its networks that reached the moderate
+    loss. Costliest kinds first. A run store `root` other than the default is made absolute (workers may run
+    elsewhere)."""
     by_kind = {kind: [] for kind in ("curvature", "barrier", "classes", "slices", "plane")}
     root = None if root is None else str(Path(root).resolve())
     done = reached(training)
+    pairable = done if barrier is None or not len(barrier) else pd.concat([done, reached(barrier)])
     if moderate is not None:
         for row in reached(moderate).sort_values(["architecture", "seed"], kind="stable").itertuples():
             settings = _task_settings("classes", row.architecture, [row.key], sizes, root, seed)
@@ -394,8 +424,11 @@ def measurement_tasks(
             by_kind["slices"].append(task("slices", (i,)))
         if seeds:
             by_kind["plane"].append(task("plane", (0,)))
+        pool = pairable[pairable["architecture"] == label].sort_values("seed")
+        pool_seeds, pool_keys = pool["seed"].tolist(), pool["key"].tolist()
         by_kind["barrier"] += [
-            task("barrier", (i, j)) for i, j in itertools.combinations(range(len(seeds)), 2)
+            task("barrier", (i, j), seeds=pool_seeds, keys=pool_keys)
+            for i, j in itertools.combinations(range(len(pool_seeds)), 2)
         ]
     return [t for kind in by_kind.values() for t in kind]
 
@@ -409,6 +442,7 @@ def measure_networks(
     seed: int = 0,
     progress: bool = False,
     moderate: pd.DataFrame | None = None,
+    barrier: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every per-network measurement (`measurement_tasks`) as one `run_cached` sweep of
     `rq2_tasks.measure_task` on `sizes.workers` Dask workers (`sizes.threads` torch threads each), each task
@@ -426,10 +460,13 @@ def measure_networks(
           barrier, alphas, losses.
         - ``"classes"`` (with `moderate`): one row per network of the moderate population: architecture, seed,
           train loss, and the fields of the ``"classes"`` measurement of `rq2_tasks.measure_task`.
+
+        With `barrier` (`train_networks` with ``barrier``), the barriers are those of every pair of the
+        barrier population (`measurement_tasks`).
     """
     from .common import run_cached
 
-    wanted = measurement_tasks(training, sizes, root=root, seed=seed, moderate=moderate)
+    wanted = measurement_tasks(training, sizes, root=root, seed=seed, moderate=moderate, barrier=barrier)
     results = run_cached(tasks.measure_task, [t.settings for t in wanted], cache=cache, depends_on=tasks.DEPENDS_ON,
                          workers=sizes.workers, threads=sizes.threads, desc="rq2 measurements",
                          progress=progress)  # fmt: skip
@@ -567,6 +604,7 @@ def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
     """The chapter's settings as glue values."""
     return {
         "profile": profile, "num_seeds": len(sizes.seeds), "seed_list": ", ".join(map(str, sizes.seeds)),
+        "barrier_seed_list": ", ".join(map(str, sizes.seeds + sizes.barrier_seeds)),
         "first_seed": sizes.seeds[0], "num_train": num_train, "hessian_samples": sizes.hessian_samples,
         "eval_samples": sizes.eval_samples, "k": sizes.k, "tol": sizes.tol, "trace_matvecs": sizes.trace_matvecs,
         "slq_probes": sizes.slq_probes, "slq_probes_text": plural(sizes.slq_probes, "probe"),
@@ -576,7 +614,7 @@ def settings_numbers(sizes: Sizes, profile: str, num_train: int) -> dict:
         "directions": sizes.directions, "slice_points": sizes.slice_points, "grid_points": sizes.grid_points,
         "window_local": WINDOWS["local"], "window_wide": WINDOWS["wide"],
         "rise_local": WINDOWS["local"] ** 2 / 2, "rise_wide": WINDOWS["wide"] ** 2 / 2,
-        "barrier_points": sizes.barrier_points, "num_pairs": math.comb(len(sizes.seeds), 2),
+        "barrier_points": sizes.barrier_points, "num_pairs": math.comb(len(sizes.seeds) + len(sizes.barrier_seeds), 2),
         "loss_match_factor": LOSS_MATCH_FACTOR, "level_percent": round(100 * LEVEL),
         "num_architectures_trained": len(ARCHITECTURES),
     }  # fmt: skip
@@ -701,10 +739,11 @@ def roughness_numbers(rough: pd.DataFrame) -> dict:
     return out
 
 
-def barrier_numbers(barriers: pd.DataFrame) -> dict:
+def barrier_numbers(barriers: pd.DataFrame, barrier_training: pd.DataFrame | None = None) -> dict:
     """Glue values of the barrier table (descriptive, over the seed pairs): mean and std of the raw loss barrier,
     the mean relative barrier and peak loss (`barrier_table`) and the mean error barrier (%) per architecture,
-    the MLP's aligned barrier, the range of raw barriers, and ln C."""
+    the MLP's aligned barrier, the range of raw barriers, and ln C; with `barrier_training` (`train_networks`
+    with ``barrier``), how many of the extra seeds' runs did not reach the target (``barrier_unreached``)."""
     raw = barrier_table(barriers)
     mean, std = _per_architecture(raw, "loss barrier", "mean"), _per_architecture(raw, "loss barrier", "std")
     relative, peak = (
@@ -713,6 +752,9 @@ def barrier_numbers(barriers: pd.DataFrame) -> dict:
     )
     err = _per_architecture(raw, "error barrier", "mean")
     out = {"ln_classes": math.log(NUM_CLASSES), "relative_barrier": RELATIVE_BARRIER}
+    if barrier_training is not None:
+        out["barrier_unreached"] = int((barrier_training["status"] != "reached").sum())
+        out["barrier_runs"] = len(barrier_training)
     for label, key in KEYS.items():
         present = label in mean
         out |= {f"barrier_{key}": mean.get(label, math.nan),
