@@ -55,7 +55,8 @@ def eos_table(
                          "diverged": (arch, loss, lr, s) in diverged, "reached": v >= rq1.EOS_ONSET,
                          "late_ratio": v, "eos_ratio": v, "phase_ratio_mean": v if v >= rq1.EOS_ONSET else math.nan,
                          "ratio_mean": v, "catapult": (arch, loss, lr, s) in catapults,
-                         "dense_points": 10 if v >= rq1.EOS_ONSET else 0, "alternation": 0.5})  # fmt: skip
+                         "dense_points": 10 if v >= rq1.EOS_ONSET else 0, "alternation": 0.5,
+                         "dense_ratio": v if v >= rq1.EOS_ONSET else math.nan})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -123,7 +124,7 @@ def test_eos_runs_summarises_each_trace():
     cells = rq1.eos_cells(rq1.eos_runs(traces)).set_index("lr")
     assert cells.loc[[0.2, 0.1, 0.3], "reached"].tolist() == [1, 0, 0]  # the diverged run is not counted
     assert cells.loc[0.3, "diverged"] == 1
-    assert math.isnan(cells.loc[0.3, "ratio_late"])
+    assert math.isnan(cells.loc[0.3, "ratio"])
 
 
 def test_eos_ratio_interval_uses_every_non_diverged_run_and_clusters_by_setting():
@@ -189,6 +190,7 @@ def test_escape_ends_and_paired_ratio():
     ends = rq1.escape_ends(traces, target_loss=0.2).set_index("mode")
     assert ends.loc["SGD", "lmax_ratio"] == pytest.approx(0.5)
     assert ends.loc["SGD", "train_peak"] == pytest.approx(0.5)
+    assert ends["left"].to_dict() == {"GD": False, "SGD": True}  # 0.5 > 2 × 0.1; GD never rises
     assert ends.loc["GD", "train_end"] == pytest.approx(0.08)
     assert ends["returned"].to_dict() == {"GD": True, "SGD": False}  # SGD ends at 0.3 > 0.2
     assert ends["end_step"].tolist() == [20, 20]
@@ -233,19 +235,27 @@ def test_verdict_eos_each_outcome():
     assert rq1.verdict_eos(ok, "ce").outcome == NOT_TESTABLE  # no cross-entropy runs at all
 
 
-def test_verdict_eos_leaves_catapults_out_and_counts_them():
+def test_verdict_eos_decides_every_setting_and_keeps_loss_spikes():
     cells = {("mlp", "ce", lr): [0.99, 1.0, 1.01] for lr in (0.1, 0.2, 0.3, 0.4)}
     cells[("mlp", "ce", 1.0)] = [2.7, 2.6, 2.8]
     mixed = eos_table(cells, catapults={("mlp", "ce", 1.0, s) for s in range(3)})
     verdict = rq1.verdict_eos(mixed, "ce", n_resamples=RESAMPLES)
-    assert verdict.outcome == SUPPORTED  # without the catapults
-    assert "0 diverged and 3 catapulted" in verdict.reason
-    assert rq1.verdict_eos(mixed.assign(catapult=False), "ce", n_resamples=RESAMPLES).outcome != SUPPORTED
+    # the mean over the five settings (1.34) would hide it; per setting, one setting far above the band
+    assert verdict.outcome == NOT_SUPPORTED
+    assert "0 diverged (left out) and 3 had a loss spike (kept)" in verdict.reason
+    assert "mlp/ce/1: refuted" in verdict.reason
+    intervals = rq1.eos_setting_intervals(mixed, "ce")
+    assert list(intervals) == [f"mlp/ce/{lr:g}" for lr in (0.1, 0.2, 0.3, 0.4, 1.0)]
+    assert intervals["mlp/ce/1"].level == pytest.approx(1 - 0.05 / 5)  # family level over the settings
+    numbers_like = {lr: [0.99, 1.0, 1.01] for lr in (0.1, 0.2, 0.3, 0.4)}
+    fine = eos_table({("mlp", "ce", lr): v for lr, v in numbers_like.items()})
+    assert rq1.verdict_eos(fine, "ce", n_resamples=RESAMPLES).outcome == SUPPORTED
     extra = {"onset_step": 10.0, "ratio_max": 1.0, "final_train_loss": 0.1}
     table = rq1.eos_cells(mixed.assign(**extra)).set_index("lr")
     assert table.loc[1.0, "catapults"] == 3
-    assert math.isnan(table.loc[1.0, "ratio"])
+    assert table.loc[1.0, "ratio"] == pytest.approx(2.7)  # kept
     assert table.loc[0.1, "ratio"] == pytest.approx(1.0)
+    assert table.loc[0.1, "ratio_ci"].startswith("1 [")
 
 
 def test_eos_runs_dense_window_catapult_and_alternation():
@@ -261,24 +271,31 @@ def test_eos_runs_dense_window_catapult_and_alternation():
     assert run["onset_step"] == 20
     assert run["dense_points"] == 11  # steps 20..30
     assert run["dense_ratio"] == pytest.approx((5 * 1.05 + 6 * 0.95) / 11)
-    assert run["eos_ratio"] == run["dense_ratio"]
-    assert run["late_ratio"] == pytest.approx(0.95)  # the sparse grid sees only the even steps: aliased
+    assert run["eos_ratio"] == run["late_ratio"] == pytest.approx(0.95)  # the sparse grid: aliased, reported
+    assert run["dense_ratio"] != run["eos_ratio"]  # the window's mean is descriptive, not the run's EoS ratio
     assert run["alternation"] == pytest.approx(1.0)
     assert not run["catapult"]
     spike = trace.copy()
     spike.loc[(spike["step"] == 30) & ~spike["dense"], "train_loss"] = 5.0  # 5 > 2 × the lowest loss so far
     assert rq1.eos_runs(spike).iloc[0]["catapult"]
-    # without a window the EoS ratio is the late-window one
+    dense_spike = trace.copy()  # a spike seen only by the every-step window is not counted: runs without a
+    dense_spike.loc[(dense_spike["step"] == 25) & dense_spike["dense"], "train_loss"] = (
+        5.0  # window can't show one
+    )
+    assert not rq1.eos_runs(dense_spike).iloc[0]["catapult"]
+    # without a window the EoS ratio is the same
     alone = rq1.eos_runs(trace[~trace["dense"]]).iloc[0]
-    assert alone["eos_ratio"] == alone["late_ratio"]
+    assert alone["eos_ratio"] == alone["late_ratio"] == run["eos_ratio"]
     assert math.isnan(alone["alternation"])
 
 
 def test_verdict_eos_does_not_condition_on_reaching_the_onset():
     # half the runs stay far below the onset: the old rule (reached runs only) saw ratios of 1.0 and
-    # supported the claim; over all non-diverged runs the mean falls below the band
+    # supported the claim; over all non-diverged runs every setting's interval straddles the band's edge
     low = eos_table({("mlp", "mse", lr): [1.0, 0.3, 1.0, 0.3] for lr in (0.1, 0.2, 0.3, 0.4)})
-    assert rq1.verdict_eos(low, "mse", n_resamples=RESAMPLES).outcome == REFUTED
+    assert rq1.verdict_eos(low, "mse", n_resamples=RESAMPLES).outcome == NOT_SUPPORTED
+    lower = eos_table({("mlp", "mse", lr): [0.3, 0.31, 0.29, 0.3] for lr in (0.1, 0.2, 0.3, 0.4)})
+    assert rq1.verdict_eos(lower, "mse", n_resamples=RESAMPLES).outcome == REFUTED
     # a diverged run with a huge ratio does not pull an otherwise supported claim out of the band
     ok = eos_table({("mlp", "mse", lr): [0.99, 1.0, 1.01, 50.0] for lr in (0.1, 0.2, 0.3, 0.4)},
                    diverged={("mlp", "mse", lr, 3) for lr in (0.1, 0.2, 0.3, 0.4)})  # fmt: skip
@@ -395,6 +412,17 @@ def test_verdict_escape_each_outcome():
     assert "1 of 10 continuations did not return" in away.reason
     few = rq1.verdict_escape(ends_table([5.0], [10.0]), starts_reached=1, num_starts=1)
     assert few.outcome == NOT_TESTABLE
+    # flatter without leaving (drift inside the basin) is not an escape
+    drift = ends_table([5.0, 5.5, 4.8, 5.2, 5.1], gd).assign(
+        left=lambda d: (d["mode"] == "SGD") & (d["seed"] > 0)
+    )
+    stayed = rq1.verdict_escape(drift, starts_reached=5, num_starts=5, n_resamples=RESAMPLES)
+    assert stayed.outcome == NOT_SUPPORTED
+    assert "1 of 5 SGD continuations never left" in stayed.reason
+    left = drift.assign(left=drift["mode"] == "SGD")
+    assert (
+        rq1.verdict_escape(left, starts_reached=5, num_starts=5, n_resamples=RESAMPLES).outcome == SUPPORTED
+    )
 
 
 def test_verdict_keskar_each_outcome():
@@ -417,8 +445,8 @@ def test_verdict_table_and_numbers_on_synthetic_tables():
     cells = rq1.grid_cells(runs)
     corr = rq1.grid_correlations(cells, n_resamples=RESAMPLES)
     pairs = rq1.keskar_pairs(runs, sizes.small_batch, sizes.large_batch)
-    eos = eos_table({**{("mlp", "mse", lr): [1.0, 1.01] for lr in (0.1, 0.2, 0.3)},
-                     **{("mlp", "ce", lr): [1.6, 1.62] for lr in (0.1, 0.2, 0.3)}})  # fmt: skip
+    eos = eos_table({**{("mlp", "mse", lr): [1.0, 1.01, 0.99, 1.0] for lr in (0.1, 0.2, 0.3)},
+                     **{("mlp", "ce", lr): [1.6, 1.62, 1.61, 1.6] for lr in (0.1, 0.2, 0.3)}})  # fmt: skip
     ends = ends_table([5.0, 5.5, 4.8, 5.2, 5.1], [10.0, 10.5, 9.8, 10.2, 10.1])
     table = rq1.verdict_table(sizes, eos, corr, pairs, ends, runs).set_index("key")
     assert table.loc["eos", "verdict"] == "supported for the squared loss, refuted for cross-entropy"
@@ -561,3 +589,25 @@ def test_threshold_table_and_verdict():
     assert math.isinf(diverged["peak_loss"].max())
     numbers = rq1.threshold_numbers(rq1.PROFILES["paper"], stability, diverged)
     assert (numbers["threshold_runs"], numbers["threshold_agree"]) == (12, 12)
+
+
+def test_threshold_table_separates_the_noise_term_from_the_full_batch_limit():
+    # s_v chosen so that η*(16) = 0.2 while η*(1024) and 2/λmax stay near 0.5: at η = 0.3 only the minibatch
+    # noise makes B = 16 unstable
+    c16 = (4000 - 16) / (16 * 3999)
+    s_v = math.sqrt((2 * 4.0 / 0.2 - 4.0**2) / c16)
+    stability, traces = _threshold_inputs(lambda b, lr, s: lr > 0.5 or (b == 16 and lr > 0.2),
+                                          lrs=(0.1, 0.3, 1.0))  # fmt: skip
+    table = rq1.threshold_table(stability.assign(nonuniformity=s_v), traces)
+    small = table[table["batch_size"] == 16]
+    assert small["threshold"].tolist() == pytest.approx([0.2] * len(small))
+    assert table["gd_limit"].tolist() == pytest.approx([0.5] * len(table))
+    assert table["agree"].all()
+    assert not table.loc[(table["batch_size"] == 16) & (table["lr"] == 0.3), "agree_gd"].any()
+    numbers = rq1.threshold_numbers(rq1.PROFILES["paper"], stability, table)
+    assert (numbers["threshold_disputed"], numbers["threshold_disputed_right"]) == (3, 3)  # 3 seeds
+    verdict = rq1.verdict_threshold(table, n_resamples=RESAMPLES)
+    assert verdict.outcome == SUPPORTED
+    assert "2/λmax alone: 0.833" in verdict.reason  # 5 of 6 per seed
+    interval = rq1.agreement_interval(table, "agree_gd")
+    assert 0 <= interval.low <= interval.high <= 1

@@ -7,8 +7,8 @@ recomputes nothing).
 
 - `run_eos`: full-batch gradient descent on a training subset (the MLP and a one-block Transformer,
   cross-entropy and squared loss, several step sizes), λmax of the full-batch loss tracked along the way and at
-  every step of a window from the onset — the edge of stability (Cohen et al. 2021); catapults (Lewkowycz et
-  al. 2020) are told apart by the loss.
+  every step of a window from the onset — the edge of stability (Cohen et al. 2021); loss spikes (catapult
+  candidates, Lewkowycz et al. 2020) are counted apart.
 - `run_grid`: plain SGD at every (batch size B, step size η) of a grid, each run stopped at a target training
   loss and measured there (λmax, trace/D, normalised and adaptive sharpness), so that runs are compared at
   equal training loss (Keskar et al. 2017).
@@ -21,7 +21,7 @@ recomputes nothing).
 
 Summaries (`eos_runs`, `eos_cells`, `eos_ratio_interval`, `eos_reached_interval`, `grid_cells`,
 `grid_correlations`, `keskar_pairs`, `keskar_intervals`, `escape_ends`, `escape_interval`,
-`escape_loss_interval`, `threshold_table`, `rescaling_spread`) turn the raw tables into the chapter's numbers; the ``*_numbers``
+`escape_loss_interval`, `threshold_table`, `agreement_interval`, `rescaling_spread`) turn the raw tables into the chapter's numbers; the ``*_numbers``
 functions give the glued values of each section. Every verdict rests on a confidence interval
 (`landscape.paper.stats`) and is decided by the shared rules of `landscape.paper.verdicts`; a claim with k
 parts has its parts' intervals at `family_level`(LEVEL, k).
@@ -50,8 +50,11 @@ from ..stats import (
     partial_rank_correlation,
     rank_correlation,
     ratio_ci,
+    seed_interval,
 )
 from ..verdicts import (
+    NOT_SUPPORTED,
+    SUPPORTED,
     Verdict,
     combine,
     family_level,
@@ -77,11 +80,13 @@ __all__ = [
     "THRESHOLD_AGREEMENT",
     "EosSizes",
     "Sizes",
+    "agreement_interval",
     "eos_cells",
     "eos_numbers",
     "eos_ratio_interval",
     "eos_reached_interval",
     "eos_runs",
+    "eos_setting_intervals",
     "escape_ends",
     "escape_interval",
     "escape_loss_interval",
@@ -120,11 +125,11 @@ __all__ = [
 EOS_ONSET = 0.9  # λmax·η/2 that ends progressive sharpening
 EOS_BAND = (0.85, 1.15)  # "EoS ratio ≈ 1": the interval must lie inside this band
 EOS_LATE_FRACTION = (
-    0.25  # without an every-step window, a run's EoS ratio is its mean over this last fraction
+    0.25  # a run's EoS ratio: the mean of λmax·η/2 over this last fraction of its tracked points
 )
-CATAPULT_RISE = (
-    2.0  # a catapult: the training loss rises above 2 × its lowest value so far (Lewkowycz et al.)
-)
+# a loss spike (a catapult candidate, Lewkowycz et al.): the training loss at a tracked point rises above 2 × its
+# lowest value so far
+CATAPULT_RISE = 2.0
 ESCAPE_LOSS_FACTOR = (
     1.25  # SGD and GD end "at the same training loss" if their ratio's interval is in [1/f, f]
 )
@@ -383,7 +388,8 @@ def threshold_table(
     training loss over its tracked points (inf for a diverged run), ``escaped`` (that peak above `rise` × the
     start's loss, or diverged), the linear-stability threshold η*(B) of its start (`LinearStability.threshold`
     with the start's λmax and non-uniformity, B of the n training samples), ``predicted`` (η > η*) and
-    ``agree``."""
+    ``agree``, and the same for the full-batch limit 2/λmax that ignores the minibatch noise (``gd_limit``,
+    ``agree_gd``): the baseline any monotone-in-η rule is measured against."""
     from ...stability import LinearStability
 
     starts = stability.set_index("seed")
@@ -398,10 +404,22 @@ def threshold_table(
         peak = math.inf if diverged else float(run["train_loss"].max())
         eta = stab.threshold(int(b), int(start["num_train"]))
         escaped = bool(diverged or peak > rise * float(start["start_loss"]))
+        gd_limit = 2 / float(start["lambda_max"])
         rows.append({"seed": s, "batch_size": b, "lr": lr, "start_loss": float(start["start_loss"]),
                      "peak_loss": peak, "escaped": escaped, "threshold": eta, "lr_over_threshold": lr / eta,
-                     "predicted": bool(lr > eta), "agree": bool(escaped == (lr > eta))})  # fmt: skip
+                     "predicted": bool(lr > eta), "agree": bool(escaped == (lr > eta)), "gd_limit": gd_limit,
+                     "agree_gd": bool(escaped == (lr > gd_limit))})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def agreement_interval(
+    table: pd.DataFrame, column: str = "agree", *, level: float = LEVEL, n_resamples: int = 2000
+) -> Interval:
+    """The fraction of `threshold_table` rows whose `column` is True, with its interval clustered by seed
+    (`cluster_bootstrap_ci`; below 10 seeds Student's t over the seeds' fractions), clipped to [0, 1]."""
+    frame = table.assign(**{column: table[column].astype(float)})
+    ci = cluster_bootstrap_ci(frame, column, "seed", level=level, n_resamples=n_resamples)
+    return dataclasses.replace(ci, low=max(ci.low, 0.0), high=min(ci.high, 1.0))
 
 
 def verdict_threshold(table: pd.DataFrame, *, level: float = LEVEL, n_resamples: int = 2000) -> Verdict:
@@ -410,7 +428,12 @@ def verdict_threshold(table: pd.DataFrame, *, level: float = LEVEL, n_resamples:
     criterion calls right, with its interval clustered by seed (the continuations of one start share it),
     against `THRESHOLD_AGREEMENT`: supported above, refuted below, not supported when the interval contains it.
     Not testable when the continuations do not straddle the threshold (all or none predicted to escape, or
-    all or none escaped: then agreement says nothing about where the threshold is)."""
+    all or none escaped: then agreement says nothing about where the threshold is). The reason also gives the
+    agreement of the full-batch limit 2/λmax, which ignores the noise term: the criterion is the
+    mean-square growth along the top eigenvector only, q(v) > 1 (exact for commuting per-sample Hessians,
+    otherwise a failure of a sufficient condition for stability), so the claim is that it predicts, not that
+    it is a theorem; where the two rules agree, the grid cannot tell them apart (``threshold_disputed`` in
+    `threshold_numbers`)."""
     if table.empty:
         return not_testable("no threshold continuations")
     for column, what in (("predicted", "predicted to escape"), ("escaped", "escaped")):
@@ -419,10 +442,11 @@ def verdict_threshold(table: pd.DataFrame, *, level: float = LEVEL, n_resamples:
             return not_testable(
                 f"{count} of {len(table)} continuations {what}: the grid does not straddle it"
             )
-    frame = table.assign(agree=table["agree"].astype(float))
-    ci = cluster_bootstrap_ci(frame, "agree", "seed", level=level, n_resamples=n_resamples)
+    ci = agreement_interval(table, level=level, n_resamples=n_resamples)
     verdict = verdict_from_interval(ci.low, ci.high, +1, null=THRESHOLD_AGREEMENT)
-    return _named(verdict, f"fraction called right {format_estimate(ci)}")
+    baseline = agreement_interval(table, "agree_gd", level=level, n_resamples=n_resamples)
+    return _named(verdict, f"fraction called right {format_estimate(ci)} (the full-batch limit 2/λmax alone: "
+                           f"{format_estimate(baseline)})")  # fmt: skip
 
 
 def run_rescaling(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> pd.DataFrame:
@@ -483,14 +507,14 @@ def eos_runs(
 ) -> pd.DataFrame:
     """One row per edge-of-stability run: `edge_of_stability` of its sparse λmax trace (reached, onset_step,
     ratio_mean, phase_ratio_mean, ...), ``late_ratio`` (the mean of λmax·η/2 over the last `late` fraction of
-    its sparse points, at least one), from its every-step window (``dense`` points) ``dense_ratio`` (the mean
-    λmax·η/2 over the window's steps from the onset on), ``dense_points`` and ``alternation`` (the fraction of
-    sign changes of consecutive training-loss differences in the window: period-2 oscillation near 1),
-    ``eos_ratio`` (the run's EoS ratio: ``dense_ratio`` where the run has a window, ``late_ratio`` otherwise; so
-    it is defined whether or not the run reached the onset), ``catapult`` (its training loss, sparse and dense
-    points in step order, rose above `rise` × its lowest value so far: a catapult, not a stable EoS),
-    ``diverged`` (status "diverged": the run stopped at a non-finite or exploding loss), its final training
-    loss, and ``cell`` (arch/loss/lr: the runs that share a configuration, the clusters of every interval)."""
+    its sparse points, at least one), from its every-step window (``dense`` points, only in runs that reached
+    the onset) ``dense_ratio`` (the mean λmax·η/2 over the window's steps from the onset on), ``dense_points``
+    and ``alternation`` (the fraction of sign changes of consecutive training-loss differences in the window from the onset on:
+    period-2 oscillation near 1), ``eos_ratio`` (the run's EoS ratio, where GD ends up: ``late_ratio``, the same
+    definition for every run whatever it did earlier), ``catapult`` (a loss spike: its training loss at a
+    sparse point rose above `rise` × its lowest value so far; sparse points only, so that every run is looked
+    at on the same grid), ``diverged`` (status "diverged": the run stopped at a non-finite or exploding loss),
+    its final training loss, and ``cell`` (arch/loss/lr: the runs that share a configuration)."""
     dense_column = traces["dense"].astype(bool) if "dense" in traces else pd.Series(False, index=traces.index)
     rows = []
     for (arch, loss, lr, seed), run in traces.assign(dense=dense_column).groupby(
@@ -511,19 +535,18 @@ def eos_runs(
         rows.append({"arch": arch, "loss": loss, "lr": lr, "seed": seed, "cell": f"{arch}/{loss}/{lr:g}",
                      "status": status, "diverged": status == "diverged", **asdict(eos), "late_ratio": late_ratio,
                      "dense_ratio": dense_ratio, "dense_points": len(window),
-                     "alternation": _alternation(dense["train_loss"].to_numpy(float)),
-                     "eos_ratio": late_ratio if math.isnan(dense_ratio) else dense_ratio,
-                     "catapult": _catapult(run["train_loss"].to_numpy(float), rise),
+                     "alternation": _alternation(window["train_loss"].to_numpy(float)),
+                     "eos_ratio": late_ratio, "catapult": _catapult(sparse["train_loss"].to_numpy(float), rise),
                      "final_train_loss": sparse["train_loss"].iloc[-1]})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def eos_cells(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per edge-of-stability setting (arch, loss, lr): seeds, seeds that diverged, seeds with a
-    catapult, and over the others (non-diverged, no catapult): seeds that reached the onset, mean onset step,
-    the EoS ratio (``eos_ratio`` of `eos_runs`: mean and sd over seeds), the late-window ratio, the ratio over
-    the phase and after the onset (over the seeds that reached it), the loss alternation of the every-step
-    window, largest ratio, final loss."""
+    """One row per edge-of-stability setting (arch, loss, lr): seeds, seeds that diverged, and over the others
+    (non-diverged): seeds with a loss spike, seeds that reached the onset, mean onset step, the EoS ratio
+    (``eos_ratio`` of `eos_runs`: mean and sd over seeds, and ``ratio_ci``, `seed_interval` as text), the ratio
+    over the phase and after the onset (over the seeds that reached it), the mean ratio of the every-step
+    windows, the loss alternation of the every-step window, largest ratio, final loss."""
     kept = _eos_selection(runs, None, None)
     counts = runs.groupby(["arch", "loss", "lr"], sort=False).agg(
         seeds=("seed", "count"), diverged=("diverged", "sum"),
@@ -531,8 +554,9 @@ def eos_cells(runs: pd.DataFrame) -> pd.DataFrame:
     )  # fmt: skip
     stats = kept.groupby(["arch", "loss", "lr"], sort=False).agg(
         reached=("reached", "sum"), onset=("onset_step", "mean"), ratio=("eos_ratio", "mean"),
-        ratio_sd=("eos_ratio", "std"), ratio_late=("late_ratio", "mean"), ratio_phase=("phase_ratio_mean", "mean"),
-        ratio_after=("ratio_mean", "mean"), alternation=("alternation", "mean"), ratio_max=("ratio_max", "mean"),
+        ratio_sd=("eos_ratio", "std"), ratio_ci=("eos_ratio", _interval_text),
+        ratio_phase=("phase_ratio_mean", "mean"), ratio_after=("ratio_mean", "mean"),
+        ratio_dense=("dense_ratio", "mean"), alternation=("alternation", "mean"), ratio_max=("ratio_max", "mean"),
         final_train_loss=("final_train_loss", "mean"),
     )  # fmt: skip
     out = counts.join(stats, how="left").reset_index()
@@ -540,12 +564,16 @@ def eos_cells(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _interval_text(values: pd.Series) -> str:
+    """`seed_interval` of the finite values as 'estimate [low, high]' ("none" without any)."""
+    finite = values[np.isfinite(values.to_numpy(float))]
+    return format_estimate(seed_interval(finite.to_numpy(float))) if len(finite) else "none"
+
+
 def _eos_selection(runs: pd.DataFrame, loss: str | None, arch: str | None) -> pd.DataFrame:
-    """The runs that neither diverged nor catapulted (a catapult is a different phenomenon from a stable EoS
-    and is counted apart), optionally of one loss and/or architecture."""
+    """The runs that did not diverge, optionally of one loss and/or architecture. Runs with a loss spike stay
+    in: whether a run spikes is an outcome, and leaving them out would select on it (they are counted apart)."""
     mine = runs[~runs["diverged"].astype(bool)]
-    if "catapult" in mine:
-        mine = mine[~mine["catapult"].astype(bool)]
     if loss is not None:
         mine = mine[mine["loss"] == loss]
     if arch is not None:
@@ -764,7 +792,9 @@ def keskar_intervals(
 
 def escape_ends(traces: pd.DataFrame, *, target_loss: float | None = None) -> pd.DataFrame:
     """One row per escape run (mode, seed): its status, λmax, test loss and accuracy at the start and at its
-    last tracked point, final training loss, the largest training loss after the start, λmax(end)/λmax(start),
+    last tracked point, training loss at the start and at the end, the largest training loss after the start
+    (``train_peak``), ``left`` (it rose above `ESCAPE_RISE` × the start's: the run left the minimum),
+    λmax(end)/λmax(start),
     ``returned`` (the final training loss is ≤ `target_loss`; True without a target), ``end_step``, and the
     point the comparison SGD vs GD uses, at matched training loss (``lmax_matched``, ``train_matched``,
     ``step_matched``): SGD's end, where it is back at the target; for GD, which never leaves it, the tracked
@@ -774,11 +804,13 @@ def escape_ends(traces: pd.DataFrame, *, target_loss: float | None = None) -> pd
     ends = traces.groupby(["mode", "seed"]).agg(
         status=("status", "first"), lmax_start=("lambda_max", "first"), lmax_end=("lambda_max", "last"),
         test_start=("test_loss", "first"), test_end=("test_loss", "last"),
-        acc_start=("test_acc", "first"), acc_end=("test_acc", "last"), train_end=("train_loss", "last"),
+        acc_start=("test_acc", "first"), acc_end=("test_acc", "last"), train_start=("train_loss", "first"),
+        train_end=("train_loss", "last"),
     ).reset_index()  # fmt: skip
     peak = traces[traces["step"] > 0].groupby(["mode", "seed"])["train_loss"].max().rename("train_peak")
     ends = ends.merge(peak.reset_index(), on=["mode", "seed"], how="left")
     ends["lmax_ratio"] = ends["lmax_end"] / ends["lmax_start"]
+    ends["left"] = ends["train_peak"] > ESCAPE_RISE * ends["train_start"]
     ends["end_step"] = traces.groupby(["mode", "seed"])["step"].max().reindex(
         pd.MultiIndex.from_frame(ends[["mode", "seed"]])).to_numpy()  # fmt: skip
     ends["returned"] = True if target_loss is None else ends["train_end"] <= target_loss
@@ -898,8 +930,10 @@ def verdict_escape(
     fewer than two seeds have both continuations, or when the compared points are not at the same training
     loss: the interval of the paired ratio of their training losses (`escape_loss_interval`) must lie inside
     [1/`ESCAPE_LOSS_FACTOR`, `ESCAPE_LOSS_FACTOR`]. Otherwise decided on the paired λmax ratio SGD/GD at
-    matched training loss (`escape_interval`): supported below 1, refuted above 1, not supported when it
-    contains 1.
+    matched training loss (`escape_interval`): supported below 1 when every SGD continuation left the minimum
+    (``left`` of `escape_ends`: its loss rose above `ESCAPE_RISE` × the start's; ending flatter without leaving
+    is drift inside the basin, not an escape, and is then not supported), refuted above 1, not supported when
+    it contains 1.
     """
     if starts_reached < num_starts:
         return not_testable(f"only {starts_reached} of {num_starts} start runs reached the target loss")
@@ -919,9 +953,15 @@ def verdict_escape(
             f"SGD and GD are compared at different training losses: the ratio SGD/GD {format_estimate(loss)} is "
             f"not inside {format_interval(*band)}"
         )
-    return _named(
+    verdict = _named(
         verdict_from_interval(lmax.low, lmax.high, -1, null=1.0), "λmax ratio SGD/GD at matched loss"
     )
+    sgd = ends[ends["mode"] == "SGD"]
+    if verdict.outcome == SUPPORTED and "left" in sgd.columns and not sgd["left"].astype(bool).all():
+        stayed = int((~sgd["left"].astype(bool)).sum())
+        return Verdict(NOT_SUPPORTED, f"{verdict.reason}, but {stayed} of {len(sgd)} SGD continuations never left "
+                                      f"the minimum (training loss never above {ESCAPE_RISE:g} × the start's)")  # fmt: skip
+    return verdict
 
 
 def verdict_keskar(intervals: dict[str, Interval] | None) -> Verdict:
@@ -942,28 +982,44 @@ def verdict_keskar(intervals: dict[str, Interval] | None) -> Verdict:
                     for m in FLAT_MEASURES})  # fmt: skip
 
 
-def verdict_eos(runs: pd.DataFrame, loss: str, *, level: float = LEVEL, n_resamples: int = 2000) -> Verdict:
-    """The claim "GD's sharpness is set by its step size: EoS ratio ≈ 1", for one loss.
+def eos_setting_intervals(runs: pd.DataFrame, loss: str, *, level: float = LEVEL) -> dict[str, Interval]:
+    """{cell: `seed_interval` of its runs' EoS ratios} for every setting of `loss` with at least two
+    non-diverged runs, at `family_level`(level, number of such settings): the parts of `verdict_eos`."""
+    kept = _eos_selection(runs, loss, None)
+    settings = [(cell, group) for cell, group in kept.groupby("cell", sort=False) if len(group) >= 2]
+    part_level = family_level(level, max(len(settings), 1))
+    return {
+        cell: seed_interval(group["eos_ratio"].to_numpy(float), level=part_level) for cell, group in settings
+    }
 
-    Decided on ALL runs of that loss that neither diverged nor catapulted, whether or not their ratio reached
-    the onset (selecting on the outcome would make the band's lower edge unreachable): `verdict_in_band` of
-    the cluster interval of the mean EoS ratio (``eos_ratio`` of `eos_runs`: over the every-step window from the
-    onset when the run reached it, over the late window otherwise; `eos_ratio_interval`, clusters: settings)
-    against `EOS_BAND`: supported when it lies inside the band, refuted when entirely outside, not supported
-    when it straddles an edge; not testable with fewer than two settings. Diverged and catapult runs are counted
-    in the reason.
+
+def verdict_eos(runs: pd.DataFrame, loss: str, *, level: float = LEVEL, n_resamples: int = 2000) -> Verdict:
+    """The claim "GD settles at the edge of stability: its sharpness ends set by its step size, EoS ratio
+    λmax·η/2 ≈ 1", for one loss, at every step size tried (Cohen et al. 2021 state it for every η).
+
+    Each setting (architecture, η) with at least two non-diverged seeds is one part: `verdict_in_band` of the
+    `seed_interval` of its runs' EoS ratios (``eos_ratio`` of `eos_runs`: the mean over the last
+    `EOS_LATE_FRACTION` of the tracked points, the same definition for every run) against `EOS_BAND`, at
+    `family_level` over the parts; `combine` (rule "all"): supported when every setting's interval lies inside
+    the band, refuted when every one lies outside, not supported otherwise; not testable with fewer than two
+    such settings. Diverged runs are left out (above the stability limit GD has no sharpness to settle at) and
+    counted; runs with a loss spike stay in (a spike is an outcome) and are counted. Old rules: the mean of the
+    settings' means in the band (a mean inside can hide settings at 0.3 and 1.4), and each run's ratio taken
+    over its every-step window when it reached the onset (a definition that switched with the outcome).
     """
     mine = runs[runs["loss"] == loss]
     kept = _eos_selection(runs, loss, None)
     diverged = int(mine["diverged"].astype(bool).sum())
-    catapults = len(mine) - diverged - len(kept)
-    counts = f"of {len(mine)} runs {diverged} diverged and {catapults} catapulted, left out"
-    if kept["cell"].nunique() < 2:
-        return not_testable(f"fewer than two settings with {loss} have runs without divergence or catapult "
-                            f"({counts})")  # fmt: skip
-    ci = eos_ratio_interval(runs, loss=loss, level=level, n_resamples=n_resamples)
-    verdict = verdict_in_band(ci.low, ci.high, *EOS_BAND)
-    return Verdict(verdict.outcome, f"EoS ratio ({loss}): {verdict.reason}; {counts}")
+    spikes = int(kept["catapult"].astype(bool).sum()) if "catapult" in kept else 0
+    intervals = eos_setting_intervals(runs, loss, level=level)
+    counts = (f"of {len(mine)} runs {diverged} diverged (left out) and {spikes} had a loss spike (kept); "
+              f"{kept['cell'].nunique() - len(intervals)} settings with fewer than two runs left out")  # fmt: skip
+    if len(intervals) < 2:
+        return not_testable(
+            f"fewer than two settings with {loss} have two runs without divergence ({counts})"
+        )
+    verdict = combine({cell: verdict_in_band(ci.low, ci.high, *EOS_BAND) for cell, ci in intervals.items()})
+    return Verdict(verdict.outcome, f"EoS ratio ({loss}) per setting, {counts}: {verdict.reason}")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -993,13 +1049,14 @@ def setup_numbers(sizes: Sizes, profile: str) -> dict:
 
 
 def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
-    """Glued values of the edge-of-stability section: sizes, counts (diverged, catapults, runs with an
-    every-step window), and every EoS ratio as 'mean [CI]' over the runs without divergence or catapult
-    (``eos_ratio_*``: the run's EoS ratio, at the family level of the two-loss verdict for
-    ``eos_ratio_ce``/``eos_ratio_mse``; ``eos_late_*`` the late window of the sparse trace; ``eos_phase_*``
-    over the phase of the runs that reached the onset; ``eos_after_*`` after the onset; ``eos_reached_*`` the
-    fraction that reached it), the catapult runs' ratios (``eos_catapult_ratio``) and the loss alternation of
-    the every-step windows (``eos_alternation``)."""
+    """Glued values of the edge-of-stability section: sizes, counts (diverged, loss spikes ``eos_catapults``,
+    runs with an every-step window), and every EoS ratio as 'mean [CI]' over the non-diverged runs, clustered
+    by setting (``eos_ratio_*``: the run's EoS ratio, the late window; ``eos_phase_*`` over the phase of the
+    runs that reached the onset; ``eos_after_*`` after the onset; ``eos_dense`` over the every-step windows;
+    ``eos_reached_*`` the fraction that reached it), per loss the settings whose interval (`verdict_eos`'s
+    parts) lies inside the band (``eos_in_band_*``: "k of n", and ``eos_settings_*`` each as
+    "setting value [CI]"), the spiking runs' ratios (``eos_catapult_ratio``) and the loss alternation of the
+    every-step windows (``eos_alternation``)."""
 
     def ratio(column="eos_ratio", level=LEVEL, **where):
         ci = eos_ratio_interval(runs, column=column, level=level, n_resamples=sizes.n_resamples, **where)
@@ -1010,13 +1067,13 @@ def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
         return "none" if ci is None else format_estimate(ci, digits=2)
 
     kept = _eos_selection(runs, None, None)
-    catapults = runs[runs["catapult"].astype(bool) & ~runs["diverged"].astype(bool)]
+    catapults = kept[kept["catapult"].astype(bool)]
     transformer = rq1_tasks.init_model("transformer", rq1_tasks.mnist1d(), 0)
     lrs = {len(spec.lrs(loss)) for spec in sizes.eos.values() for loss in LOSSES}
-    out = {"eos_cells": len(cells), "eos_cells_reached": int((cells["reached"] == cells["seeds"]).sum()),
+    out = {"eos_cells": len(cells), "eos_cells_reached": int((cells["reached"] == cells["seeds"] - cells["diverged"]).sum()),
            "eos_runs": len(runs), "eos_runs_kept": len(kept), "eos_runs_diverged": int(runs["diverged"].sum()),
            "eos_runs_reached": int(kept["reached"].sum()), "eos_reached": reached(),
-           "eos_num_lrs": _list(sorted(lrs)), "eos_ratio": ratio(), "eos_late_ratio": ratio("late_ratio"),
+           "eos_num_lrs": _list(sorted(lrs)), "eos_ratio": ratio(), "eos_dense": ratio("dense_ratio"),
            "eos_phase": ratio("phase_ratio_mean"), "eos_catapults": len(catapults),
            "eos_catapult_cells": ", ".join(sorted(set(catapults["cell"]))) or "none",
            "eos_catapult_ratio": _text(catapults["eos_ratio"], n_resamples=sizes.n_resamples),
@@ -1031,8 +1088,18 @@ def eos_numbers(sizes: Sizes, runs: pd.DataFrame, cells: pd.DataFrame) -> dict:
             out[f"eos_phase_{arch}_{loss}"] = ratio("phase_ratio_mean", arch=arch, loss=loss)
             out[f"eos_after_{arch}_{loss}"] = ratio("ratio_mean", arch=arch, loss=loss)
     for loss in LOSSES:
-        out[f"eos_ratio_{loss}"] = ratio(level=family_level(LEVEL, len(LOSSES)), loss=loss)
+        out[f"eos_ratio_{loss}"] = ratio(loss=loss)
         out[f"eos_reached_{loss}"] = reached(loss=loss)
+        intervals = eos_setting_intervals(runs, loss)
+        inside = [EOS_BAND[0] <= ci.low and ci.high <= EOS_BAND[1] for ci in intervals.values()]
+        out[f"eos_in_band_{loss}"] = f"{sum(inside)} of {len(inside)}"
+        out[f"eos_settings_{loss}"] = (
+            "; ".join(
+                f"{cell.split('/', 1)[0]} η = {cell.rsplit('/', 1)[1]}: {format_estimate(ci)}"
+                for cell, ci in intervals.items()
+            )
+            or "none"
+        )
     return out
 
 
@@ -1112,8 +1179,8 @@ def _steps(ends: pd.DataFrame, column: str) -> str:
 def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict:
     """Glued values of the escape section (`ends` from `escape_ends`, `runs` the grid runs): 'mean [CI]' over
     seeds of the starts, the changes and the ends, the paired λmax ratio SGD/GD (``escape_sgd_over_gd``) and
-    the paired final-training-loss ratio (``escape_loss_ratio``), the starts that reached the target and the
-    continuations that diverged."""
+    the paired final-training-loss ratio (``escape_loss_ratio``), the starts that reached the target, the
+    continuations that diverged and the SGD continuations that left the minimum (``escape_sgd_left``)."""
     starts = runs[(runs["batch_size"] == sizes.large_batch) & (runs["lr"] == sizes.escape_lr)]
     near = runs[(runs["batch_size"] == sizes.small_batch) & (runs["lr"] == sizes.escape_lr)]
     near = near[near["reached"].astype(bool)]
@@ -1134,6 +1201,8 @@ def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict
         "escape_loss_ratio": "none" if train is None else format_estimate(train),
         "escape_return_steps": sizes.escape_return_steps,
         "escape_returned": int(ends["returned"].astype(bool).sum()) if "returned" in ends else len(ends),
+        "escape_sgd_left": int(by_mode["SGD"]["left"].astype(bool).sum()) if "left" in ends else 0,
+        "escape_sgd_runs": len(by_mode["SGD"]), "escape_rise": ESCAPE_RISE,
     }  # fmt: skip
     for mode, g in by_mode.items():
         key = mode.lower()
@@ -1150,12 +1219,15 @@ def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict
 def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame) -> dict:
     """Glued values of the escape-threshold section: its sizes, the starts' λmax, non-uniformity and GD limit
     2/λmax, the linear-stability threshold at the smallest and the largest batch ('mean [CI]' over seeds), and
-    how many continuations escaped, were predicted to, and agree (with the agreement's interval)."""
+    how many continuations escaped, were predicted to, and agree (with the agreement's interval), the same for
+    the full-batch limit 2/λmax (``threshold_agree_gd_ci``), and on the continuations where the two rules
+    disagree (``threshold_disputed``), how many linear stability calls right (``threshold_disputed_right``)."""
     text = functools.partial(_text, n_resamples=sizes.n_resamples)
     small, large = table["batch_size"] == sizes.small_batch, table["batch_size"] == sizes.large_batch
     by_seed = table.groupby(["seed", "batch_size"])["threshold"].first().reset_index()
-    frame = table.assign(agree=table["agree"].astype(float))
-    agree = cluster_bootstrap_ci(frame, "agree", "seed", level=LEVEL, n_resamples=sizes.n_resamples)
+    agree = agreement_interval(table, n_resamples=sizes.n_resamples)
+    agree_gd = agreement_interval(table, "agree_gd", n_resamples=sizes.n_resamples)
+    disputed = table[table["agree"].astype(bool) != table["agree_gd"].astype(bool)]
     return {
         "threshold_lrs": _list(sizes.threshold_lrs), "threshold_steps": sizes.threshold_steps,
         "threshold_rise": ESCAPE_RISE, "threshold_agreement": THRESHOLD_AGREEMENT,
@@ -1167,7 +1239,8 @@ def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame
         "threshold_predicted": int(table["predicted"].sum()), "threshold_agree": int(table["agree"].sum()),
         "threshold_escaped_small": int(table.loc[small, "escaped"].sum()),
         "threshold_escaped_large": int(table.loc[large, "escaped"].sum()),
-        "threshold_agree_ci": format_estimate(agree),
+        "threshold_agree_ci": format_estimate(agree), "threshold_agree_gd_ci": format_estimate(agree_gd),
+        "threshold_disputed": len(disputed), "threshold_disputed_right": int(disputed["agree"].sum()),
     }  # fmt: skip
 
 
@@ -1209,7 +1282,7 @@ def verdict_table(
         claims["threshold"] = ("SGD leaves a minimum where its linear stability says it must (Wu et al. 2018)",
                                verdict_threshold(threshold, n_resamples=r))  # fmt: skip
     rows = [(key, claim, v.outcome, v.reason) for key, (claim, v) in claims.items()]
-    rows.append(("eos", "GD's sharpness is set by its step size (EoS ratio ≈ 1)",
+    rows.append(("eos", "GD settles at the edge of stability: its sharpness ends set by its step size (EoS ratio ≈ 1)",
                  f"{by_loss['mse']} for the squared loss, {by_loss['ce']} for cross-entropy",
                  "; ".join(v.reason for v in by_loss.values())))  # fmt: skip
     return pd.DataFrame(rows, columns=["key", "claim", "verdict", "reason"])
