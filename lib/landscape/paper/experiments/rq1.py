@@ -1327,6 +1327,8 @@ def plot_eos(traces: pd.DataFrame, sizes: Sizes):
             for i, lr in enumerate(spec.lrs(loss)):
                 mine = traces[(traces["arch"] == arch) & (traces["loss"] == loss) & (traces["lr"] == lr)]
                 for j, (_, one) in enumerate(mine.groupby("seed")):
+                    # the every-step window interleaves with the sparse points: one line in step order
+                    one = one.sort_values("step", kind="stable").drop_duplicates("step")
                     ax.plot(one["step"], one["lambda_max"], color=f"C{i}", lw=1, alpha=0.8,
                             label=f"η = {lr:g}" if j == 0 else None)  # fmt: skip
                 ax.axhline(2 / lr, color=f"C{i}", ls="--", lw=1)
