@@ -368,6 +368,9 @@ figure(rq1.plot_threshold(threshold, sizes), "threshold")
 # on {glue:text}`threshold_disputed` continuations, of which linear stability calls
 # {glue:text}`threshold_disputed_right` right — only these test the noise term. Verdict (called right in at
 # least {glue:text}`threshold_agreement:.0%` of runs): **{glue:text}`verdict_threshold`**.
+# The escape of the previous section (η = {glue:text}`escape_lr` at B = {glue:text}`escape_batch`, from the same
+# starts) has a step size {glue:text}`threshold_escape_position`: above the threshold, leaving is the linear
+# instability this criterion predicts, with no thermal crossing of a barrier needed.
 #
 # ## Reparameterisation
 #

@@ -1216,6 +1216,21 @@ def escape_numbers(sizes: Sizes, ends: pd.DataFrame, runs: pd.DataFrame) -> dict
     return out
 
 
+def _escape_position(sizes: Sizes, by_seed: pd.DataFrame, stability: pd.DataFrame) -> str:
+    """Where the escape runs' step size lies against the mean linear-stability threshold at their batch size
+    and the mean GD limit 2/λmax of the starts, as text."""
+    at_batch = by_seed.loc[by_seed["batch_size"] == sizes.escape_batch, "threshold"]
+    if at_batch.empty:
+        return f"not on the threshold grid (B = {sizes.escape_batch} was not run)"
+    eta, limit, gd = sizes.escape_lr, float(at_batch.mean()), float((2 / stability["lambda_max"]).mean())
+    side = "above" if eta > limit else "below"
+    gd_side = "below" if eta < gd else "above"
+    return (
+        f"{eta / limit:.2g}× the threshold η*({sizes.escape_batch}) = {format_number(limit)}, {side} it, and "
+        f"{gd_side} the GD limit {format_number(gd)}"
+    )
+
+
 def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame) -> dict:
     """Glued values of the escape-threshold section: its sizes, the starts' λmax, non-uniformity and GD limit
     2/λmax, the linear-stability threshold at the smallest and the largest batch ('mean [CI]' over seeds), and
@@ -1241,6 +1256,7 @@ def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame
         "threshold_escaped_large": int(table.loc[large, "escaped"].sum()),
         "threshold_agree_ci": format_estimate(agree), "threshold_agree_gd_ci": format_estimate(agree_gd),
         "threshold_disputed": len(disputed), "threshold_disputed_right": int(disputed["agree"].sum()),
+        "threshold_escape_position": _escape_position(sizes, by_seed, stability),
     }  # fmt: skip
 
 
