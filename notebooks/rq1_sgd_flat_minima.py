@@ -180,12 +180,13 @@ results_table(eos_cells, results, "eos_summary", "Edge of stability per setting 
 # took are reported with every cell ({numref}`fig-rq1-grid`, table below).
 
 # %% tags=["hide-input"]
-grid, curves = rq1.run_grid(sizes, cache, seed=seed)
+grid_all, curves = rq1.run_grid(sizes, cache, seed=seed)  # every weight decay
+grid = rq1.base_grid(grid_all, sizes)  # the (η, B) grid at the base weight decay
 rq1.matched_runs(grid)  # raises when too few runs reached the target
 cells = rq1.grid_cells(grid)  # means over the matched seeds of each cell
 correlations = rq1.grid_correlations(cells, n_resamples=sizes.n_resamples)
 pairs = rq1.keskar_pairs(grid, sizes.small_batch, sizes.large_batch)
-for name, table in (("grid", grid), ("grid_curves", curves), ("grid_correlations", correlations),
+for name, table in (("grid", grid_all), ("grid_curves", curves), ("grid_correlations", correlations),
                     ("keskar_pairs", pairs)):  # fmt: skip
     table.to_csv(results / f"{name}.csv", index=False)
 grid_numbers = rq1.grid_numbers(sizes, grid, cells, correlations, pairs)
@@ -270,6 +271,28 @@ results_table(shown.drop(columns="seeds"), results, "grid_summary", "One row per
 # adaptive sharpness: what each measure says about the gap beyond η/B. With the
 # training loss held fixed these runs still differ in η, B and the path they took, so a correlation here is not
 # a causal statement; the correlation study across many more hyper-parameters is {doc}`rq3_generalisation`.
+#
+# A third hyperparameter axis, weight decay ∈ {{glue:text}`grid_weight_decays`}, is added to the grid (the same
+# (η, B) grid and seeds, stopped at the same target loss) for Jiang et al.'s granulated Kendall τ
+# {cite}`jiang2020fantastic`: for each axis, τ between a measure and the gap over the networks that differ in
+# that axis alone, averaged over the groups (ψ), and Ψ the mean of ψ over {glue:text}`granulated_axes`, computed
+# per seed (one network per configuration) with a Student-t interval over the seeds.
+
+# %% tags=["hide-input"]
+granulated = rq1.granulated_table(grid_all)
+granulated.to_csv(results / "granulated.csv", index=False)
+granulated_numbers = rq1.granulated_numbers(sizes, granulated)
+paste_all(granulated_numbers)
+results_table(granulated.set_index("name").drop(columns="measure"), results, "granulated_summary",
+              "Granulated Kendall τ of each measure with the generalisation gap: Ψ (mean over seeds) with its "
+              "interval over seeds, and ψ per axis.", index=True, data=granulated)  # fmt: skip
+
+# %% [markdown]
+# Ψ with the gap is {glue:text}`psi_normalized_sharpness` for normalised sharpness (ψ over η
+# {glue:text}`psi_normalized_sharpness_lr:.2f`, over B {glue:text}`psi_normalized_sharpness_batch_size:.2f`,
+# over weight decay {glue:text}`psi_normalized_sharpness_weight_decay:.2f`), {glue:text}`psi_lambda_max` for
+# λmax, {glue:text}`psi_trace_per_param` for trace/D and {glue:text}`psi_adaptive_sharpness` for adaptive
+# sharpness ({glue:text}`family_level` intervals).
 #
 # (rq1-escape)=
 # ## Escape from a sharp minimum
@@ -407,7 +430,7 @@ results_table(rescaled, results, "rescaling", "Dinh et al.'s rescaling by α of 
 
 
 # %% tags=["hide-input"]
-verdicts = rq1.verdict_table(sizes, eos, correlations, pairs, ends, grid, threshold)
+verdicts = rq1.verdict_table(sizes, eos, correlations, pairs, ends, grid, threshold, granulated)
 paste_all(dict(zip(verdicts["key"], verdicts["verdict"], strict=True)), prefix="verdict_")
 paste("runtime_minutes", (time.perf_counter() - started) / 60)
 evidence = {
@@ -416,7 +439,7 @@ evidence = {
     "flat": f"partial ρ(η/B, λmax | η) {grid_numbers['prho_temp_lambda_max']:.2f} "
     f"{grid_numbers['prho_temp_lambda_max_ci']}",
     "generalise": f"partial ρ(normalised sharpness, gap | η/B) {grid_numbers['prho_gap_normalized_sharpness']:.2f} "
-    f"{grid_numbers['prho_gap_normalized_sharpness_ci']}",
+    f"{grid_numbers['prho_gap_normalized_sharpness_ci']}; Ψ {granulated_numbers['psi_normalized_sharpness']}",
     "eos": f"settings in the band: {eos_numbers['eos_in_band_mse']} (MSE), {eos_numbers['eos_in_band_ce']} (CE)",
     "threshold": f"fraction called right {threshold_numbers['threshold_agree_ci']}",
 }
@@ -436,7 +459,8 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 # with λmax and with normalised sharpness given log η (both below 0; refuted when both lie above 0), since
 # ρ(η/B, ·) alone mixes the noise with the step size's own stability limit λmax ≲ 2/η; with fewer than 10 cells
 # it is not testable here. "Normalised sharpness tracks the gap" is decided, for the same reason, on the partial
-# correlation of log normalised sharpness with the log gap given log η/B (above 0). The escape claim is not
+# correlation of log normalised sharpness with the log gap given log η/B (above 0) and on its granulated Ψ over
+# η, B and weight decay (above 0): supported when both are, refuted when both lie below 0. The escape claim is not
 # testable here unless every start run reached the target, no continuation diverged, every continuation is back
 # at the target loss and the interval of the paired training-loss ratio SGD/GD of the compared points lies
 # inside {glue:text}`escape_loss_band`; then it is supported when the interval of λmax of small-batch SGD over
@@ -471,7 +495,8 @@ results_table(verdicts.drop(columns="key"), results, "verdicts", "The verdict of
 # - *Normalised sharpness correlates with a larger generalisation gap* (within the matched grid):
 #   {glue:text}`verdict_generalise` (given log η/B, ρ with the gap {glue:text}`prho_gap_normalized_sharpness:.2f`
 #   {glue:text}`prho_gap_normalized_sharpness_ci`; without the control {glue:text}`rho_gap_normalized_sharpness:.2f`
-#   {glue:text}`rho_gap_normalized_sharpness_ci`).
+#   {glue:text}`rho_gap_normalized_sharpness_ci`; granulated Ψ over η, B and weight decay
+#   {glue:text}`psi_normalized_sharpness`).
 # - *GD settles at the edge of stability*: {glue:text}`verdict_eos` (settings inside the band:
 #   {glue:text}`eos_in_band_mse` with the squared loss, {glue:text}`eos_in_band_ce` with cross-entropy; mean EoS
 #   ratio over settings {glue:text}`eos_ratio_mse` and {glue:text}`eos_ratio_ce`; {glue:text}`eos_runs_diverged`

@@ -354,6 +354,49 @@ def test_verdict_flat_and_generalise_each_outcome():
     assert rq1.verdict_generalise(unrelated).outcome == NOT_SUPPORTED
 
 
+def test_granulated_table_and_the_generalise_verdict_with_it():
+    # a 2 × 2 × 2 factorial per seed; normalised sharpness orders the gap along every axis, λmax reverses it
+    # along weight decay alone
+    rows = []
+    rng = np.random.default_rng(0)
+    for s in range(4):
+        for lr in (0.05, 0.1):
+            for b in (16, 64):
+                for wd in (0.0, 5e-4):
+                    gap = lr * 10 + 1 / b + wd * 400 + 0.001 * rng.random()
+                    rows.append({"seed": s, "lr": lr, "batch_size": b, "weight_decay": wd, "reached": True,
+                                 "gap": gap, "normalized_sharpness": gap, "lambda_max": lr * 10 + 1 / b - wd * 400,
+                                 "trace_per_param": 1.0, "adaptive_sharpness": rng.random()})  # fmt: skip
+    runs = pd.DataFrame(rows)
+    table = rq1.granulated_table(runs).set_index("measure")
+    assert table.loc["normalized_sharpness", "Psi"] == pytest.approx(1.0)
+    assert (table.loc["normalized_sharpness", "Psi_low"], table.loc["normalized_sharpness", "Psi_high"]) == (
+        1.0,
+        1.0,
+    )
+    lmax = table.loc["lambda_max"]
+    assert (lmax["psi_lr"], lmax["psi_batch_size"], lmax["psi_weight_decay"]) == pytest.approx(
+        (1.0, 1.0, -1.0)
+    )
+    assert lmax["Psi"] == pytest.approx(1 / 3)
+    assert table.loc["trace_per_param", "Psi"] == 0.0  # a constant measure: every pair tied
+    assert table.loc["normalized_sharpness", "seeds"] == 4
+    beyond = correlations_of(
+        grid_table(lambda_max=lambda t, b: 1 / t, normalized=lambda t, b: b, gap=lambda t, b: b)
+    )
+    granulated = table.reset_index()
+    assert rq1.verdict_generalise(beyond, granulated).outcome == SUPPORTED
+    against = granulated.assign(Psi=-0.5, Psi_low=-0.8, Psi_high=-0.2)
+    both = rq1.verdict_generalise(beyond, against)
+    assert both.outcome == NOT_SUPPORTED  # the two parts disagree
+    assert "Ψ(normalised sharpness, gap) over lr, batch_size, weight_decay (4 seeds): refuted" in both.reason
+    one_seed = rq1.granulated_table(runs[runs["seed"] == 0])
+    assert rq1.verdict_generalise(beyond, one_seed).outcome == NOT_TESTABLE
+    numbers = rq1.granulated_numbers(rq1.PROFILES["paper"], granulated)
+    assert numbers["psi_normalized_sharpness"] == "1 [1.00, 1.00]"
+    assert numbers["psi_lambda_max_weight_decay"] == pytest.approx(-1.0)
+
+
 def test_stability_fit_recovers_the_exponents():
     # λmax = 2/η exactly (the stability bound), then λmax ∝ (η/B)^−1 (the temperature picture)
     bound = rq1.stability_fit(rq1.grid_cells(grid_table(lambda_max=lambda t, b: 2 / (t * b), noise=0.0)))
@@ -477,7 +520,13 @@ def test_toy_experiments_run_and_are_cached(tmp_path, monkeypatch):
         eos_transformer=rq1.EosSizes((0,), 16, 2, 2, (0.1,), (0.05,)),
     )  # fmt: skip
     runs, curves = rq1.run_grid(toy, tmp_path)
-    assert len(runs) == 4
+    assert len(runs) == 8  # 2 weight decays × 2 batch sizes × 2 seeds
+    assert sorted(set(runs["weight_decay"])) == [0.0, 1e-3]
+    base = rq1.base_grid(runs, toy)
+    assert len(base) == 4
+    assert (base["weight_decay"] == 0).all()
+    decayed = runs[runs["weight_decay"] > 0].set_index(["batch_size", "seed"])["lambda_max"]
+    assert not np.allclose(decayed, base.set_index(["batch_size", "seed"])["lambda_max"].loc[decayed.index])
     assert set(curves["batch_size"]) == {64, 512}
     assert (runs["lambda_max"] > 0).all()
     escape = rq1.run_escape(toy, tmp_path)

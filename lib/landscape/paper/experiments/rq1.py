@@ -74,6 +74,7 @@ __all__ = [
     "EOS_ONSET",
     "ESCAPE_LOSS_FACTOR",
     "ESCAPE_RISE",
+    "GRANULATED_AXES",
     "LEVEL",
     "MEASURES",
     "PROFILES",
@@ -81,6 +82,7 @@ __all__ = [
     "EosSizes",
     "Sizes",
     "agreement_interval",
+    "base_grid",
     "eos_cells",
     "eos_numbers",
     "eos_ratio_interval",
@@ -91,6 +93,8 @@ __all__ = [
     "escape_interval",
     "escape_loss_interval",
     "escape_numbers",
+    "granulated_numbers",
+    "granulated_table",
     "grid_cells",
     "grid_correlations",
     "grid_numbers",
@@ -189,6 +193,9 @@ class Sizes:
     escape_steps: int  # steps of each continuation
     escape_every: int  # steps between λmax evaluations of a continuation
     alphas: tuple[float, ...]  # Dinh et al. rescaling factors (must contain 1)
+    # weight decays of the grid, a third hyperparameter axis for the granulated τ of the gap (Jiang et al.
+    # 2020); the first is the base grid that every other comparison and the escape starts use
+    weight_decays: tuple[float, ...] = (0.0,)
     escape_return_steps: int = 0  # budget of the return phase: an escape run above target_loss goes on to it
     threshold_lrs: tuple[float, ...] = ()  # step sizes of the escape-threshold continuations (× batch_sizes)
     threshold_steps: int = 0  # steps of each threshold continuation (losses checked every check_every)
@@ -205,6 +212,14 @@ class Sizes:
             )
         if len(self.batch_sizes) < 2:
             raise ValueError(f"the grid needs at least two batch sizes, got {self.batch_sizes}")
+        if (
+            not self.weight_decays
+            or len(set(self.weight_decays)) != len(self.weight_decays)
+            or any(not (isinstance(w, (int, float)) and w >= 0) for w in self.weight_decays)
+        ):
+            raise ValueError(
+                f"weight_decays must be distinct non-negative numbers, got {self.weight_decays!r}"
+            )
 
     @property
     def eos(self) -> dict[str, EosSizes]:
@@ -228,7 +243,8 @@ PROFILES = {
         batch_sizes=(32, 256), lrs=(0.05, 0.2), target_loss=1.8, max_steps=600, check_every=20,
         curvature_samples=256, trace_matvecs=8, adaptive_steps=3, tol=1e-2,
         escape_lr=0.2, escape_batch=32, escape_steps=40, escape_every=20, escape_return_steps=200,
-        threshold_lrs=(0.2, 2.0), threshold_steps=20, alphas=(0.3, 1.0, 3.0), n_resamples=500, workers=1, threads=1,
+        threshold_lrs=(0.2, 2.0), threshold_steps=20, alphas=(0.3, 1.0, 3.0), weight_decays=(0.0, 1e-3),
+        n_resamples=500, workers=1, threads=1,
     ),
     # 5 seeds for the grid, escape and MLP EoS runs (3 before: intervals of 3 paired values are too wide to
     # decide anything), 3 for the Transformer EoS runs, whose Hessian-vector products cost ~15x the MLP's;
@@ -245,7 +261,8 @@ PROFILES = {
         batch_sizes=(16, 64, 256, 1024), lrs=(0.05, 0.1, 0.2), target_loss=0.05, max_steps=20000,
         check_every=50, curvature_samples=1000, trace_matvecs=40, adaptive_steps=10, tol=1e-3,
         escape_lr=0.1, escape_batch=16, escape_steps=600, escape_every=50, escape_return_steps=20000,
-        threshold_lrs=(0.05, 0.1, 0.2, 0.4, 0.8), threshold_steps=200, alphas=(0.1, 0.3, 1.0, 3.0, 10.0), workers=None, threads=1,
+        threshold_lrs=(0.05, 0.1, 0.2, 0.4, 0.8), threshold_steps=200, alphas=(0.1, 0.3, 1.0, 3.0, 10.0),
+        weight_decays=(0.0, 5e-4), workers=None, threads=1,
     ),
     "full": Sizes(
         seeds=(0, 1, 2, 3, 4),
@@ -290,12 +307,16 @@ def _measures(sizes: Sizes, measure_seed: int) -> dict:
             "adaptive_steps": sizes.adaptive_steps, "measure_seed": measure_seed}  # fmt: skip
 
 
-def _grid_settings(sizes: Sizes, b: int, lr: float, seed: int, measure_seed: int) -> dict:
-    """The settings of `rq1_tasks.grid_task`; the escape start keeps its weights."""
-    return {"experiment": "grid", "batch_size": b, "lr": lr, "seed": seed, "max_steps": sizes.max_steps,
-            "check_every": sizes.check_every, "target_loss": sizes.target_loss,
+def _grid_settings(
+    sizes: Sizes, b: int, lr: float, seed: int, measure_seed: int, weight_decay: float | None = None
+) -> dict:
+    """The settings of `rq1_tasks.grid_task` (weight decay: the base grid's by default); the escape start keeps
+    its weights."""
+    wd = sizes.weight_decays[0] if weight_decay is None else weight_decay
+    return {"experiment": "grid", "batch_size": b, "lr": lr, "seed": seed, "weight_decay": float(wd),
+            "max_steps": sizes.max_steps, "check_every": sizes.check_every, "target_loss": sizes.target_loss,
             **_measures(sizes, measure_seed),
-            "keep_weights": b == sizes.large_batch and lr == sizes.escape_lr}  # fmt: skip
+            "keep_weights": b == sizes.large_batch and lr == sizes.escape_lr and wd == sizes.weight_decays[0]}  # fmt: skip
 
 
 def run_eos(sizes: Sizes, cache: str | Path) -> pd.DataFrame:
@@ -318,19 +339,64 @@ def run_eos(sizes: Sizes, cache: str | Path) -> pd.DataFrame:
 
 
 def run_grid(sizes: Sizes, cache: str | Path, *, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every grid run (batch size × step size × seed), one task each; `seed` seeds the measurements.
+    """Every grid run (weight decay × batch size × step size × seed), one task each; `seed` seeds the
+    measurements.
 
     Returns (runs, curves): one row per run (its settings, status, steps, losses and accuracies where it
     stopped, the generalisation gap, λmax, trace/D, normalised and adaptive sharpness, training seconds), and
-    the full training/test losses at every check of every run.
+    the full training/test losses at every check of every run. `base_grid` selects the runs of the base weight
+    decay, which every comparison but the granulated τ uses.
     """
-    items = [_grid_settings(sizes, b, lr, s, seed)
+    items = [_grid_settings(sizes, b, lr, s, seed, wd) for wd in sizes.weight_decays
              for b in sizes.batch_sizes for lr in sizes.lrs for s in sizes.seeds]  # fmt: skip
     outs = _run(sizes, rq1_tasks.grid_task, items, cache, "grid runs")
     runs = pd.DataFrame([out["row"] for out in outs])
     curves = _histories(items, [{**out, "status": out["row"]["status"]} for out in outs],
-                        ("batch_size", "lr", "seed"))  # fmt: skip
+                        ("weight_decay", "batch_size", "lr", "seed"))  # fmt: skip
     return runs, curves
+
+
+def base_grid(runs: pd.DataFrame, sizes: Sizes) -> pd.DataFrame:
+    """The grid runs at the base weight decay (``sizes.weight_decays[0]``): the (η, B) grid of the chapter."""
+    return runs[runs["weight_decay"] == sizes.weight_decays[0]].reset_index(drop=True)
+
+
+GRANULATED_AXES = ("lr", "batch_size", "weight_decay")
+
+
+def granulated_table(runs: pd.DataFrame, *, level: float | None = None) -> pd.DataFrame:
+    """Jiang et al. (2020)'s granulated Kendall τ of every measure with the generalisation gap over the three
+    axes η, B and weight decay (`GRANULATED_AXES`), per seed: each seed's matched runs form one network per
+    configuration, `stats.granulated_kendall` gives its ψ per axis and Ψ (their mean); one row per measure with
+    the mean over seeds of Ψ and of each ψ, and Ψ's Student-t interval over the seeds (``Psi_low``,
+    ``Psi_high``: seeds are independent replicates of the whole factorial; NaN below two seeds with a Ψ; at
+    `level`, by default `family_level`(LEVEL, 2), that of a part of `verdict_generalise`) and ``seeds`` (how
+    many seeds have one)."""
+    from scipy import stats as scipy_stats
+
+    from ..stats import granulated_kendall
+
+    level = family_level(LEVEL, 2) if level is None else level
+    matched = runs[runs["reached"].astype(bool)]
+    axes = [a for a in GRANULATED_AXES if matched[a].nunique() > 1]
+    rows = []
+    for m in MEASURES:
+        per_seed = [granulated_kendall(g, m, "gap", axes) for _, g in matched.groupby("seed")] if axes else []
+        psis = np.array([p["Psi"] for p in per_seed], dtype=float)
+        psis = psis[np.isfinite(psis)]
+        row = {"measure": m, "name": NAMES[m], "seeds": len(psis),
+               "Psi": float(psis.mean()) if len(psis) else math.nan, "Psi_low": math.nan, "Psi_high": math.nan}  # fmt: skip
+        for a in axes:
+            values = [p["psi"][a] for p in per_seed if np.isfinite(p["psi"][a])]
+            row[f"psi_{a}"] = float(np.mean(values)) if values else math.nan
+        if len(psis) >= 2 and psis.std(ddof=1) > 0:
+            low, high = scipy_stats.t.interval(level, len(psis) - 1, loc=psis.mean(),
+                                               scale=psis.std(ddof=1) / math.sqrt(len(psis)))  # fmt: skip
+            row |= {"Psi_low": max(float(low), -1.0), "Psi_high": min(float(high), 1.0)}
+        elif len(psis) >= 2:
+            row |= {"Psi_low": float(psis[0]), "Psi_high": float(psis[0])}
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _start_settings(sizes: Sizes, seed: int, measure_seed: int, cache: str | Path) -> dict:
@@ -901,22 +967,36 @@ def verdict_flat(correlations: pd.DataFrame) -> Verdict:
     return combine(parts)
 
 
-def verdict_generalise(correlations: pd.DataFrame) -> Verdict:
+def verdict_generalise(correlations: pd.DataFrame, granulated: pd.DataFrame | None = None) -> Verdict:
     """The claim "normalised sharpness tracks a larger generalisation gap", over the grid cells with matched
-    runs.
+    runs and, with `granulated` (`granulated_table`), over the three hyperparameter axes.
 
     On this grid the noise scale η/B alone orders the gap; a measure that only mirrors η/B tracks the gap
     without telling anything η/B does not. So the claim is decided on the partial Spearman correlation
-    ρ(log normalised sharpness, log gap | log η/B) (Pearson on logarithms, `grid_correlations`): supported when its interval lies above 0, refuted when below 0,
-    not supported when it contains 0; not testable when it has no interval (fewer than 10 cells). Old rule:
-    the plain ρ(normalised sharpness, gap), which η/B confounds.
+    ρ(log normalised sharpness, log gap | log η/B) (Pearson on logarithms, `grid_correlations`) and, with
+    `granulated`, on the granulated Kendall Ψ of normalised sharpness over η, B and weight decay (Jiang et al.
+    2020: does it order networks that differ in one axis alone, whichever axis?), each part at
+    `family_level`(LEVEL, 2) with `combine` (rule "all"): a part is supported when its interval lies above 0,
+    refuted when below 0, not supported when it contains 0; a part without an interval (fewer than 10 cells;
+    Ψ of fewer than two seeds) is not testable. Old rule: the plain ρ(normalised sharpness, gap), which η/B
+    confounds.
     """
     row = _correlation(correlations, "normalized_sharpness", "gap", "log_temperature")
+    partial = f"partial ρ(normalised sharpness, gap | log η/B) over {int(row['n'])} cells"
     if math.isnan(row["low"]) or math.isnan(row["high"]):
-        return not_testable(f"the partial correlation has no interval with {int(row['n'])} grid cells "
-                            f"(need at least {MIN_CORRELATION_UNITS})")  # fmt: skip
-    return _named(verdict_from_correlation(tuple(np.clip([row["low"], row["high"]], -1, 1)), +1),
-                  f"partial ρ(normalised sharpness, gap | log η/B) over {int(row['n'])} cells")  # fmt: skip
+        parts = {partial: not_testable(f"no interval with {int(row['n'])} grid cells (need at least "
+                                       f"{MIN_CORRELATION_UNITS})")}  # fmt: skip
+    else:
+        parts = {partial: verdict_from_correlation(tuple(np.clip([row["low"], row["high"]], -1, 1)), +1)}
+    if granulated is None:
+        return _named(parts[partial], partial)
+    psi = granulated.set_index("measure").loc["normalized_sharpness"]
+    what = f"Ψ(normalised sharpness, gap) over {', '.join(GRANULATED_AXES)} ({int(psi['seeds'])} seeds)"
+    if math.isnan(psi["Psi_low"]) or math.isnan(psi["Psi_high"]):
+        parts[what] = not_testable(f"Ψ has no interval over {int(psi['seeds'])} seeds (need at least 2)")
+    else:
+        parts[what] = verdict_from_correlation((psi["Psi_low"], psi["Psi_high"]), +1)
+    return combine(parts)
 
 
 def verdict_escape(
@@ -1260,6 +1340,25 @@ def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame
     }  # fmt: skip
 
 
+def granulated_numbers(sizes: Sizes, table: pd.DataFrame) -> dict:
+    """Glued values of the granulated τ (`granulated_table`): the weight decays, and per measure Ψ as
+    'mean [CI]' (``psi_<measure>``) and its ψ per axis (``psi_<measure>_<axis>``)."""
+    out = {"grid_weight_decays": _list(sizes.weight_decays), "granulated_axes": "η, B and weight decay"}
+    for row in table.to_dict("records"):
+        m = row["measure"]
+        if math.isnan(row["Psi"]):
+            out[f"psi_{m}"] = "none"
+        elif math.isnan(row["Psi_low"]):
+            out[f"psi_{m}"] = format_number(row["Psi"])
+        else:
+            out[f"psi_{m}"] = (
+                f"{format_number(row['Psi'])} {format_interval(row['Psi_low'], row['Psi_high'])}"
+            )
+        for axis in GRANULATED_AXES:
+            out[f"psi_{m}_{axis}"] = row.get(f"psi_{axis}", math.nan)
+    return out
+
+
 def rescaling_numbers(sizes: Sizes, table: pd.DataFrame) -> dict:
     """Glued values of the rescaling section: the spread max/min of every measure (``spread_<measure>``)."""
     return {"rescale_seed": sizes.seeds[0], "alpha_range": f"{min(sizes.alphas):g} to {max(sizes.alphas):g}",
@@ -1274,10 +1373,12 @@ def verdict_table(
     ends: pd.DataFrame,
     grid: pd.DataFrame,
     threshold: pd.DataFrame | None = None,
+    granulated: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The chapter's verdicts: one row per claim (key, claim, verdict, reason), from the EoS runs
     (`eos_runs`), the grid correlations, Keskar et al.'s pairs, the escape ends, the grid runs (for the
-    escape starts) and, when given, the escape-threshold table (`threshold_table`). The EoS claim is decided per loss (each at `family_level`(LEVEL, 2)) and reads e.g.
+    escape starts) and, when given, the escape-threshold table (`threshold_table`) and the granulated τ
+    (`granulated_table`, a second part of the generalisation claim). The EoS claim is decided per loss (each at `family_level`(LEVEL, 2)) and reads e.g.
     "supported for the squared loss, refuted for cross-entropy"."""
     r = sizes.n_resamples
     batches = f"B = {sizes.large_batch} vs {sizes.small_batch}"
@@ -1292,7 +1393,7 @@ def verdict_table(
         "keskar": (f"Large batches find sharper minima (Keskar et al.; {batches})", verdict_keskar(keskar)),
         "flat": ("SGD converges to flat minima (more noise η/B, flatter, at fixed η)", verdict_flat(correlations)),
         "generalise": ("Normalised sharpness tracks a larger generalisation gap",
-                       verdict_generalise(correlations)),
+                       verdict_generalise(correlations, granulated)),
     }  # fmt: skip
     if threshold is not None:
         claims["threshold"] = ("SGD leaves a minimum where its linear stability says it must (Wu et al. 2018)",

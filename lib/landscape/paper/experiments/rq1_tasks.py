@@ -172,14 +172,15 @@ def grid_task(settings: Mapping) -> dict:
     stopped at the first check (every `check_every` steps) whose full training loss is ≤ `target_loss`
     (budget `max_steps`), then measured (`_measure`).
 
-    `settings`: batch_size, lr, seed, max_steps, check_every, target_loss, curvature_samples, tol,
-    trace_matvecs, adaptive_rho, adaptive_steps, measure_seed, keep_weights. Returns ``row`` (the run's
+    `settings`: batch_size, lr, seed, weight_decay (SGD's, default 0), max_steps, check_every, target_loss,
+    curvature_samples, tol, trace_matvecs, adaptive_rho, adaptive_steps, measure_seed, keep_weights. Returns ``row`` (the run's
     measurements), ``history`` (the checks) and, with `keep_weights`, ``weights`` (the final weights, for the
     escape and rescaling experiments).
     """
     b, lr, seed = settings["batch_size"], settings["lr"], settings["seed"]
+    wd = float(settings.get("weight_decay", 0.0))
     config = TrainConfig(model="mlp", model_config=MLP_CONFIG, optimizer="sgd", lr=lr, momentum=0.0,
-                         batch_size=b, steps=settings["max_steps"], seed=seed)  # fmt: skip
+                         weight_decay=wd, batch_size=b, steps=settings["max_steps"], seed=seed)  # fmt: skip
     data = mnist1d()
     init = init_model("mlp", data, seed)
     tic = time.perf_counter()
@@ -190,7 +191,7 @@ def grid_task(settings: Mapping) -> dict:
     model.load_state_dict(out.state_dict)
     end = out.history[-1]
     row = {
-        "batch_size": b, "lr": lr, "seed": seed, "temperature": lr / b, "status": out.status,
+        "batch_size": b, "lr": lr, "seed": seed, "weight_decay": wd, "temperature": lr / b, "status": out.status,
         "reached": out.status == "reached", "steps": end["step"], "train_seconds": seconds,
         "train_loss": end["train_loss"], "train_acc": end["train_acc"], "test_loss": end["test_loss"],
         "test_acc": end["test_acc"], "gap": end["train_acc"] - end["test_acc"],
