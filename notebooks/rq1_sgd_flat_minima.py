@@ -281,13 +281,14 @@ results_table(shown.drop(columns="seeds"), results, "grid_summary", "One row per
 # %% tags=["hide-input"]
 granulated = rq1.granulated_table(grid_all)
 granulated.to_csv(results / "granulated.csv", index=False)
-granulated_numbers = rq1.granulated_numbers(sizes, granulated)
+granulated_numbers = rq1.granulated_numbers(sizes, granulated, grid_all)
 paste_all(granulated_numbers)
 results_table(granulated.set_index("name").drop(columns="measure"), results, "granulated_summary",
               "Granulated Kendall τ of each measure with the generalisation gap: Ψ (mean over seeds) with its "
               "interval over seeds, and ψ per axis.", index=True, data=granulated)  # fmt: skip
 
 # %% [markdown]
+# Of the {glue:text}`granulated_runs` runs of the factorial, {glue:text}`granulated_matched` reached the target.
 # Ψ with the gap is {glue:text}`psi_normalized_sharpness` for normalised sharpness (ψ over η
 # {glue:text}`psi_normalized_sharpness_lr:.2f`, over B {glue:text}`psi_normalized_sharpness_batch_size:.2f`,
 # over weight decay {glue:text}`psi_normalized_sharpness_weight_decay:.2f`), {glue:text}`psi_lambda_max` for

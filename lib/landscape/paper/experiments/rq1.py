@@ -1340,10 +1340,14 @@ def threshold_numbers(sizes: Sizes, stability: pd.DataFrame, table: pd.DataFrame
     }  # fmt: skip
 
 
-def granulated_numbers(sizes: Sizes, table: pd.DataFrame) -> dict:
-    """Glued values of the granulated τ (`granulated_table`): the weight decays, and per measure Ψ as
-    'mean [CI]' (``psi_<measure>``) and its ψ per axis (``psi_<measure>_<axis>``)."""
+def granulated_numbers(sizes: Sizes, table: pd.DataFrame, runs: pd.DataFrame | None = None) -> dict:
+    """Glued values of the granulated τ (`granulated_table`): the weight decays, with `runs` (every grid run)
+    how many runs the factorial has and how many reached the target (``granulated_runs``,
+    ``granulated_matched``), and per measure Ψ as 'mean [CI]' (``psi_<measure>``) and its ψ per axis
+    (``psi_<measure>_<axis>``)."""
     out = {"grid_weight_decays": _list(sizes.weight_decays), "granulated_axes": "η, B and weight decay"}
+    if runs is not None:
+        out |= {"granulated_runs": len(runs), "granulated_matched": int(runs["reached"].astype(bool).sum())}
     for row in table.to_dict("records"):
         m = row["measure"]
         if math.isnan(row["Psi"]):
