@@ -131,10 +131,13 @@ def format_estimate(estimate, low: float | None = None, high: float | None = Non
         estimate: a number, or an object with ``estimate``, ``low`` and ``high`` attributes (e.g.
             `landscape.paper.stats.Interval`), whose bounds are then used.
         low, high: the interval's bounds (omitted: the estimate alone).
-        digits: significant digits of the estimate; the bounds get one fewer (at least 2).
+        digits: significant digits of the estimate; the bounds get one fewer (at least 2), or more where that
+            rounding would put a bound on the wrong side of the estimate.
 
     >>> format_estimate(0.51234, 0.4321, 0.6012)
     '0.512 [0.43, 0.6]'
+    >>> format_estimate(1.07, 1.052, 1.098)  # not "1.07 [1.1, 1.1]"
+    '1.07 [1.05, 1.1]'
     >>> format_estimate(float("nan"))
     'n/a'
     """
@@ -150,6 +153,12 @@ def format_estimate(estimate, low: float | None = None, high: float | None = Non
     if math.isnan(float(low)) and math.isnan(float(high)):
         return f"{text} (interval {MISSING})"
     bound_digits = max(2, digits - 1)
+    value = float(estimate)
+    while bound_digits < digits + 2 and (  # a rounded bound must not cross the estimate it brackets
+        (float(low) <= value < float(f"{float(low):.{bound_digits}g}"))
+        or (float(f"{float(high):.{bound_digits}g}") < value <= float(high))
+    ):
+        bound_digits += 1
     return f"{text} [{format_number(low, bound_digits)}, {format_number(high, bound_digits)}]"
 
 
