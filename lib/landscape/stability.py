@@ -11,14 +11,18 @@ squared length after one step from x = v is
 
 with :math:`H_i` the Hessian of sample i's loss, :math:`s_v` the *non-uniformity* of the per-sample curvature
 along v and :math:`c_B` the variance factor of a minibatch mean of B of the n training samples drawn without
-replacement (0 for full-batch GD, B = n). The perturbation grows (the minimum is linearly unstable for SGD
-along v) when q > 1, i.e. above the threshold step size
+replacement (0 for full-batch GD, B = n). The perturbation along v grows in mean square over one step when
+q > 1, i.e. above the threshold step size
 
 .. math::  \eta^*(B) = \frac{2 a}{a^2 + c_B s_v^2} \quad (\le 2/a, \text{ the GD limit}).
 
 This is the one-direction form of Wu, Ma & E's criterion (their necessary conditions are a ≤ 2/η and
 :math:`s \le \sqrt{B(n-1)/(n-B)}/\eta` with s from the largest eigenvalue of the per-sample curvature
-covariance); along an eigenvector it is a sufficient condition for instability.
+covariance). What q > 1 proves: :math:`\lambda_{\max}(\mathbb{E}[(I - \eta H_B)^2]) > 1`, so the sufficient
+condition for mean-square stability fails. It is the exact instability criterion when the per-sample Hessians
+share their eigenvectors (commute; e.g. in one dimension); otherwise it is a prediction: non-commuting
+:math:`H_i` can keep the minimum stable although q > 1 along v, and other directions can have lower
+thresholds.
 
 Reference:
     L. Wu, C. Ma, W. E (2018), How SGD selects the global minima in over-parameterized learning: a dynamical
