@@ -372,8 +372,6 @@ def granulated_table(runs: pd.DataFrame, *, level: float | None = None) -> pd.Da
     ``Psi_high``: seeds are independent replicates of the whole factorial; NaN below two seeds with a Ψ; at
     `level`, by default `family_level`(LEVEL, 2), that of a part of `verdict_generalise`) and ``seeds`` (how
     many seeds have one)."""
-    from scipy import stats as scipy_stats
-
     from ..stats import granulated_kendall
 
     level = family_level(LEVEL, 2) if level is None else level
@@ -389,12 +387,9 @@ def granulated_table(runs: pd.DataFrame, *, level: float | None = None) -> pd.Da
         for a in axes:
             values = [p["psi"][a] for p in per_seed if np.isfinite(p["psi"][a])]
             row[f"psi_{a}"] = float(np.mean(values)) if values else math.nan
-        if len(psis) >= 2 and psis.std(ddof=1) > 0:
-            low, high = scipy_stats.t.interval(level, len(psis) - 1, loc=psis.mean(),
-                                               scale=psis.std(ddof=1) / math.sqrt(len(psis)))  # fmt: skip
-            row |= {"Psi_low": max(float(low), -1.0), "Psi_high": min(float(high), 1.0)}
-        elif len(psis) >= 2:
-            row |= {"Psi_low": float(psis[0]), "Psi_high": float(psis[0])}
+        if len(psis) >= 2:
+            ci = bootstrap_ci(psis, level=level, method="t")  # seeds: few, so Student's t over them
+            row |= {"Psi_low": max(ci.low, -1.0), "Psi_high": min(ci.high, 1.0)}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -483,8 +478,16 @@ def agreement_interval(
 ) -> Interval:
     """The fraction of `threshold_table` rows whose `column` is True, with its interval clustered by seed
     (`cluster_bootstrap_ci`; below 10 seeds Student's t over the seeds' fractions), clipped to [0, 1]."""
-    frame = table.assign(**{column: table[column].astype(float)})
-    ci = cluster_bootstrap_ci(frame, column, "seed", level=level, n_resamples=n_resamples)
+    return _fraction_interval(table, column, "seed", level=level, n_resamples=n_resamples)
+
+
+def _fraction_interval(
+    frame: pd.DataFrame, column: str, cluster: str, *, level: float = LEVEL, n_resamples: int = 2000
+) -> Interval:
+    """The fraction of rows whose boolean `column` is True, with its `cluster_bootstrap_ci` interval (clusters:
+    `cluster`), clipped to [0, 1]."""
+    frame = frame.assign(**{column: frame[column].astype(float)})
+    ci = cluster_bootstrap_ci(frame, column, cluster, level=level, n_resamples=n_resamples)
     return dataclasses.replace(ci, low=max(ci.low, 0.0), high=min(ci.high, 1.0))
 
 
@@ -575,8 +578,8 @@ def eos_runs(
     ratio_mean, phase_ratio_mean, ...), ``late_ratio`` (the mean of λmax·η/2 over the last `late` fraction of
     its sparse points, at least one), from its every-step window (``dense`` points, only in runs that reached
     the onset) ``dense_ratio`` (the mean λmax·η/2 over the window's steps from the onset on), ``dense_points``
-    and ``alternation`` (the fraction of sign changes of consecutive training-loss differences in the window from the onset on:
-    period-2 oscillation near 1), ``eos_ratio`` (the run's EoS ratio, where GD ends up: ``late_ratio``, the same
+    and ``alternation`` (the fraction of sign changes of consecutive training-loss differences in the window
+    from the onset on: period-2 oscillation near 1), ``eos_ratio`` (the run's EoS ratio, where GD ends up: ``late_ratio``, the same
     definition for every run whatever it did earlier), ``catapult`` (a loss spike: its training loss at a
     sparse point rose above `rise` × its lowest value so far; sparse points only, so that every run is looked
     at on the same grid), ``diverged`` (status "diverged": the run stopped at a non-finite or exploding loss),
@@ -675,11 +678,10 @@ def eos_reached_interval(
     """The fraction of the non-diverged runs whose ratio reached the onset, clustered by setting as in
     `eos_ratio_interval` (below 10 settings: the mean of the settings' fractions, Student t). None without
     runs."""
-    mine = _eos_selection(runs, loss, arch).assign(reached=lambda d: d["reached"].astype(float))
+    mine = _eos_selection(runs, loss, arch)
     if mine.empty:
         return None
-    ci = cluster_bootstrap_ci(mine, "reached", "cell", level=LEVEL, n_resamples=n_resamples)
-    return dataclasses.replace(ci, low=max(ci.low, 0.0), high=min(ci.high, 1.0))  # a fraction: within [0, 1]
+    return _fraction_interval(mine, "reached", "cell", n_resamples=n_resamples)
 
 
 def matched_runs(runs: pd.DataFrame, *, minimum: int = 3) -> pd.DataFrame:
